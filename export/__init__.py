@@ -1,0 +1,1 @@
+"""Export trained fastst models to ONNX and Core ML."""

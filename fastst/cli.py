@@ -1,0 +1,55 @@
+"""`fastst` command line: thin argparse layer over the library. Each subcommand lives in
+fastst/commands/<name>.py with add_parser() and run(); FaststError becomes one line and exit 2."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Callable, Sequence
+
+from .errors import FaststError
+
+COMMANDS = ("train", "infer", "export", "convert", "styles")
+
+
+def build_parser(prog: str = "fastst", package: str = "fastst.commands", commands: Sequence[str] = COMMANDS,
+                 description: str = "Real-time neural style transfer: train, stylize, export.") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in commands:
+        importlib.import_module(f"{package}.{name}").add_parser(sub)
+    return parser
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("fastst")
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None, prog: str) -> int:
+    """Parse, dispatch to args.func, and turn user errors into one line on stderr with exit code 2."""
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format=f"{prog}: warning: %(message)s")
+    func: Callable[[argparse.Namespace], int | None] = args.func
+    try:
+        return int(func(args) or 0)
+    except FaststError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(build_parser(), argv, "fastst")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+"""`fastst convert`: not implemented yet."""
+from __future__ import annotations
+
+import argparse
+
+from ..errors import FaststError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("convert", help="(not implemented yet)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    raise FaststError("'fastst convert' is not implemented yet")

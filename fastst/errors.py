@@ -1,0 +1,14 @@
+"""The one error type users can cause: its message is a single line naming the file and the problem."""
+from __future__ import annotations
+
+import os
+
+
+class FaststError(Exception):
+    """A problem with the user's input or environment; the CLIs print it on one line and exit 2."""
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None) -> None:
+        message = " ".join(str(message).split())  # always one line
+        if path is not None:
+            message = f"{os.fspath(path)}: {message}"
+        super().__init__(message)

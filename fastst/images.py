@@ -1,0 +1,165 @@
+"""Image I/O shared by every command: robust loading to RGB float tensors, resizing, atomic saving."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import FaststError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+MIN_SIDE = 16  # smaller images cannot pass through the network's strided convolutions meaningfully
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise FaststError("no such file", path)
+    if path.is_dir():
+        raise FaststError("is a directory, expected an image file", path)
+    if path.stat().st_size == 0:
+        raise FaststError("empty file (0 bytes)", path)
+
+
+def load_pil(path: str | os.PathLike) -> Image.Image:
+    """Open an image as 8-bit RGB with EXIF orientation applied; alpha is composited on white."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            return _to_rgb(im)
+    except FaststError:
+        raise
+    except UnidentifiedImageError:
+        raise FaststError("not an image (unrecognised format)", path) from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise FaststError(f"corrupt or truncated image ({e})", path) from None
+    except Image.DecompressionBombError as e:
+        raise FaststError(f"image too large ({e})", path) from None
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit grayscale: scale to 8 bits by the type's range rather than clipping
+        arr = np.asarray(im).astype(np.float64)
+        top = 65535.0 if arr.max() > 255 or im.mode.startswith("I;16") else 255.0
+        im = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("LA", "La", "PA"):
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "RGBa"):
+        background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, im.convert("RGBA")).convert("RGB")
+    if im.mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        top = 1.0 if arr.max() <= 1.0 else (255.0 if arr.max() <= 255 else 65535.0)
+        im = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if im.mode != "RGB":
+        im = im.convert("RGB")  # L, 1, CMYK (Pillow inverts Adobe CMYK correctly), YCbCr, I;16 RGB…
+    return im
+
+
+def pil_to_tensor(im: Image.Image) -> torch.Tensor:
+    """8-bit RGB PIL image -> float tensor (3, H, W) in [0, 1]."""
+    arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def tensor_to_pil(t: torch.Tensor) -> Image.Image:
+    """Float tensor (3, H, W) or (1, 3, H, W) in [0, 1] -> 8-bit RGB PIL image (rounded, clamped)."""
+    if t.dim() == 4:
+        if t.shape[0] != 1:
+            raise ValueError("tensor_to_pil takes one image")
+        t = t[0]
+    arr = t.detach().float().clamp(0, 1).mul(255.0).add_(0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(arr, "RGB")
+
+
+def load_image(path: str | os.PathLike, size: int | None = None, min_side: int = MIN_SIDE) -> torch.Tensor:
+    """Load an image file as a (3, H, W) float tensor in [0, 1], optionally resized to long side `size`."""
+    im = load_pil(path)
+    if min(im.size) < min_side:
+        raise FaststError(f"image too small ({im.size[0]}x{im.size[1]}, need at least {min_side} px a side)", path)
+    t = pil_to_tensor(im)
+    if size is not None:
+        t = resize_long_side(t, size)
+    return t
+
+
+def _resize(t: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    batched = t.dim() == 4
+    x = t if batched else t.unsqueeze(0)
+    if (h, w) != tuple(x.shape[-2:]):
+        shrinking = h < x.shape[-2] or w < x.shape[-1]
+        x = F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False, antialias=shrinking).clamp_(0, 1)
+    return x if batched else x[0]
+
+
+def resize_long_side(t: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize so the longer side is `size` px, keeping the aspect ratio."""
+    h, w = t.shape[-2:]
+    s = size / max(h, w)
+    return _resize(t, max(1, round(h * s)), max(1, round(w * s)))
+
+
+def resize_short_side(t: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize so the shorter side is `size` px, keeping the aspect ratio."""
+    h, w = t.shape[-2:]
+    s = size / min(h, w)
+    return _resize(t, max(1, round(h * s)), max(1, round(w * s)))
+
+
+def resize_exact(t: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Resize to exactly height x width (aspect ratio not kept)."""
+    return _resize(t, height, width)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise FaststError("output folder does not exist", parent)
+    if not os.access(parent, os.W_OK):
+        raise FaststError("output folder is not writable", parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def save_image(t: torch.Tensor | Image.Image, path: str | os.PathLike, quality: int = 95) -> Path:
+    """Save an image (tensor in [0, 1] or PIL) as PNG/JPEG/WebP/BMP atomically; format from the suffix."""
+    path = Path(path)
+    im = t if isinstance(t, Image.Image) else tensor_to_pil(t)
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
+           ".tif": "TIFF", ".tiff": "TIFF"}.get(path.suffix.lower())
+    if fmt is None:
+        raise FaststError(f"unsupported output format '{path.suffix}' (use .png, .jpg, .webp or .bmp)", path)
+    kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    with atomic_path(path) as tmp:
+        im.save(tmp, format=fmt, **kwargs)
+    return path
+
+
+def find_images(folder: str | os.PathLike) -> list[Path]:
+    """All files with an image extension under `folder`, recursively, sorted for reproducibility."""
+    folder = Path(folder)
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                  and not p.name.startswith("."))

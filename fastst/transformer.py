@@ -1,0 +1,132 @@
+"""The Turi Create style-transfer network: 3 downsampling convs, 5 residual blocks, 2 upsampling
+convs and an output conv, each followed by instance norm with per-style scale and shift.
+A plain nn.Module: training, inference and export all use it directly."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ConditionalInstanceNorm(nn.Module):
+    """Instance norm whose scale and shift are rows of a per-style table, mixed by style weights.
+
+    `shared_stats` lets tiled inference normalise every tile with whole-image statistics:
+    set it to "record" to store (mean, var) of the next forward, to "use" to apply stored ones.
+    """
+
+    def __init__(self, channels: int, num_styles: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.scale = nn.Parameter(torch.ones(num_styles, channels))
+        self.shift = nn.Parameter(torch.zeros(num_styles, channels))
+        self.shared_stats: str | None = None
+        self.stats: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def forward(self, x: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
+        w = style_weights.to(self.scale.dtype)
+        gamma = (w @ self.scale).to(x.dtype)[:, :, None, None]
+        beta = (w @ self.shift).to(x.dtype)[:, :, None, None]
+        if self.shared_stats is None:
+            return F.instance_norm(x, eps=self.eps) * gamma + beta
+        if self.shared_stats == "record":
+            xf = x.float()
+            self.stats = (xf.mean(dim=(2, 3), keepdim=True), xf.var(dim=(2, 3), keepdim=True, unbiased=False))
+        mean, var = self.stats  # type: ignore[misc]
+        return ((x - mean.to(x.dtype)) * torch.rsqrt(var + self.eps).to(x.dtype)) * gamma + beta
+
+
+class ConvNormAct(nn.Module):
+    """Reflection-padded conv -> conditional instance norm -> optional ReLU."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, num_styles: int, relu: bool = True) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2, padding_mode="reflect")
+        self.norm = ConditionalInstanceNorm(cout, num_styles)
+        self.relu = relu
+
+    def forward(self, x: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
+        x = self.norm(self.conv(x), style_weights)
+        return F.relu(x) if self.relu else x
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 conv-norm layers with an identity skip."""
+
+    def __init__(self, channels: int, num_styles: int) -> None:
+        super().__init__()
+        self.a = ConvNormAct(channels, channels, 3, 1, num_styles)
+        self.b = ConvNormAct(channels, channels, 3, 1, num_styles, relu=False)
+
+    def forward(self, x: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
+        return x + self.b(self.a(x, style_weights), style_weights)
+
+
+class UpsampleConv(ConvNormAct):
+    """Nearest-neighbour x2 upsampling, then conv-norm-ReLU (avoids transposed-conv checkerboards)."""
+
+    def forward(self, x: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.interpolate(x, scale_factor=2.0, mode="nearest"), style_weights)
+
+
+class TransformerNet(nn.Module):
+    """image (N,3,H,W) in [0,1], style_weights (N,num_styles) -> stylized image in [0,1], same size.
+
+    One-hot style weights select a style, fractional ones blend. Any H, W: the input is
+    reflection-padded to a multiple of 4 and the output cropped back.
+    """
+
+    def __init__(self, num_styles: int = 1, residual_blocks: int = 5) -> None:
+        super().__init__()
+        if num_styles < 1:
+            raise ValueError("num_styles must be at least 1")
+        self.num_styles = num_styles
+        self.down = nn.ModuleList([
+            ConvNormAct(3, 32, 9, 1, num_styles),
+            ConvNormAct(32, 64, 3, 2, num_styles),
+            ConvNormAct(64, 128, 3, 2, num_styles),
+        ])
+        self.residual = nn.ModuleList([ResidualBlock(128, num_styles) for _ in range(residual_blocks)])
+        self.up = nn.ModuleList([
+            UpsampleConv(128, 64, 3, 1, num_styles),
+            UpsampleConv(64, 32, 3, 1, num_styles),
+        ])
+        self.out = ConvNormAct(32, 3, 9, 1, num_styles, relu=False)
+
+    def forward(self, image: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
+        h, w = image.shape[-2:]
+        ph, pw = (-h) % 4, (-w) % 4
+        x = F.pad(image, (0, pw, 0, ph), mode="reflect") if (ph or pw) else image
+        for layer in self.down:
+            x = layer(x, style_weights)
+        for block in self.residual:
+            x = block(x, style_weights)
+        for layer in self.up:
+            x = layer(x, style_weights)
+        x = torch.sigmoid(self.out(x, style_weights))
+        return x[..., :h, :w] if (ph or pw) else x
+
+    def norms(self) -> list[ConditionalInstanceNorm]:
+        """Every conditional instance norm, in forward order."""
+        return [m for m in self.modules() if isinstance(m, ConditionalInstanceNorm)]
+
+
+def style_vector(num_styles: int, style: int | torch.Tensor | list[float] | None = None,
+                 batch: int = 1) -> torch.Tensor:
+    """Build an (batch, num_styles) weight matrix from a style index, a weight list or None (style 0).
+    Weight lists are normalised to sum to 1."""
+    if style is None:
+        style = 0
+    if isinstance(style, int):
+        if not 0 <= style < num_styles:
+            raise ValueError(f"style index {style} out of range (model has {num_styles} styles)")
+        w = torch.zeros(num_styles)
+        w[style] = 1.0
+    else:
+        w = torch.as_tensor(style, dtype=torch.float32).flatten()
+        if w.numel() != num_styles:
+            raise ValueError(f"expected {num_styles} style weights, got {w.numel()}")
+        if (w < 0).any() or w.sum() <= 0:
+            raise ValueError("style weights must be non-negative and not all zero")
+        w = w / w.sum()
+    return w.unsqueeze(0).expand(batch, num_styles).contiguous()

@@ -1,0 +1,19 @@
+"""`gatys` command line: per-image style transfer by optimisation (Gatys et al.)."""
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+from fastst.cli import build_parser, run_cli
+
+COMMANDS = ("stylize", "sweep")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser(prog="gatys", package="gatys.commands", commands=COMMANDS,
+                          description="Neural style transfer by per-image optimisation (Gatys et al.).")
+    return run_cli(parser, argv, "gatys")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -35,7 +35,14 @@ def _version() -> str:
 def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None, prog: str) -> int:
     """Parse, dispatch to args.func, and turn user errors into one line on stderr with exit code 2."""
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format=f"{prog}: warning: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(f"{prog}: warning: %(message)s"))
+    for name in ("fastst", "gatys", "export"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            logger.addHandler(handler)
+            logger.setLevel(logging.WARNING)
+            logger.propagate = False
     func: Callable[[argparse.Namespace], int | None] = args.func
     try:
         return int(func(args) or 0)

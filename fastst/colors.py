@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 # ITU-R BT.601 full-range (JPEG) RGB <-> YCbCr on [0, 1] values
 _RGB_TO_YCBCR = torch.tensor([[0.299, 0.587, 0.114],
@@ -25,7 +26,12 @@ def ycbcr_to_rgb(ycc: torch.Tensor) -> torch.Tensor:
 
 
 def preserve_colors(content: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
-    """Luminance of `stylized` with the chroma of `content` (same size), clamped to [0, 1]."""
+    """Luminance of `stylized` with the chroma of `content`, clamped to [0, 1]. If the sizes differ
+    (a network may round the output size), the content's chroma is resized to the stylized image."""
     y = rgb_to_ycbcr(stylized)[..., :1, :, :]
     cbcr = rgb_to_ycbcr(content)[..., 1:, :, :]
+    if cbcr.shape[-2:] != y.shape[-2:]:
+        flat = cbcr.reshape(-1, 2, *cbcr.shape[-2:])
+        flat = F.interpolate(flat, size=y.shape[-2:], mode="bilinear", align_corners=False)
+        cbcr = flat.reshape(*cbcr.shape[:-2], *y.shape[-2:])
     return ycbcr_to_rgb(torch.cat([y, cbcr], dim=-3)).clamp(0, 1)

@@ -9,6 +9,7 @@ class FaststError(Exception):
 
     def __init__(self, message: str, path: str | os.PathLike | None = None) -> None:
         message = " ".join(str(message).split())  # always one line
+        self.path = None if path is None else os.fspath(path)
         if path is not None:
             message = f"{os.fspath(path)}: {message}"
         super().__init__(message)

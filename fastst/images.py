@@ -40,6 +40,8 @@ def load_pil(path: str | os.PathLike) -> Image.Image:
         raise
     except UnidentifiedImageError:
         raise FaststError("not an image (unrecognised format)", path) from None
+    except PermissionError:
+        raise FaststError("cannot read file (permission denied)", path) from None
     except (OSError, SyntaxError, ValueError) as e:
         raise FaststError(f"corrupt or truncated image ({e})", path) from None
     except Image.DecompressionBombError as e:
@@ -123,6 +125,12 @@ def resize_exact(t: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return _resize(t, height, width)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
@@ -136,6 +144,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
+        # mkstemp creates the file 0600; give the result the permissions a plain open() would have
+        # (or keep those of the file being replaced)
+        mode = path.stat().st_mode & 0o7777 if path.is_file() else 0o666 & ~_umask()
+        os.chmod(tmp_path, mode)
         yield tmp_path
         os.replace(tmp_path, path)
     except BaseException:
@@ -153,13 +165,21 @@ def save_image(t: torch.Tensor | Image.Image, path: str | os.PathLike, quality: 
     if fmt is None:
         raise FaststError(f"unsupported output format '{path.suffix}' (use .png, .jpg, .webp or .bmp)", path)
     kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    with atomic_path(path) as tmp:
-        im.save(tmp, format=fmt, **kwargs)
+    if fmt == "JPEG" and im.mode not in ("RGB", "L", "CMYK"):
+        im = _to_rgb(im)  # JPEG has no alpha or palette: composite on white like loading does
+    try:
+        with atomic_path(path) as tmp:
+            im.save(tmp, format=fmt, **kwargs)
+    except OSError as e:
+        raise FaststError(f"cannot write image ({e.strerror or e})", path) from None
     return path
 
 
 def find_images(folder: str | os.PathLike) -> list[Path]:
-    """All files with an image extension under `folder`, recursively, sorted for reproducibility."""
+    """All files with an image extension under `folder`, recursively, sorted for reproducibility.
+    Hidden files and anything inside hidden folders (.git, .ipynb_checkpoints…) are skipped."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise FaststError("no such folder" if not folder.exists() else "not a folder", folder)
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                  and not p.name.startswith("."))
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))

@@ -62,6 +62,9 @@ def blended_grams(grams_per_style: Sequence[Mapping[str, torch.Tensor]], weights
     total = float(sum(weights))
     if total <= 0 or any(w < 0 for w in weights):
         raise ValueError("style weights must be non-negative and not all zero")
+    layers = set(grams_per_style[0])
+    if any(set(g) != layers for g in grams_per_style):
+        raise ValueError("every style needs Gram targets for the same layers")
     out: dict[str, torch.Tensor] = {}
     for grams, w in zip(grams_per_style, weights):
         for name, g in grams.items():

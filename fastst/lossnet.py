@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
-import torchvision
 from torch import nn
 
 from .errors import FaststError
@@ -57,8 +56,14 @@ def _state_sha256(state: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def _vgg_features(arch: str) -> nn.Sequential:
+    """An untrained torchvision-layout VGG `features` stack, without building the 120M-parameter classifier."""
+    from torchvision.models.vgg import cfgs, make_layers
+    return make_layers(cfgs[{"vgg16": "D", "vgg19": "E"}[arch]], batch_norm=False)
+
+
 def _expected_vgg16_shapes() -> dict[str, tuple[int, ...]]:
-    return {k: tuple(v.shape) for k, v in torchvision.models.vgg16().features.state_dict().items()}
+    return {k: tuple(v.shape) for k, v in _vgg_features("vgg16").state_dict().items()}
 
 
 def _onnx_source() -> Path:
@@ -154,10 +159,11 @@ def _vgg_layer_names(features: nn.Sequential) -> list[str]:
 
 
 def _torchvision_weights(arch: str):
-    builder = getattr(torchvision.models, arch)
-    weights = torchvision.models.get_model_weights(builder).IMAGENET1K_V1
+    import torchvision  # imported on use: it adds seconds to every start-up that never needs it
+
+    weights = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
     try:
-        return builder(weights=weights)
+        return getattr(torchvision.models, arch)(weights=weights)
     except Exception as e:  # noqa: BLE001 - network failures come in many types
         raise FaststError(f"cannot download torchvision's {arch} weights ({type(e).__name__}); use the offline "
                           "default --backbone vgg16-caffe, or pass a local state-dict file as the backbone") from None
@@ -174,6 +180,8 @@ def _load_local(path: Path) -> tuple[str, str, dict[str, torch.Tensor]]:
     if isinstance(blob, dict) and "state_dict" in blob:
         normalization = blob.get("normalization", normalization)
         blob = blob["state_dict"]
+        if normalization not in ("caffe", "imagenet"):
+            raise FaststError(f"unknown normalization '{normalization}' (expected 'caffe' or 'imagenet')", path)
     if not isinstance(blob, dict) or not all(isinstance(v, torch.Tensor) for v in blob.values()):
         raise FaststError("not a state-dict file", path)
     state = {k.removeprefix("features."): v for k, v in blob.items()}
@@ -197,6 +205,8 @@ class LossNetwork(nn.Module):
         super().__init__()
         if not layers:
             raise FaststError("no loss-network layers given")
+        if pooling not in ("max", "avg"):
+            raise FaststError(f"unknown pooling '{pooling}' (expected 'max' or 'avg')")
         self.backbone = str(backbone)
         self.layers = list(dict.fromkeys(layers))
         arch, normalization, state, full = self._resolve(self.backbone)
@@ -210,9 +220,9 @@ class LossNetwork(nn.Module):
             self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
             self.bgr = False
         if arch.startswith("vgg"):
-            features = full.features if full is not None else getattr(torchvision.models, arch)().features
+            features = full.features if full is not None else _vgg_features(arch)
             if state is not None:
-                features.load_state_dict(state)
+                self._load_state(features, state, strict=True)
             names = _vgg_layer_names(features)
             modules = []
             for name, m in zip(names, features):
@@ -222,9 +232,10 @@ class LossNetwork(nn.Module):
                     m = nn.AvgPool2d(2, 2)
                 modules.append((name, m))
         else:
-            net = full if full is not None else torchvision.models.resnet50()
+            from torchvision.models import resnet50
+            net = full if full is not None else resnet50()
             if state is not None:
-                net.load_state_dict(state, strict=False)
+                self._load_state(net, state, strict=False)
             modules = [("conv1", nn.Sequential(net.conv1, net.bn1, nn.ReLU(inplace=False))), ("pool1", net.maxpool),
                        ("layer1", net.layer1), ("layer2", net.layer2), ("layer3", net.layer3), ("layer4", net.layer4)]
         self.available = [n for n, _ in modules]
@@ -236,6 +247,20 @@ class LossNetwork(nn.Module):
         self.names = self.available[: deepest + 1]
         self.body = nn.ModuleList([m for _, m in modules[: deepest + 1]])
         self.eval().requires_grad_(False)
+
+    def _load_state(self, module: nn.Module, state: Mapping[str, torch.Tensor], strict: bool) -> None:
+        """Load weights; a file whose keys or shapes do not fit the architecture is a user error, not a crash."""
+        try:
+            result = module.load_state_dict(state, strict=strict)
+        except RuntimeError as e:
+            first = str(e).split("\n\t")[1] if "\n\t" in str(e) else str(e)
+            first = first if len(first) <= 160 else first[:157] + "..."
+            raise FaststError(f"weights do not fit {self.arch}: {first}", self.backbone) from None
+        # ResNet files may lack the classifier (fc.*), which is never used; anything else missing is fatal
+        missing = [k for k in result.missing_keys if not k.startswith("fc.")]
+        if missing:
+            raise FaststError(f"weights do not fit {self.arch}: {len(missing)} missing keys, e.g. {missing[0]}",
+                              self.backbone)
 
     @staticmethod
     def _resolve(backbone: str):
@@ -256,14 +281,20 @@ class LossNetwork(nn.Module):
         x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
         return x.flip(1) if self.bgr else x
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """Activations of `layers` (default: the layers given at construction); stops at the deepest."""
+        wanted = set(self.layers if layers is None else layers)
+        if layers is not None and not wanted <= set(self.names):
+            raise FaststError(f"layer {', '.join(sorted(wanted - set(self.names)))} is not computed by this loss "
+                              f"network; built up to {self.names[-1]}")
         x = self.normalize(images)
         out: dict[str, torch.Tensor] = {}
-        wanted = set(self.layers)
         for name, m in zip(self.names, self.body):
             x = m(x)
             if name in wanted:
                 out[name] = x
+                if len(out) == len(wanted):
+                    break
         return out
 
 

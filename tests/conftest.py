@@ -12,6 +12,15 @@ from PIL import Image
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_weights_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Tests convert the vgg16-caffe weights into their own cache, never the user's ~/.cache/fastst."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FASTST_CACHE", str(tmp_path_factory.mktemp("fastst-cache")))
+    yield
+    mp.undo()
+
+
 def synthetic_image(height: int, width: int, seed: int = 0) -> torch.Tensor:
     """A structured (3, H, W) image in [0, 1]: gradients, stripes and a disc, plus a little noise."""
     g = torch.Generator().manual_seed(seed)

@@ -1,16 +1,26 @@
-"""`fastst styles`: not implemented yet."""
+"""`fastst styles`: list the styles a model holds and how it was trained."""
 from __future__ import annotations
 
 import argparse
 
-from ..errors import FaststError
-
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("styles", help="(not implemented yet)")
+    p = sub.add_parser("styles", help="list a model's styles and training summary")
+    p.add_argument("model", nargs="?", default=None, help="model file (.fst) [the bundled pretrained model]")
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    raise FaststError("'fastst styles' is not implemented yet")
+    from ..modelfile import load_model
+
+    model = load_model(args.model)
+    print(f"{model.path}: {len(model.styles)} style(s)")
+    for i, s in enumerate(model.styles):
+        print(f"  {i}: {s.name}" + (f"  (sha256 {s.sha256[:12]})" if s.sha256 else ""))
+    cfg = model.config
+    keys = ("steps_done", "image_size", "batch_size", "backbone", "precision", "seconds")
+    summary = ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg)
+    if summary:
+        print(f"  trained: {summary}")
+    return 0

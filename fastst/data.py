@@ -1,0 +1,151 @@
+"""Training data: any folder of images (recursive) as random-resized crops, each sample paired
+with a style, served in a seeded order that a resumed run continues exactly."""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Iterator
+
+import lightning as L
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision.transforms.v2 import functional as F
+
+from .errors import FaststError
+from .images import find_images, load_pil, pil_to_tensor
+
+log = logging.getLogger(__name__)
+HEADER_CHECK_LIMIT = 20000  # folders up to this size are header-checked up front; larger ones lazily
+
+
+def readable_images(folder: str | os.PathLike) -> tuple[list[Path], int]:
+    """Image files under `folder` whose headers parse, and how many did not."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise FaststError("no such data folder", folder)
+    if not folder.is_dir():
+        raise FaststError("not a folder (--data takes a folder of images)", folder)
+    files = find_images(folder)
+    if not files:
+        raise FaststError("no images found (searched recursively for .jpg, .png, .webp, .bmp …)", folder)
+    if len(files) > HEADER_CHECK_LIMIT:
+        return files, 0
+    good, bad = [], 0
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im.verify()
+            good.append(f)
+        except Exception:  # noqa: BLE001 - anything unreadable is skipped and counted
+            bad += 1
+    if not good:
+        raise FaststError(f"none of the {len(files)} image files could be read", folder)
+    if bad:
+        log.warning("%s: skipped %d unreadable image file(s) of %d", folder, bad, len(files))
+    return good, bad
+
+
+class StyledCrops(Dataset):
+    """Sample id k = file + N·position -> (random-resized crop of that file seeded by k, style position mod S).
+
+    Everything depends only on (seed, k), so a resumed run continues with the same crops and styles,
+    and styles cycle evenly through every batch.
+    """
+
+    def __init__(self, files: list[Path], image_size: int, num_styles: int, seed: int = 0,
+                 scale: tuple[float, float] = (0.35, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> None:
+        self.files, self.image_size, self.num_styles, self.seed = files, image_size, num_styles, seed
+        self.scale, self.log_ratio = scale, (math.log(ratio[0]), math.log(ratio[1]))
+        self.failures = 0
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load(self, file_index: int) -> torch.Tensor:
+        """The file as a tensor; an unreadable file is skipped (counted, warned once) for the next one."""
+        n = len(self.files)
+        for attempt in range(n):
+            path = self.files[(file_index + attempt) % n]
+            try:
+                return pil_to_tensor(load_pil(path))
+            except FaststError:
+                self.failures += 1
+                if self.failures == 1:
+                    log.warning("%s: unreadable, skipped (further unreadable files are skipped silently)", path)
+        raise FaststError("no readable images left", self.files[0].parent)
+
+    def crop(self, image: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Random-resized crop (area fraction `scale`, aspect `ratio`) and random horizontal flip."""
+        _, h, w = image.shape
+        area = h * w
+        for _ in range(10):
+            target = area * float(torch.empty(1).uniform_(*self.scale, generator=g))
+            aspect = math.exp(float(torch.empty(1).uniform_(*self.log_ratio, generator=g)))
+            cw, ch = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+            if 0 < cw <= w and 0 < ch <= h:
+                break
+        else:
+            ch = cw = min(h, w)
+        top = int(torch.randint(0, h - ch + 1, (1,), generator=g))
+        left = int(torch.randint(0, w - cw + 1, (1,), generator=g))
+        out = F.resized_crop(image, top, left, ch, cw, [self.image_size, self.image_size], antialias=True)
+        if float(torch.rand(1, generator=g)) < 0.5:
+            out = out.flip(-1)
+        return out.clamp(0, 1)
+
+    def __getitem__(self, sample_id: int) -> tuple[torch.Tensor, int]:
+        n = len(self.files)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + sample_id)
+        return self.crop(self.load(sample_id % n), g), (sample_id // n) % self.num_styles
+
+
+class ResumableSampler(Sampler[int]):
+    """An endless, seeded stream of sample ids (a fresh permutation each pass over the data),
+    sharded across ranks and started at `start` so a resumed run sees the same order."""
+
+    def __init__(self, num_files: int, total: int, seed: int, start: int = 0, rank: int = 0, world: int = 1) -> None:
+        self.num_files, self.total, self.seed = num_files, total, seed
+        self.start, self.rank, self.world = start, rank, world
+
+    def __len__(self) -> int:
+        return max(0, math.ceil((self.total - self.start - self.rank) / self.world))
+
+    def __iter__(self) -> Iterator[int]:
+        n = self.num_files
+        perm, perm_epoch = None, -1
+        for k in range(self.start + self.rank, self.total, self.world):
+            epoch, pos = divmod(k, n)
+            if epoch != perm_epoch:
+                perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + 7919 * epoch))
+                perm_epoch = epoch
+            yield int(perm[pos]) + n * k  # the id keeps the global position k: styles cycle by k
+
+
+class StyleDataModule(L.LightningDataModule):
+    """Crops of a folder of photos paired with style indices, in a seeded resumable order."""
+
+    def __init__(self, data: str | os.PathLike, image_size: int = 256, batch_size: int = 4, num_styles: int = 1,
+                 steps: int = 1000, seed: int = 0, workers: int = 0) -> None:
+        super().__init__()
+        self.data, self.image_size, self.batch_size = Path(data), image_size, batch_size
+        self.num_styles, self.steps, self.seed, self.workers = num_styles, steps, seed, workers
+        self.files: list[Path] = []
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.files:
+            self.files, _ = readable_images(self.data)
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        world = trainer.world_size if trainer else 1
+        rank = trainer.global_rank if trainer else 0
+        done = trainer.global_step if trainer else 0  # restored before the loader is built on --resume
+        per_step = self.batch_size * world
+        sampler = ResumableSampler(len(self.files), total=self.steps * per_step, seed=self.seed,
+                                   start=done * per_step, rank=rank, world=world)
+        return DataLoader(StyledCrops(self.files, self.image_size, self.num_styles, self.seed),
+                          batch_size=self.batch_size, sampler=sampler, num_workers=self.workers,
+                          persistent_workers=self.workers > 0, drop_last=True)

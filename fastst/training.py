@@ -1,0 +1,313 @@
+"""Training the fast stylizer: a LightningModule holding the losses and a train() that builds the
+Trainer (devices, precision, strategy, checkpoints, logs, progress bar are the Trainer's)."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+
+from .data import StyleDataModule, readable_images
+from .errors import FaststError
+from .hardware import cpu_has_fast_bf16
+from .images import atomic_path, find_images, load_image, pil_to_tensor, resize_short_side, save_image
+from .lossnet import LossNetwork
+from .losses import content_loss, gram_matrix, style_loss, total_variation
+from .modelfile import StyleInfo, file_sha256, save_model
+from .transformer import TransformerNet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved into the model file."""
+
+    image_size: int = 256
+    style_size: int | None = None  # long side of the style images; None: 2 × image_size
+    batch_size: int = 4
+    steps: int = 40000
+    lr: float = 1e-3
+    content_weight: float = 1.0
+    style_weight: float = 5.0
+    tv_weight: float = 1e4
+    content_layers: tuple[str, ...] = ("relu2_2",)
+    style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+    backbone: str = "vgg16-caffe"
+    seed: int = 0
+    workers: int = 0
+    preview_every: int = 500
+    checkpoint_every: int = 500
+    log_every: int = 10
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["content_layers"], d["style_layers"] = list(self.content_layers), list(self.style_layers)
+        return d
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # A CPU user's first model: ~10 minutes on a 2-core CPU (bf16 where the CPU has it).
+    "quick": dict(image_size=160, batch_size=4, steps=300, preview_every=100, checkpoint_every=100),
+    # The published recipe (Johnson et al., Turi Create): 256 px crops, batch 4, ~40k steps per style.
+    "full": dict(image_size=256, batch_size=4, steps=40000, preview_every=1000, checkpoint_every=1000),
+}
+# measured seconds per step at 160 px, batch 4, on a 2-core CPU (bf16 on AMX, fp32 otherwise)
+QUICK_SECONDS_PER_STEP = {"bf16": 0.85, "fp32": 2.4}
+
+
+class StyleTransferModule(L.LightningModule):
+    """TransformerNet trained against frozen-VGG perceptual losses, one Gram target set per style."""
+
+    def __init__(self, style_paths: Sequence[str], style_names: Sequence[str], config: dict[str, Any]) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = TrainConfig(**{**config, "content_layers": tuple(config["content_layers"]),
+                                  "style_layers": tuple(config["style_layers"])})
+        self.style_paths, self.style_names = list(style_paths), list(style_names)
+        self.net = TransformerNet(num_styles=len(self.style_paths))
+        # The loss network is frozen and rebuilt from its source: kept out of state_dict and checkpoints.
+        object.__setattr__(self, "lossnet", LossNetwork(self.cfg.backbone,
+                                                        list(self.cfg.content_layers) + list(self.cfg.style_layers)))
+        self._styles_info: list[StyleInfo] | None = None
+
+    # -- style targets ------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        self.lossnet.to(self.device)
+        grams: dict[str, list[torch.Tensor]] = {name: [] for name in self.cfg.style_layers}
+        size = self.cfg.style_size or 2 * self.cfg.image_size
+        with torch.no_grad():
+            for path in self.style_paths:
+                image = load_image(path, size=size).unsqueeze(0).to(self.device)
+                feats = self.lossnet(image, self.cfg.style_layers)
+                for name in self.cfg.style_layers:
+                    grams[name].append(gram_matrix(feats[name])[0])
+        for name, g in grams.items():
+            self.register_buffer(f"gram_{name}", torch.stack(g), persistent=False)
+
+    def style_infos(self) -> list[StyleInfo]:
+        """Names, image hashes and 64-px thumbnails of the styles."""
+        if self._styles_info is None:
+            infos = []
+            for name, path in zip(self.style_names, self.style_paths):
+                thumb = (load_image(path, size=64) * 255).round().to(torch.uint8)
+                infos.append(StyleInfo(name=name, sha256=file_sha256(path), thumbnail=thumb))
+            self._styles_info = infos
+        return self._styles_info
+
+    def on_fit_start(self) -> None:
+        self.lossnet.to(self.device)
+
+    # -- training -----------------------------------------------------------------------------------
+    def losses(self, images: torch.Tensor, styles: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Content, style, TV and weighted total for a batch of photos with their style indices."""
+        cfg = self.cfg
+        weights = torch.nn.functional.one_hot(styles, self.net.num_styles).to(images.dtype)
+        out = self.net(images, weights)
+        with torch.no_grad():
+            target = self.lossnet(images, cfg.content_layers)
+        feats = self.lossnet(out)
+        content = sum(content_loss(feats[n], target[n]) for n in cfg.content_layers)
+        style = style_loss(feats, {n: getattr(self, f"gram_{n}")[styles] for n in cfg.style_layers})
+        tv = total_variation(out.float())
+        total = cfg.content_weight * content + cfg.style_weight * style + cfg.tv_weight * tv
+        return {"loss": total, "content": content, "style": style, "tv": tv}
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, styles = batch
+        parts = self.losses(images, styles)
+        self.log_dict({f"train/{k}": v.detach() for k, v in parts.items()}, prog_bar=False, on_step=True)
+        self.log("loss", parts["loss"].detach(), prog_bar=True, on_step=True, logger=False)
+        return parts["loss"]
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.net.parameters(), lr=self.cfg.lr)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["fastst"] = {"styles": [s.to_dict() for s in self.style_infos()], "config": self.model_config()}
+
+    def model_config(self) -> dict[str, Any]:
+        """What goes into the model file's config: training settings and the loss network."""
+        return {**self.cfg.to_dict(), "styles": list(self.style_names),
+                "style_images": [os.path.basename(p) for p in self.style_paths],
+                "steps_done": int(self.global_step)}
+
+
+class PreviewGrid(Callback):
+    """Every `every` steps, a PNG grid of fixed photos (rows) × styles (columns) in the log folder;
+    at the end, a loss plot from the CSV log."""
+
+    def __init__(self, photos: list[Path], every: int, size: int = 192) -> None:
+        self.every = every
+        self.photos = [resize_short_side(load_image(p), size)[..., :size, :size] for p in photos]
+
+    def write(self, trainer: L.Trainer, module: StyleTransferModule) -> None:
+        if not trainer.is_global_zero or not self.photos:
+            return
+        net = module.net
+        was_training = net.training
+        net.eval()
+        rows = []
+        with torch.no_grad():
+            for photo in self.photos:
+                x = photo.unsqueeze(0).to(module.device)
+                cells = [x]
+                for s in range(net.num_styles):
+                    w = torch.nn.functional.one_hot(torch.tensor([s], device=module.device), net.num_styles).float()
+                    cells.append(net(x, w).float())
+                rows.append(torch.cat(cells, dim=3))
+        net.train(was_training)
+        grid = torch.cat(rows, dim=2)[0].cpu()
+        folder = Path(trainer.log_dir or ".") / "previews"
+        folder.mkdir(parents=True, exist_ok=True)
+        save_image(grid, folder / f"step{trainer.global_step:06d}.png")
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        if self.every and trainer.global_step % self.every == 0:
+            self.write(trainer, module)
+
+    def on_train_end(self, trainer, module) -> None:  # noqa: ANN001
+        self.write(trainer, module)
+        if trainer.is_global_zero and trainer.log_dir:
+            plot_losses(Path(trainer.log_dir) / "metrics.csv", Path(trainer.log_dir) / "losses.png")
+
+
+def plot_losses(metrics_csv: Path, out_png: Path) -> Path | None:
+    """Plot the logged losses (log scale) against the step; returns the PNG path, or None without data."""
+    import csv
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not metrics_csv.exists():
+        return None
+    series: dict[str, list[tuple[int, float]]] = {}
+    with open(metrics_csv, newline="") as f:
+        for row in csv.DictReader(f):
+            for key, value in row.items():
+                if key.startswith("train/") and value:
+                    series.setdefault(key[6:], []).append((int(row["step"]), float(value)))
+    if not series:
+        return None
+    fig, axes = plt.subplots(1, len(series), figsize=(3.2 * len(series), 2.8))
+    for ax, (name, points) in zip(axes if len(series) > 1 else [axes], sorted(series.items())):
+        ax.plot([p[0] for p in points], [p[1] for p in points], lw=1)
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.set_yscale("log")
+    fig.tight_layout()
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    return out_png
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's info chatter (tips, 'GPU available: False') and deprecation noise off the console."""
+    import warnings
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+
+
+def default_precision(accelerator: str) -> str:
+    """bf16-mixed on CUDA and on CPUs that compute bf16 in hardware; fp32 elsewhere (emulated bf16 is slower)."""
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"
+
+
+def style_name(path: str | os.PathLike) -> str:
+    return Path(path).stem
+
+
+def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str | os.PathLike,
+          config: TrainConfig | None = None, log_dir: str | os.PathLike | None = None,
+          resume: str | os.PathLike | None = None, accelerator: str = "auto", devices: int | str = "auto",
+          precision: str | None = None, strategy: str = "auto", style_names: Sequence[str] | None = None,
+          num_nodes: int = 1, tensorboard: bool = False, progress: bool = True, half: bool = False) -> Path:
+    """Train a TransformerNet on the photos in `data` for the given style images; write the model
+    file `out` atomically and return its path. Checkpoints, previews and logs go to `log_dir`."""
+    cfg = config or TrainConfig()
+    out = Path(out)
+    style_paths = [str(Path(s)) for s in styles]
+    if not style_paths:
+        raise FaststError("at least one --style image is needed")
+    for s in style_paths:
+        load_image(s)  # fails early, naming a missing or corrupt style image
+    names = list(style_names) if style_names else [style_name(s) for s in style_paths]
+    if len(set(names)) != len(names):
+        raise FaststError(f"style names must be unique: {', '.join(names)}")
+    if out.suffix != ".fst":
+        raise FaststError("the model file should end in .fst", out)
+    if not out.parent.exists():
+        raise FaststError("output folder does not exist", out.parent)
+    if resume is not None and not Path(resume).is_file():
+        raise FaststError("no such checkpoint", resume)
+    files, _ = readable_images(data)
+    if cfg.image_size < 32 or cfg.batch_size < 1 or cfg.steps < 1:
+        raise FaststError("need --image-size ≥ 32, --batch-size ≥ 1 and --steps ≥ 1")
+
+    quiet_lightning()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    log_dir = Path(log_dir) if log_dir else out.with_suffix("").parent / (out.stem + "_logs")
+    precision = precision or default_precision(accelerator)
+    module = StyleTransferModule(style_paths, names, cfg.to_dict())
+    datamodule = StyleDataModule(data, cfg.image_size, cfg.batch_size, len(style_paths), cfg.steps, cfg.seed, cfg.workers)
+    datamodule.files = files
+    loggers: list = [CSVLogger(str(log_dir), name="", version="")]
+    if tensorboard:
+        from lightning.pytorch.loggers import TensorBoardLogger
+        loggers.append(TensorBoardLogger(str(log_dir), name="tensorboard", version=""))
+    callbacks: list[Callback] = [
+        ModelCheckpoint(dirpath=str(log_dir / "checkpoints"), every_n_train_steps=cfg.checkpoint_every,
+                        save_last=True, save_top_k=-1 if False else 1, monitor=None),
+        PreviewGrid(files[: min(3, len(files))], cfg.preview_every),
+    ]
+    if progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=1))
+    trainer = L.Trainer(
+        accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision,
+        max_steps=cfg.steps, max_epochs=-1, logger=loggers, callbacks=callbacks, log_every_n_steps=min(cfg.log_every, cfg.steps),
+        enable_progress_bar=progress, enable_model_summary=False, use_distributed_sampler=False,
+        default_root_dir=str(log_dir), deterministic=False, num_sanity_val_steps=0,
+    )
+    started = time.time()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+    if trainer.is_global_zero:
+        config_out = module.model_config()
+        config_out.update(precision=str(precision), seconds=round(time.time() - started, 1),
+                          devices=int(trainer.world_size), accelerator=type(trainer.accelerator).__name__)
+        save_model(out, module.net.float().cpu(), module.style_infos(), config_out, half=half)
+    return out
+
+
+def checkpoint_to_model(checkpoint: str | os.PathLike, out: str | os.PathLike, half: bool = False) -> Path:
+    """Convert a Lightning checkpoint written by `fastst train` into a .fst model file."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise FaststError("no such checkpoint", checkpoint)
+    try:
+        blob = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise FaststError(f"not a readable checkpoint ({type(e).__name__})", checkpoint) from None
+    if not isinstance(blob, dict) or "fastst" not in blob or "state_dict" not in blob:
+        raise FaststError("not a checkpoint written by fastst train", checkpoint)
+    meta = blob["fastst"]
+    styles = [StyleInfo(s["name"], s.get("sha256", ""), s.get("thumbnail")) for s in meta["styles"]]
+    net = TransformerNet(num_styles=len(styles))
+    net.load_state_dict({k[4:]: v for k, v in blob["state_dict"].items() if k.startswith("net.")})
+    config = dict(meta["config"], steps_done=int(blob.get("global_step", 0)))
+    return save_model(out, net, styles, config, half=half)

@@ -1,0 +1,83 @@
+"""What an exported model says about itself (style names, versions, training summary) and the
+checks every export shares: output paths, the verification inputs, fastst's version."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from fastst.errors import FaststError
+from fastst.modelfile import FORMAT_VERSION, StyleModel
+
+#: Version of the exported interface (input/output names, layout, value ranges). Bump on change.
+INTERFACE_VERSION = 1
+
+
+def fastst_version() -> str:
+    """The installed fastst version, or 'unknown' when running from a bare source tree."""
+    try:
+        from importlib.metadata import version
+        return version("fastst")
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def training_summary(model: StyleModel) -> str:
+    """model.config as compact, sorted JSON (anything not JSON-native written as a string)."""
+    return json.dumps(model.config, sort_keys=True, default=str, separators=(",", ":"))
+
+
+def metadata(model: StyleModel) -> dict[str, str]:
+    """The string key/value metadata both exporters attach to the model."""
+    meta = {
+        "styles": json.dumps(model.style_names),
+        "fastst_version": fastst_version(),
+        "format_version": str(FORMAT_VERSION),
+        "interface_version": str(INTERFACE_VERSION),
+        "training": training_summary(model),
+    }
+    hashes = [s.sha256 for s in model.styles]
+    if any(hashes):
+        meta["style_sha256"] = json.dumps(hashes)
+    return meta
+
+
+def check_output_path(path: str | os.PathLike, model: StyleModel, kind: str) -> Path:
+    """Refuse, before any slow work, an output whose folder is missing or unwritable, or that is the input."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise FaststError(f"cannot write the {kind} export: output folder does not exist", parent)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise FaststError(f"cannot write the {kind} export: output folder is not writable", parent)
+    if path.is_dir() and kind == "ONNX":
+        raise FaststError("is a folder; give a file name for the ONNX export", path)
+    if model.path is not None and path.exists() and path.resolve() == Path(model.path).resolve():
+        raise FaststError("output would overwrite the input model", path)
+    return path
+
+
+def verification_batch(num_styles: int, height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of two deterministic images with two style vectors: style 0 alone, and a blend of all."""
+    g = torch.Generator().manual_seed(seed + 1000 * height + width)
+    image = torch.rand(2, 3, height, width, generator=g)
+    one_hot = torch.zeros(num_styles)
+    one_hot[0] = 1.0
+    blend = torch.arange(num_styles, 0, -1, dtype=torch.float32)
+    blend = blend / blend.sum()
+    return image, torch.stack([one_hot, blend])
+
+
+def nbytes(path: str | os.PathLike) -> int:
+    """Size of a file, or of every file under a directory (an .mlpackage)."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def human_size(n: int) -> str:
+    """Bytes as a short human string (MB with one decimal)."""
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"

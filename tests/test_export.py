@@ -1,0 +1,360 @@
+"""`fastst export`: ONNX and Core ML exports of a freshly initialised 2-style model, their numbers,
+specs and metadata, and the bad inputs. The slow exports run once per module."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import platform
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from export.common import verification_batch
+from fastst.cli import main
+from fastst.modelfile import StyleInfo, load_model, save_model
+from fastst.transformer import TransformerNet
+
+STYLES = ["mosaic", "starry-night"]
+CONFIG = {"style_weight": 5.0, "content_weight": 1.0, "steps": 10, "style_images": ["mosaic.jpg", "starry.jpg"]}
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    """fastst.cli.main with stdout and stderr captured (usable from module-scoped fixtures)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(["export", *argv])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def assert_one_line_error(rc: int, err: str, *words: str) -> None:
+    assert rc == 2
+    assert "Traceback" not in err
+    lines = [line.split("\r")[-1] for line in err.split("\n")]  # drop the cleared progress bar
+    lines = [line for line in lines if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("fastst: error: "), err
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("export")
+
+
+@pytest.fixture(scope="module")
+def model_file(workdir: Path) -> Path:
+    """A freshly initialised TransformerNet with 2 styles; per-style norm tables randomised (seeded)
+    so that the two styles and their blend give clearly different images."""
+    torch.manual_seed(0)
+    net = TransformerNet(num_styles=2)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for norm in net.norms():
+            norm.scale.copy_(0.5 + torch.rand(norm.scale.shape, generator=g))
+            norm.shift.copy_(0.6 * torch.rand(norm.shift.shape, generator=g) - 0.3)
+    styles = [StyleInfo(name=n, sha256=f"{i:064x}") for i, n in enumerate(STYLES)]
+    return save_model(workdir / "two.fst", net, styles, config=CONFIG)
+
+
+@pytest.fixture(scope="module")
+def cli_export(workdir: Path, model_file: Path) -> dict:
+    """One `fastst export MODEL --onnx --coreml` run (fp32 ONNX, fp16 Core ML)."""
+    onnx_path, coreml_path = workdir / "two.onnx", workdir / "two.mlpackage"
+    rc, out, err = run_cli(str(model_file), "--onnx", str(onnx_path), "--coreml", str(coreml_path))
+    return {"rc": rc, "out": out, "err": err, "onnx": onnx_path, "coreml": coreml_path}
+
+
+@pytest.fixture(scope="module")
+def onnx_fp16(workdir: Path, model_file: Path, cli_export: dict) -> dict:
+    from export.onnx_export import export_onnx
+    path = workdir / "two-fp16.onnx"
+    return export_onnx(load_model(model_file), path, fp16=True)
+
+
+@pytest.fixture(scope="module")
+def coreml_fp32(workdir: Path, model_file: Path, cli_export: dict) -> dict:
+    """fp32 Core ML written over an existing package (a copy of the fp16 one): tests the replacement too."""
+    from export.coreml_export import export_coreml
+    path = workdir / "two-fp32.mlpackage"
+    shutil.copytree(cli_export["coreml"], path)
+    return export_coreml(load_model(model_file), path, precision="fp32")
+
+
+def ort_session(path: Path):
+    import onnxruntime as ort
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def reference(model_file: Path, image: torch.Tensor, style: torch.Tensor) -> np.ndarray:
+    net = load_model(model_file).net
+    with torch.no_grad():
+        return net(image, style).numpy()
+
+
+# ---------------------------------------------------------------- the CLI run
+
+
+def test_cli_writes_both_and_reports(cli_export: dict, workdir: Path) -> None:
+    assert cli_export["rc"] == 0, cli_export["err"]
+    out = cli_export["out"]
+    assert "two.onnx" in out and "two.mlpackage" in out and " MB" in out
+    assert "onnxruntime vs PyTorch: max abs error" in out
+    assert "prediction check" in out or "Core ML vs PyTorch" in out
+    assert "Traceback" not in cli_export["err"]
+    # one self-contained ONNX file (no external-data side file) and no temporary leftovers
+    assert cli_export["onnx"].is_file() and cli_export["coreml"].is_dir()
+    assert not [p.name for p in workdir.iterdir() if ".part" in p.name or p.name.endswith(".data")]
+
+
+# ---------------------------------------------------------------- ONNX
+
+
+@pytest.mark.parametrize("size", [(67, 131), (120, 92)])
+def test_onnx_matches_pytorch(cli_export: dict, model_file: Path, size: tuple[int, int]) -> None:
+    """Sizes the export never saw (one not a multiple of 4), a batch of a one-hot and a blended style."""
+    image, _ = verification_batch(2, *size, seed=7)
+    style = torch.tensor([[0.0, 1.0], [0.3, 0.7]])
+    got = ort_session(cli_export["onnx"]).run(["stylized"], {"image": image.numpy(), "style": style.numpy()})[0]
+    ref = reference(model_file, image, style)
+    assert got.shape == (2, 3, *size) and got.dtype == np.float32
+    assert np.abs(got - ref).max() < 1e-3
+    # the style input matters: the same image under the other style vector is clearly different
+    swapped = ort_session(cli_export["onnx"]).run(
+        ["stylized"], {"image": image[[1, 0]].numpy(), "style": style.numpy()})[0]
+    assert np.abs(swapped[0] - got[1]).max() > 1e-2
+
+
+def test_onnx_graph_and_metadata(cli_export: dict) -> None:
+    import onnx
+    proto = onnx.load(str(cli_export["onnx"]))
+    onnx.checker.check_model(proto, full_check=True)
+    assert {o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")} == {20}
+    assert all(t.data_location == onnx.TensorProto.DEFAULT and not t.external_data for t in proto.graph.initializer)
+
+    def dims(v):
+        return [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+    inputs = {v.name: v for v in proto.graph.input}
+    assert list(inputs) == ["image", "style"] and [o.name for o in proto.graph.output] == ["stylized"]
+    assert dims(inputs["image"]) == ["batch", 3, "height", "width"]
+    assert dims(inputs["style"]) == ["batch", 2]
+    assert dims(proto.graph.output[0]) == ["batch", 3, "height", "width"]
+    assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in [*proto.graph.input, *proto.graph.output])
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(meta["styles"]) == STYLES
+    assert json.loads(meta["training"]) == CONFIG
+    assert meta["format_version"] == "1" and meta["fastst_version"] and meta["precision"] == "fp32"
+    assert json.loads(meta["style_sha256"]) == [f"{i:064x}" for i in range(2)]
+
+
+def test_onnx_fp16_half_size_float32_io(onnx_fp16: dict, cli_export: dict, model_file: Path) -> None:
+    import onnx
+    fp32_bytes = cli_export["onnx"].stat().st_size
+    path = Path(onnx_fp16["path"])
+    assert onnx_fp16["precision"] == "fp16" and onnx_fp16["bytes"] == path.stat().st_size
+    assert 0.4 * fp32_bytes < onnx_fp16["bytes"] < 0.6 * fp32_bytes
+    assert 0 < onnx_fp16["max_error"] <= onnx_fp16["tolerance"] <= 2e-2
+    assert len(onnx_fp16["checks"]) == 4  # two sizes x two style vectors
+    proto = onnx.load(str(path))
+    assert {p.key: p.value for p in proto.metadata_props}["precision"] == "fp16"
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer)
+    # float32 in and out, runs on onnxruntime's CPU provider, close to fp32
+    image, style = verification_batch(2, 64, 100, seed=3)
+    got = ort_session(path).run(["stylized"], {"image": image.numpy(), "style": style.numpy()})[0]
+    assert got.dtype == np.float32
+    assert np.abs(got - reference(model_file, image, style)).max() < 2e-2
+
+
+# ---------------------------------------------------------------- Core ML
+
+
+def load_spec(path: Path):
+    from export.coreml_export import _quiet
+    with _quiet():
+        import coremltools as ct
+        return ct.utils.load_spec(str(path))
+
+
+def conv_weight_types(spec) -> set[str]:
+    """The MIL data types of the conv weights in an ML Program."""
+    from coremltools.proto import MIL_pb2
+    fn = spec.mlProgram.functions["main"]
+    ops = fn.block_specializations[fn.opset].operations
+    consts = {op.outputs[0].name: op.outputs[0].type.tensorType.dataType for op in ops if op.type == "const"}
+    return {MIL_pb2.DataType.Name(consts[op.inputs["weight"].arguments[0].name]) for op in ops if op.type == "conv"}
+
+
+@pytest.mark.parametrize("precision", ["fp16", "fp32"])
+def test_coreml_spec(precision: str, cli_export: dict, coreml_fp32: dict) -> None:
+    from export.coreml_export import DEFAULT_SIZES
+    path = cli_export["coreml"] if precision == "fp16" else Path(coreml_fp32["path"])
+    spec = load_spec(path)
+    assert spec.WhichOneof("Type") == "mlProgram" and spec.specificationVersion >= 7  # iOS 16
+    desc = spec.description
+    assert [i.name for i in desc.input] == ["image", "style"] and [o.name for o in desc.output] == ["stylized"]
+    image, style = desc.input
+    assert image.type.WhichOneof("Type") == "imageType"
+    assert image.type.imageType.colorSpace == image.type.imageType.RGB
+    sizes = {(s.height, s.width) for s in image.type.imageType.enumeratedSizes.sizes}
+    assert sizes == set(DEFAULT_SIZES) and len(sizes) == 47
+    assert {(1080, 1920), (1920, 1080), (256, 256), (2048, 2048)} <= sizes
+    for side in (0, 1):
+        assert min(s[side] for s in sizes) == 256 and max(s[side] for s in sizes) == 2048
+    assert all(h % 4 == 0 and w % 4 == 0 for h, w in sizes)
+    assert (image.type.imageType.height, image.type.imageType.width) == (512, 512)  # the default size
+    assert list(style.type.multiArrayType.shape) == [1, 2]
+    assert style.type.multiArrayType.dataType == style.type.multiArrayType.FLOAT32
+    assert all(n in style.shortDescription for n in STYLES)
+    out = desc.output[0].type
+    assert out.WhichOneof("Type") == "imageType" and out.imageType.colorSpace == out.imageType.RGB
+    meta = desc.metadata
+    assert meta.author and meta.license and meta.versionString
+    assert all(n in meta.shortDescription for n in STYLES)
+    assert json.loads(meta.userDefined["styles"]) == STYLES
+    assert json.loads(meta.userDefined["training"]) == CONFIG
+    assert meta.userDefined["precision"] == precision
+    assert conv_weight_types(spec) == {"FLOAT16" if precision == "fp16" else "FLOAT32"}
+
+
+def test_coreml_fp16_half_size_and_replaced_in_place(cli_export: dict, coreml_fp32: dict, workdir: Path) -> None:
+    from export.common import nbytes
+    fp16, fp32 = nbytes(cli_export["coreml"]), coreml_fp32["bytes"]
+    assert 0.4 * fp32 < fp16 < 0.6 * fp32
+    assert coreml_fp32["trace_error"] < 1e-4
+    assert not [p.name for p in workdir.iterdir() if ".part" in p.name]
+
+
+@pytest.mark.skipif(platform.system() != "Darwin",
+                    reason=f"Core ML predictions need macOS (coremltools has no runtime on {platform.system()})")
+@pytest.mark.parametrize("precision", ["fp16", "fp32"])
+def test_coreml_prediction_matches_pytorch(precision: str, cli_export: dict, coreml_fp32: dict, model_file: Path) -> None:
+    import coremltools as ct
+    from PIL import Image
+    path = cli_export["coreml"] if precision == "fp16" else Path(coreml_fp32["path"])
+    mlmodel = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
+    image, style = verification_batch(2, 384, 512, seed=5)
+    image = (image * 255).round() / 255
+    ref = reference(model_file, image, style)
+    for i in range(2):
+        pil = Image.fromarray((image[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+        got = np.asarray(mlmodel.predict({"image": pil, "style": style[i:i + 1].numpy()})["stylized"].convert("RGB"))
+        assert got.shape == (384, 512, 3)
+        assert np.abs(got.astype(np.float32) / 255 - ref[i].transpose(1, 2, 0)).max() < (0.05 if precision == "fp16" else 0.01)
+
+
+# ---------------------------------------------------------------- bad inputs
+
+
+def test_not_a_model_file(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.fst"
+    bad.write_text("not a model")
+    rc, _, err = run_cli(str(bad), "--onnx", str(tmp_path / "m.onnx"), "--coreml", str(tmp_path / "m.mlpackage"))
+    assert_one_line_error(rc, err, "notes.fst", "not a fastst model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.fst"]
+
+
+@pytest.mark.parametrize("flag,name", [("--onnx", "m.onnx"), ("--coreml", "m.mlpackage")])
+def test_output_folder_missing(flag: str, name: str, model_file: Path, tmp_path: Path) -> None:
+    rc, _, err = run_cli(str(model_file), flag, str(tmp_path / "missing" / name))
+    assert_one_line_error(rc, err, "missing", "does not exist")
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("flag,name", [("--onnx", "m.onnx"), ("--coreml", "m.mlpackage")])
+def test_output_folder_read_only(flag: str, name: str, model_file: Path, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only output folder; as root (who may write anyway) the permission check is simulated."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == ro and mode & os.W_OK
+                            else real_access(p, mode, **kw))
+    try:
+        rc, _, err = run_cli(str(model_file), flag, str(ro / name))
+        assert_one_line_error(rc, err, "ro", "not writable")
+        assert not list(ro.iterdir())
+    finally:
+        ro.chmod(0o755)
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--coreml-precision", "int8"], ["unknown Core ML precision 'int8'", "fp16, fp32"]),
+    (["--opset", "17"], ["opset must be 18 or newer"]),
+    (["--coreml-sizes", "500x333"], ["500x333", "multiple of 4"]),
+])
+def test_bad_options(argv: list[str], words: list[str], model_file: Path, tmp_path: Path) -> None:
+    rc, _, err = run_cli(str(model_file), "--onnx", str(tmp_path / "m.onnx"),
+                         "--coreml", str(tmp_path / "m.mlpackage"), *argv)
+    assert_one_line_error(rc, err, *words)
+    assert not list(tmp_path.iterdir())
+
+
+def test_bad_paths(model_file: Path, tmp_path: Path) -> None:
+    rc, _, err = run_cli(str(model_file))
+    assert_one_line_error(rc, err, "nothing to export")
+    rc, _, err = run_cli(str(model_file), "--coreml", str(tmp_path / "m.mlmodel"))
+    assert_one_line_error(rc, err, "m.mlmodel", ".mlpackage")
+    before = model_file.read_bytes()
+    rc, _, err = run_cli(str(model_file), "--onnx", str(model_file))
+    assert_one_line_error(rc, err, "overwrite the input")
+    assert model_file.read_bytes() == before
+    not_a_package = tmp_path / "x.mlpackage"
+    not_a_package.mkdir()
+    (not_a_package / "keep.txt").write_text("mine")
+    rc, _, err = run_cli(str(model_file), "--coreml", str(not_a_package))
+    assert_one_line_error(rc, err, "not an .mlpackage")
+    assert (not_a_package / "keep.txt").read_text() == "mine"
+
+
+def test_model_omitted_uses_pretrained(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No MODEL: the pretrained model is asked for (load_model(None)); an install without one says so."""
+    import fastst.modelfile
+    calls = []
+
+    def fake_load(path=None, device="cpu"):
+        calls.append(path)
+        raise ModuleNotFoundError("No module named 'fastst.pretrained'")
+    monkeypatch.setattr(fastst.modelfile, "load_model", fake_load)
+    rc, _, err = run_cli("--onnx", str(tmp_path / "m.onnx"))
+    assert calls == [None]
+    assert_one_line_error(rc, err, "no pretrained model")
+    assert not list(tmp_path.iterdir())
+
+
+def test_onnx_failed_check_leaves_nothing(monkeypatch: pytest.MonkeyPatch, cli_export: dict, model_file: Path,
+                                          tmp_path: Path) -> None:
+    """An export that fails verification is not written, and its temporary file is removed."""
+    import export.onnx_export as ox
+    monkeypatch.setattr(ox, "_torch_export", lambda wrapper, out, opset, n: shutil.copyfile(cli_export["onnx"], out))
+    monkeypatch.setattr(ox, "verify_onnx", lambda path, model: [{"size": "1x1", "style": "one-hot", "max_abs": 0.5}])
+    rc, _, err = run_cli(str(model_file), "--onnx", str(tmp_path / "m.onnx"))
+    assert_one_line_error(rc, err, "m.onnx", "differs from PyTorch by 5.00e-01")
+    assert not list(tmp_path.iterdir())
+
+
+def test_coreml_failed_save_keeps_old_package(monkeypatch: pytest.MonkeyPatch, model_file: Path, tmp_path: Path) -> None:
+    """A save that dies half-way (disk full) leaves the previous package untouched and no temporary folder."""
+    import export.coreml_export as cx
+
+    class HalfSaved:
+        def save(self, path: str) -> None:
+            Path(path).mkdir()
+            (Path(path) / "Manifest.json").write_text("{")
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cx, "_trace", lambda model: (None, 0.0))
+    monkeypatch.setattr(cx, "_convert", lambda *a: HalfSaved())
+    monkeypatch.setattr(cx, "_describe", lambda *a: None)
+    old = tmp_path / "m.mlpackage"
+    old.mkdir()
+    (old / "Manifest.json").write_text('{"old": true}')
+    rc, _, err = run_cli(str(model_file), "--coreml", str(old))
+    assert_one_line_error(rc, err, "m.mlpackage", "No space left on device")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.mlpackage"]
+    assert (old / "Manifest.json").read_text() == '{"old": true}'

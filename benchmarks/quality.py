@@ -1,0 +1,158 @@
+"""Quality against cost (issue 7): the perceptual objective a fast model's outputs reach, against
+what `gatys stylize` reaches after 50, 100 and 300 L-BFGS evaluations, on the same photos, style and
+size, all scored by the one fixed scorer of gatys.optimize.score (vgg16-caffe, Gatys' default layers
+and weights, fp32, at the output's size). A script that prints a table and writes CSV, not a test.
+
+    python benchmarks/quality.py --style starry_night --size 256 --photos 8 --csv quality.csv
+    python benchmarks/quality.py --model my.fst --style-image my_style.jpg --quick
+
+objective = content_weight·content + style_weight·style with the scorer's weights (gatys.optimize's
+DEFAULT_CONTENT_WEIGHT and DEFAULT_STYLE_WEIGHT, printed with the table); TV is in the CSV only.
+Gatys optimises exactly this objective (plus TV) and so must win given enough evaluations; the
+model was trained once for every photo, with its own loss weights. The question is how many
+evaluations, and seconds, Gatys needs to reach the model's level.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+import benchutil as bu  # noqa: E402 - also puts the repository on sys.path
+
+COLUMNS = ("method", "photo", "size", "objective", "content", "style", "tv", "total_with_tv", "seconds")
+SUMMARY_COLUMNS = ("method", "photos", "size", "objective", "content", "style", "seconds_per_image", "machine")
+
+
+def default_photos() -> Path:
+    return bu.shared_path("photos/misc") or bu.SAMPLES / "photos"
+
+
+def style_dirs() -> list[Path]:
+    shared = bu.shared_path("styles")
+    return [bu.SAMPLES / "styles"] + ([shared] if shared else [])
+
+
+def find_style_image(model, index: int) -> Path | None:
+    """The style image a model was trained on: a file whose sha256 the model stores, else one with the
+    file name its config lists, in the bundled and shared style folders."""
+    from fastst.images import find_images
+
+    info = model.styles[index]
+    names = model.config.get("style_images") or []
+    wanted_name = names[index] if index < len(names) else None
+    by_name = None
+    for folder in style_dirs():
+        for f in find_images(folder):
+            if info.sha256 and hashlib.sha256(f.read_bytes()).hexdigest() == info.sha256:
+                return f
+            if wanted_name and f.name == wanted_name and by_name is None:
+                by_name = f
+    return by_name
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    p.add_argument("--photos-dir", default=None, help=f"folder of photos (default {default_photos()})")
+    p.add_argument("--photos", type=int, default=None, help="use the first N photos (default 8; quick 1)")
+    p.add_argument("--model", default=None, help="fastst .fst model (default: the bundled pretrained model)")
+    p.add_argument("--style", default=None, help="style name or index in the model (default: its first style)")
+    p.add_argument("--style-image", default=None, help="that style's image (default: found by the hash the model stores)")
+    p.add_argument("--size", type=int, default=None, help="long side of every photo and output, px (default 256; quick 64)")
+    p.add_argument("--budgets", default=None, help="Gatys L-BFGS evaluation budgets (default 50,100,300; quick 3,6)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto; used by every method and the scorer")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save", default=None, metavar="DIR", help="also save every output image into DIR")
+    p.add_argument("--quick", action="store_true", help="1 photo at 64 px, budgets 3 and 6 (smoke test)")
+    p.add_argument("--csv", default=None, help="write the summary as CSV here (per-image rows beside it, *_images.csv)")
+    args = p.parse_args(argv)
+
+    import gatys.optimize as go
+    from fastst.errors import FaststError
+    from fastst.images import find_images, load_image, resize_long_side, save_image
+    from fastst.modelfile import load_model
+    from fastst.stylize import Stylizer, stylize
+
+    size = args.size or (64 if args.quick else 256)
+    budgets = [int(b) for b in (args.budgets or ("3,6" if args.quick else "50,100,300")).split(",")]
+    count = args.photos or (1 if args.quick else 8)
+    try:
+        model = load_model(args.model)
+        index = model.style_index(args.style if args.style is not None else 0)
+        style_path = Path(args.style_image) if args.style_image else find_style_image(model, index)
+        if style_path is None:
+            raise FaststError(f"cannot find the image of style '{model.style_names[index]}' (searched "
+                              f"{', '.join(map(str, style_dirs()))}); pass --style-image", model.path)
+        style = load_image(style_path)
+        folder = Path(args.photos_dir) if args.photos_dir else default_photos()
+        photos = find_images(folder)[:count]
+        if not photos:
+            raise FaststError("no images found", folder)
+        save_dir = Path(args.save) if args.save else None
+        if save_dir is not None:
+            save_dir.mkdir(parents=True, exist_ok=True)
+    except FaststError as e:
+        p.error(str(e))
+    name = model.style_names[index]
+    stylizer = Stylizer(model, device=args.device)
+    methods = [f"fastst model ({stylizer.precision})"] + [f"gatys L-BFGS {n} evals" for n in budgets]
+    machine = bu.machine_line(stylizer.device)
+    print(f"# {machine}", file=sys.stderr)
+    print(f"# model {model.path}, style '{name}' ({style_path}); {len(photos)} photo(s) from {folder} at {size} px",
+          file=sys.stderr)
+
+    # warm-up, untimed: the loss network's first build and the model's first call
+    warm = resize_long_side(load_image(photos[0]), 32)
+    go.stylize(warm, style, size=32, iterations=1, device=args.device)
+    stylize(stylizer, warm, style=index)
+
+    rows: list[dict] = []
+    bar = tqdm(total=len(photos) * len(methods), unit="output", file=sys.stderr, dynamic_ncols=True, leave=False)
+    for photo in photos:
+        content = resize_long_side(load_image(photo), size)
+        outputs = []
+        t = time.perf_counter()
+        outputs.append((methods[0], stylize(stylizer, content, style=index), time.perf_counter() - t))
+        bar.update(1)
+        for method, n in zip(methods[1:], budgets):
+            bar.set_description(f"{photo.name[:20]}: {method}")
+            t = time.perf_counter()
+            r = go.stylize(content, style, size=size, iterations=n, seed=args.seed, device=args.device)
+            outputs.append((method, r.image, time.perf_counter() - t))
+            bar.update(1)
+        for method, image, seconds in outputs:
+            s = go.score(content, style, image, device=args.device)
+            objective = go.DEFAULT_CONTENT_WEIGHT * s["content"] + go.DEFAULT_STYLE_WEIGHT * s["style"]
+            rows.append(dict(method=method, photo=photo.name, size=size, objective=objective, content=s["content"],
+                             style=s["style"], tv=s["tv"], total_with_tv=s["total"], seconds=seconds))
+            if save_dir is not None:
+                tag = method.split(" (")[0].replace(" ", "_")
+                save_image(image, save_dir / f"{photo.stem}__{tag}.png")
+    bar.close()
+
+    summary = []
+    for method in methods:
+        mine = [r for r in rows if r["method"] == method]
+        mean = lambda k: sum(r[k] for r in mine) / len(mine)  # noqa: E731
+        summary.append(dict(method=method, photos=len(mine), size=size, objective=mean("objective"),
+                            content=mean("content"), style=mean("style"), seconds_per_image=mean("seconds"),
+                            machine=machine))
+    print(f"{len(photos)} photo(s) at {size} px, style '{name}'; fixed scorer {go.SCORER_BACKBONE}, objective = "
+          f"{go.DEFAULT_CONTENT_WEIGHT:g}·content + {go.DEFAULT_STYLE_WEIGHT:g}·style (means over photos)")
+    print(f"{'method':28s} {'objective':>12s} {'content':>12s} {'style':>12s} {'s/image':>9s}")
+    for r in summary:
+        print(f"{r['method']:28s} {r['objective']:12.4g} {r['content']:12.4g} {r['style']:12.4g} {r['seconds_per_image']:9.2f}")
+    if args.csv:
+        path = bu.write_csv(args.csv, summary, SUMMARY_COLUMNS)
+        per_image = path.with_name(path.stem + "_images.csv")
+        bu.write_csv(per_image, rows, COLUMNS)
+        print(f"wrote {path} and {per_image}")
+
+
+if __name__ == "__main__":
+    main()

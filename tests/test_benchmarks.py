@@ -1,0 +1,74 @@
+"""The benchmark scripts keep working: the GPU run's CPU smoke test and the peer comparison in quick
+mode run as a user would start them, print their tables, write CSV, and the like-for-like inference
+check (the peer re-implementation fed fastst's weights) agrees with fastst's network."""
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+
+
+def _run(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BENCH / script), *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_gpu_bench_and_compare_run_in_quick_mode(tmp_path):
+    gpu_csv, cmp_csv = tmp_path / "gpu.csv", tmp_path / "compare.csv"
+    gpu = _run("gpu_bench.py", "--device", "cpu", "--quick", "--csv", str(gpu_csv))
+    assert gpu.returncode == 0, gpu.stdout[-3000:] + gpu.stderr[-3000:]
+    for header in ("== inference", "== training", "== gatys", "== summary", "# loss network:"):
+        assert header in gpu.stdout, (header, gpu.stdout[-3000:])
+    assert "FAILED" not in gpu.stdout, gpu.stdout
+    rows = list(csv.DictReader(gpu_csv.open()))
+    inference = [r for r in rows if r["section"] == "inference"]
+    assert {r["setting"] for r in inference} == {"64x64", "96x54"}
+    assert all(float(r["rate"]) > 0 for r in rows)
+    # every fp32 variant computes the same image as plain fp32 eager
+    assert all(float(r["max_abs_diff"]) < 1e-4 for r in inference if "bf16" not in r["variant"]), inference
+    assert any(r["section"] == "training" and r["unit"] == "ms/step" for r in rows)
+    assert any(r["section"] == "gatys" and "L-BFGS 5 evaluations" in r["variant"] for r in rows)
+
+    cmp = _run("compare.py", "--quick", "--csv", str(cmp_csv))
+    assert cmp.returncode == 0, cmp.stdout[-3000:] + cmp.stderr[-3000:]
+    assert "peer median [min–max]" in cmp.stdout and "speed-up" in cmp.stdout and "checks:" in cmp.stdout
+    rows = list(csv.DictReader(cmp_csv.open()))
+    assert [r["benchmark"] for r in rows].count("inference") == 4
+    assert {r["benchmark"] for r in rows} == {"inference", "training", "gatys"}
+    for r in rows:
+        assert float(r["peer_median"]) > 0 and float(r["fastst_median"]) > 0 and float(r["speedup"]) > 0
+    # like for like: the peer carrying fastst's weights reproduces fastst's network up to its final conv
+    diffs = [float(r["max_abs_diff"]) for r in rows if r["max_abs_diff"]]
+    assert len(diffs) == 2 and max(diffs) < 1e-4, diffs
+
+
+def test_peer_transformer_equals_fastst_network_with_its_weights():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import peers
+    finally:
+        sys.path.remove(str(BENCH))
+    from fastst.transformer import TransformerNet, style_vector
+
+    torch.manual_seed(0)
+    net = TransformerNet(2).eval()
+    with torch.no_grad():
+        for n in net.norms():
+            n.scale.uniform_(0.5, 1.5)
+            n.shift.uniform_(-0.5, 0.5)
+    captured = {}
+    net.out.conv.register_forward_hook(lambda m, i, o: captured.__setitem__("y", o))
+    x = torch.rand(1, 3, 40, 56)
+    with torch.no_grad():
+        net(x, style_vector(2, 1))
+        same = peers.johnson_from_fastst(net, style=1).eval()(x)
+        other = peers.johnson_from_fastst(net, style=0).eval()(x)
+    assert same.shape == captured["y"].shape
+    assert float((same - captured["y"]).abs().max()) < 1e-4
+    assert float((other - captured["y"]).abs().max()) > 1e-2  # the style's norm parameters were used

@@ -32,10 +32,19 @@ def _version() -> str:
         return "unknown"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record is emitted, so warnings of a second in-process
+    run (tests, notebooks) do not go to the first run's, possibly closed, stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None, prog: str) -> int:
     """Parse, dispatch to args.func, and turn user errors into one line on stderr with exit code 2."""
     args = parser.parse_args(argv)
-    handler = logging.StreamHandler()
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter(f"{prog}: warning: %(message)s"))
     for name in ("fastst", "gatys", "export"):
         logger = logging.getLogger(name)

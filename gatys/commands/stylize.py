@@ -1,16 +1,148 @@
-"""`gatys stylize`: not implemented yet."""
+"""`gatys stylize CONTENT STYLE [STYLE ...] -o OUT.png`: one image by per-image optimisation."""
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from pathlib import Path
 
 from fastst.errors import FaststError
+from fastst.images import save_image
+
+from .. import optimize as go
+
+
+def add_common_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by stylize and sweep (loss, optimisation and device settings)."""
+    p.add_argument("--tv-weight", type=float, default=None,
+                   help=f"total-variation weight (default: {go.DEFAULT_TV_WEIGHT:g} for vgg16-caffe)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate, pixels in [0, 1] (default: per optimizer: "
+                        + ", ".join(f"{k} {v.lr:g}" if v.lr else f"{k} auto" for k, v in go.OPTIMIZERS.items())
+                        + "; sgd auto: the first step moves the mean pixel by " + f"{go.SGD_AUTO_STEP:g})")
+    p.add_argument("--iterations", type=int, default=go.DEFAULT_ITERATIONS,
+                   help="loss evaluations (forward + backward passes), for every optimizer (default: %(default)s)")
+    p.add_argument("--init", default="content", metavar="{content,noise,style}",
+                   help="starting image (default: %(default)s)")
+    p.add_argument("--size", type=int, default=go.DEFAULT_SIZE, help="long side of the output in px (default: %(default)s)")
+    p.add_argument("--style-scale", type=float, default=1.0,
+                   help="style image long side as a fraction of the output's (default: %(default)s)")
+    p.add_argument("--scales", type=int, default=1,
+                   help="coarse-to-fine pyramid levels, halving the size per level (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed for --init noise (default: %(default)s)")
+    p.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,mps}", help="(default: %(default)s)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast for the loss network; image and optimizer state stay fp32 "
+                        "(default: off, it was slower on the CPUs measured)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("stylize", help="(not implemented yet)")
+    p = sub.add_parser("stylize", help="stylize one image by optimising its pixels (Gatys et al.)",
+                       description="Stylize CONTENT with one or more STYLE images by per-image optimisation.")
+    p.add_argument("content", metavar="CONTENT", help="content image")
+    p.add_argument("styles", metavar="STYLE", nargs="+", help="style image(s); several are blended")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output image (.png, .jpg, .webp, .bmp)")
+    p.add_argument("--backbone", default=go.DEFAULT_BACKBONE,
+                   help="vgg16-caffe, vgg16, vgg19, resnet50 or a weights file (default: %(default)s)")
+    p.add_argument("--content-layers", default=None, metavar="L1,L2",
+                   help="content layers (default: relu4_2 for VGG, layer3 for ResNet50)")
+    p.add_argument("--style-layers", default=None, metavar="L1,L2",
+                   help="style layers (default: relu1_1,relu2_1,relu3_1,relu4_1,relu5_1 for VGG; "
+                        "conv1,layer1,layer2,layer3,layer4 for ResNet50)")
+    p.add_argument("--content-weight", type=float, default=None,
+                   help=f"alpha (default: {go.DEFAULT_CONTENT_WEIGHT:g})")
+    p.add_argument("--style-weight", type=float, default=None,
+                   help=f"beta (default: {go.DEFAULT_STYLE_WEIGHT:g} for vgg16-caffe; with another backbone and "
+                        "no weight given, alpha, beta and the tv weight are matched to it, see gatys.optimize.matched_weights)")
+    p.add_argument("--style-blend", default=None, metavar="W1,W2,...",
+                   help="weights of the style images (default: equal)")
+    p.add_argument("--optimizer", default="lbfgs", metavar="{" + ",".join(go.OPTIMIZERS) + "}",
+                   help="(default: %(default)s)")
+    p.add_argument("--original-colors", action="store_true",
+                   help="transfer luminance only and keep the content's colours")
+    p.add_argument("--log", default=None, metavar="RUN.csv",
+                   help="per-evaluation CSV log (default: OUT with the suffix .csv)")
+    add_common_options(p)
     p.set_defaults(func=run)
     return p
 
 
+def parse_list(text: str | None, what: str) -> list[str] | None:
+    """'a,b, c' -> ['a', 'b', 'c']; None stays None; an empty list is a user error."""
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise FaststError(f"{what} is empty")
+    return items
+
+
+def parse_floats(text: str | None, what: str) -> list[float] | None:
+    """'1,0.5' -> [1.0, 0.5]; a non-number is a one-line user error."""
+    items = parse_list(text, what)
+    if items is None:
+        return None
+    try:
+        return [float(t) for t in items]
+    except ValueError:
+        raise FaststError(f"{what} must be comma-separated numbers, got '{text}'") from None
+
+
+def check_output(output: str | os.PathLike, inputs: list[str]) -> Path:
+    """The output path must be a supported image type and must not be one of the inputs."""
+    out = Path(output)
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"):
+        raise FaststError(f"unsupported output format '{out.suffix}' (use .png, .jpg, .webp or .bmp)", out)
+    if not (out.parent if str(out.parent) else Path(".")).is_dir():
+        raise FaststError("output folder does not exist", out.parent)
+    for src in inputs:
+        if os.path.exists(src) and os.path.exists(out) and os.path.samefile(src, out):
+            raise FaststError("output would overwrite an input image", out)
+    return out
+
+
+def loss_weights(args: argparse.Namespace, style: str) -> tuple[float, float, float]:
+    """α, β, tv from the flags; the vgg16-caffe defaults, or their match for another backbone when none is given."""
+    given = (args.content_weight, args.style_weight, args.tv_weight)
+    defaults = {"content_weight": go.DEFAULT_CONTENT_WEIGHT, "style_weight": go.DEFAULT_STYLE_WEIGHT,
+                "tv_weight": go.DEFAULT_TV_WEIGHT}
+    if all(g is None for g in given) and args.backbone != go.DEFAULT_BACKBONE:
+        defaults = go.matched_weights(args.backbone, args.content, style,
+                                      parse_list(args.content_layers, "--content-layers"),
+                                      parse_list(args.style_layers, "--style-layers"), device=args.device)
+        print(f"gatys: weights matched to {args.backbone}: --content-weight {defaults['content_weight']:.3g} "
+              f"--style-weight {defaults['style_weight']:.3g} --tv-weight {defaults['tv_weight']:.3g}",
+              file=sys.stderr)
+    a, b, t = (d if g is None else g for g, d in zip(given, defaults.values()))
+    return a, b, t
+
+
 def run(args: argparse.Namespace) -> int:
-    raise FaststError("'gatys stylize' is not implemented yet")
+    out = check_output(args.output, [args.content, *args.styles])
+    log = Path(args.log) if args.log else out.with_suffix(".csv")
+    if log.resolve() == out.resolve():
+        raise FaststError("the log and the output image are the same file", log)
+    if not log.parent.is_dir():
+        raise FaststError("log folder does not exist", log.parent)
+    for src in [args.content, *args.styles]:
+        if os.path.exists(src) and os.path.exists(log) and os.path.samefile(src, log):
+            raise FaststError("log would overwrite an input", log)
+    alpha, beta, tv = loss_weights(args, args.styles[0])
+    result = go.stylize(
+        args.content, args.styles, backbone=args.backbone,
+        content_layers=parse_list(args.content_layers, "--content-layers"),
+        style_layers=parse_list(args.style_layers, "--style-layers"),
+        content_weight=alpha, style_weight=beta, tv_weight=tv,
+        style_blend=parse_floats(args.style_blend, "--style-blend"), optimizer=args.optimizer, lr=args.lr,
+        iterations=args.iterations, init=args.init, size=args.size, style_scale=args.style_scale,
+        original_colors=args.original_colors, scales=args.scales, seed=args.seed, device=args.device,
+        bf16=args.bf16, progress=args.progress)
+    save_image(result.image, out)
+    go.write_log(result.rows, log)
+    final = result.final
+    print(f"{out}: {result.evaluations} evaluations in {result.seconds:.1f} s "
+          f"({result.passes_per_second:.2f} passes/s) on {result.settings['device']}"
+          f"{' bf16' if result.settings['bf16'] else ''}; final loss {final['total']:.4g} "
+          f"(content {final['content']:.4g}, style {final['style']:.4g}, tv {final['tv']:.4g}); log {log}")
+    return 0

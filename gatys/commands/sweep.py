@@ -1,16 +1,71 @@
-"""`gatys sweep`: not implemented yet."""
+"""`gatys sweep CONTENT STYLE --out DIR`: the optimizer / weight / layer / backbone study."""
 from __future__ import annotations
 
 import argparse
+import time
 
 from fastst.errors import FaststError
 
+from .. import optimize as go
+from .. import sweep as gs
+from .stylize import add_common_options
+
+
+def _split(values: list[str] | None) -> list[str]:
+    """Values given as separate arguments and/or comma-separated."""
+    return [v.strip() for arg in values or [] for v in arg.split(",") if v.strip()]
+
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("sweep", help="(not implemented yet)")
-    p.set_defaults(func=run)
+    p = sub.add_parser("sweep", help="grid of Gatys runs over optimizers, weights, layers and backbones",
+                       description="Run every combination of the given settings on CONTENT and STYLE with the "
+                                   "same evaluation budget; write per-run CSVs, summary.csv (scored by one fixed "
+                                   "vgg16-caffe objective), loss-curve plots and a contact sheet into --out.")
+    p.add_argument("content", metavar="CONTENT", help="content image")
+    p.add_argument("style", metavar="STYLE", help="style image")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    p.add_argument("--optimizers", nargs="+", default=["lbfgs"], metavar="NAME",
+                   help="optimizers, e.g. lbfgs adam or lbfgs,adam (from: " + ", ".join(go.OPTIMIZERS) + ")")
+    p.add_argument("--weight-ratios", nargs="+", default=None, metavar="ALPHA:BETA",
+                   help=f"content:style weight pairs, e.g. 1:1e3 1:1e4 (default: "
+                        f"{go.DEFAULT_CONTENT_WEIGHT:g}:{go.DEFAULT_STYLE_WEIGHT:g})")
+    p.add_argument("--content-layer-sets", nargs="+", default=None, metavar="L1,L2",
+                   help="content layer sets, one argument each, layers comma-separated (default: the backbone's)")
+    p.add_argument("--style-layer-sets", nargs="+", default=None, metavar="L1,L2",
+                   help="style layer sets, one argument each, layers comma-separated (default: the backbone's)")
+    p.add_argument("--backbones", nargs="+", default=[go.DEFAULT_BACKBONE], metavar="NAME",
+                   help="vgg16-caffe, vgg16, vgg19, resnet50 or weights files (default: %(default)s)")
+    p.add_argument("--match-weights", action="store_true",
+                   help="rescale beta and the tv weight per backbone (and layer set) so one ALPHA:BETA pair means "
+                        "the same balance as on vgg16-caffe")
+    add_common_options(p)
+    p.set_defaults(func=run, size=256, iterations=200)
     return p
 
 
+def _layer_sets(values: list[str] | None, what: str) -> list[list[str] | None]:
+    if not values:
+        return [None]
+    sets = [[v.strip() for v in arg.split(",") if v.strip()] for arg in values]
+    if any(not s for s in sets):
+        raise FaststError(f"{what}: empty layer set")
+    return sets
+
+
 def run(args: argparse.Namespace) -> int:
-    raise FaststError("'gatys sweep' is not implemented yet")
+    ratios = [gs.parse_ratio(r) for r in _split(args.weight_ratios)] or \
+        [(go.DEFAULT_CONTENT_WEIGHT, go.DEFAULT_STYLE_WEIGHT)]
+    start = time.perf_counter()
+    rows = gs.run_sweep(args.content, args.style, args.out, optimizers=_split(args.optimizers), weight_ratios=ratios,
+                    content_layer_sets=_layer_sets(args.content_layer_sets, "--content-layer-sets"),
+                    style_layer_sets=_layer_sets(args.style_layer_sets, "--style-layer-sets"),
+                    backbones=_split(args.backbones), match_weights=args.match_weights, progress=args.progress, tv_weight=args.tv_weight, lr=args.lr,
+                    iterations=args.iterations, init=args.init, size=args.size, style_scale=args.style_scale,
+                    scales=args.scales, seed=args.seed, device=args.device, bf16=args.bf16)
+    seconds = time.perf_counter() - start
+    evaluations = sum(int(r["evaluations"]) for r in rows)
+    best = min(rows, key=lambda r: float(r["total"]))
+    print(f"{args.out}: {len(rows)} runs, {evaluations} evaluations in {seconds:.1f} s "
+          f"({evaluations / seconds:.2f} passes/s); lowest fixed-scorer loss: {best['run']} ({float(best['total']):.4g}); "
+          f"see summary.csv, plot_*.png, contact_sheet.png")
+    return 0

@@ -1,0 +1,36 @@
+"""The demo's steps in reduced form (2 training steps, tiny images), so a broken demo fails CI;
+and the bundled pretrained model."""
+from __future__ import annotations
+
+import torch
+
+from conftest import synthetic_image
+from fastst.demo import run_demo
+from fastst.modelfile import load_model
+from fastst.pretrained import pretrained_path
+
+
+def test_pretrained_model_loads_and_stylizes_every_style():
+    model = load_model(None)
+    assert model.path == pretrained_path()
+    assert pretrained_path().stat().st_size <= 8 * 1024 * 1024
+    assert len(model.style_names) >= 4 and "starry_night" in model.style_names
+    x = synthetic_image(48, 56).unsqueeze(0)
+    outputs = []
+    with torch.no_grad():
+        for name in model.style_names:
+            y = model.net(x, model.style_weights(name))
+            assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
+            assert (y - x).abs().mean() > 0.05
+            outputs.append(y)
+    assert all((a - b).abs().mean() > 0.01 for i, a in enumerate(outputs) for b in outputs[i + 1:])
+
+
+def test_demo_tiny(tmp_path):
+    written = run_demo(tmp_path / "demo", tiny=True)
+    for paths in written.values():
+        for p in paths:
+            assert p.exists(), p
+    assert load_model(tmp_path / "demo" / "starry_quick.fst").style_names == ["starry_night"]
+    assert (tmp_path / "demo" / "contact_sheet.jpg").stat().st_size > 1000
+    assert len([p for p in written["export"] if p.suffix == ".onnx"]) == 2

@@ -1,0 +1,234 @@
+"""Gatys baseline: optimizers, evaluation budget, CSV log, colours, blends, sweep and CLI errors."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import gatys
+import gatys.optimize as go
+from fastst.colors import rgb_to_ycbcr
+from fastst.images import load_image, resize_exact
+from gatys.cli import main
+
+from conftest import synthetic_image
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def content() -> torch.Tensor:
+    return synthetic_image(48, SIZE, seed=1)
+
+
+@pytest.fixture(scope="module")
+def style() -> torch.Tensor:
+    # a strongly coloured, high-frequency "painting": different statistics from the content
+    g = torch.Generator().manual_seed(7)
+    x = torch.linspace(0, 12.0, SIZE)
+    stripes = 0.5 + 0.5 * torch.sin(x.view(1, -1) + 2 * x.view(-1, 1))
+    return torch.stack([stripes, 0.2 + 0.3 * stripes.t(), 1 - stripes]).clamp(0, 1) * 0.8 + \
+        0.2 * torch.rand(3, SIZE, SIZE, generator=g)
+
+
+def _objective(content: torch.Tensor, style: torch.Tensor, result: go.StylizeResult) -> go.Objective:
+    s = result.settings
+    net = go.loss_network(s["backbone"], list(dict.fromkeys(s["content_layers"] + s["style_layers"])))
+    c = resize_exact(content, *result.image.shape[-2:])
+    st = [go.resize_long_side(style, SIZE)]
+    return go.Objective(net, c, st, s["content_layers"], s["style_layers"], None,
+                        s["content_weight"], s["style_weight"], s["tv_weight"])
+
+
+@pytest.mark.parametrize("name", list(go.OPTIMIZERS))
+def test_each_optimizer_lowers_the_loss(name, content, style):
+    result = go.stylize(content, [style], optimizer=name, iterations=6, size=SIZE, device="cpu")
+    assert result.evaluations == len(result.rows) == 6
+    objective = _objective(content, style, result)
+    with torch.no_grad():
+        start = float(objective.terms(content)["total"])
+        end = float(objective.terms(result.image)["total"])
+    assert start == pytest.approx(result.rows[0]["total"], rel=1e-4)  # init content, same objective
+    assert end < 0.95 * start, f"{name}: {start:.4g} -> {end:.4g}"
+
+
+def test_sgd_auto_learning_rate_is_recorded(content, style):
+    result = go.stylize(content, [style], optimizer="sgd", iterations=2, size=SIZE, device="cpu")
+    assert 0 < result.settings["lr"] < 1e-3  # scaled to the (large) gradient, not the placeholder 1.0
+    result = go.stylize(content, [style], optimizer="sgd", lr=1e-12, iterations=2, size=SIZE, device="cpu")
+    assert result.settings["lr"] == 1e-12
+
+
+def test_total_is_weighted_sum_of_terms(content, style):
+    result = go.stylize(content, [style], iterations=3, size=SIZE, content_weight=2.0, style_weight=30.0,
+                        tv_weight=5.0, init="noise", device="cpu")
+    for r in result.rows:
+        assert r["total"] == pytest.approx(2.0 * r["content"] + 30.0 * r["style"] + 5.0 * r["tv"], rel=1e-5)
+    assert result.rows[0]["content"] > 0 and result.rows[0]["style"] > 0 and result.rows[0]["tv"] > 0
+
+
+def test_cli_writes_csv_with_one_row_per_evaluation(tmp_path, content, style, capsys):
+    c, s = _write(tmp_path / "c.png", content), _write(tmp_path / "s.png", style)
+    out = tmp_path / "out.png"
+    assert main(["stylize", str(c), str(s), "-o", str(out), "--size", str(SIZE), "--iterations", "7",
+                 "--device", "cpu", "--no-progress"]) == 0
+    assert Image.open(out).size == (SIZE, 48)
+    with open(tmp_path / "out.csv", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        rows = list(reader)
+    assert header == ["iteration", "seconds", "content", "style", "tv", "total"]
+    assert len(rows) == 7  # L-BFGS with line search: the budget counts evaluations, not iterations
+    assert [int(r[0]) for r in rows] == list(range(1, 8))
+    seconds = [float(r[1]) for r in rows]
+    assert seconds == sorted(seconds) and seconds[0] > 0
+    assert float(rows[-1][5]) < float(rows[0][5])
+    printed = capsys.readouterr().out
+    assert "7 evaluations" in printed and "passes/s" in printed
+
+
+@pytest.mark.parametrize("iterations", [1, 2, 5, 11])
+def test_lbfgs_honours_the_evaluation_budget(iterations, content, style, tmp_path):
+    log = tmp_path / "run.csv"
+    result = go.stylize(content, [style], optimizer="lbfgs", iterations=iterations, size=32, device="cpu", log=log)
+    assert result.evaluations == iterations
+    assert len(go.read_log(log)) == iterations
+
+
+def test_pyramid_spends_the_same_budget_and_ends_at_full_size(content, style):
+    result = go.stylize(content, [style], iterations=5, size=SIZE, scales=2, device="cpu")
+    assert go.pyramid_sizes(SIZE, 2) == [32, SIZE]
+    assert result.evaluations == 5 and result.settings["scales"] == 2
+    assert tuple(result.image.shape) == (3, 48, SIZE)
+    assert go.split_evaluations(5, 2) == [2, 3]
+
+
+def test_original_colors_keep_the_content_chroma(content, style):
+    plain = go.stylize(content, [style], iterations=4, size=SIZE, device="cpu")
+    kept = go.stylize(content, [style], iterations=4, size=SIZE, original_colors=True, device="cpu")
+    c_ycc, k_ycc, p_ycc = rgb_to_ycbcr(content), rgb_to_ycbcr(kept.image), rgb_to_ycbcr(plain.image)
+    chroma_error = (k_ycc[1:] - c_ycc[1:]).abs().mean()
+    assert chroma_error < 0.01  # only clamping to [0, 1] moves it
+    assert (p_ycc[1:] - c_ycc[1:]).abs().mean() > 3 * chroma_error  # without the flag the colours change
+    assert (k_ycc[0] - c_ycc[0]).abs().mean() > 0.002  # and the luminance was optimised
+
+
+def test_style_blend_one_zero_equals_single_style_and_seed_matters(content, style):
+    other = synthetic_image(SIZE, SIZE, seed=9)
+    kwargs = dict(iterations=4, size=SIZE, init="noise", device="cpu")
+    single = go.stylize(content, [style], seed=3, **kwargs)
+    blended = go.stylize(content, [style, other], style_blend=[1, 0], seed=3, **kwargs)
+    assert torch.allclose(single.image, blended.image, atol=1e-6)
+    assert single.rows[-1]["total"] == pytest.approx(blended.rows[-1]["total"], rel=1e-6)
+    reseeded = go.stylize(content, [style], seed=4, **kwargs)
+    assert (reseeded.image - single.image).abs().mean() > 0.01
+
+
+def test_score_is_a_fixed_objective(content, style):
+    s = gatys.score(content, [style], content)
+    assert s["content"] == 0.0 and s["style"] > 0
+    assert s["total"] == pytest.approx(go.DEFAULT_STYLE_WEIGHT * s["style"] + go.DEFAULT_TV_WEIGHT * s["tv"], rel=1e-5)
+    result = go.stylize(content, [style], iterations=6, size=SIZE, device="cpu")
+    after = gatys.score(content, [style], result.image)
+    assert after["style"] < s["style"] and after["content"] > 0
+
+
+def test_local_weights_file_backbone_matches_vgg16_caffe(tmp_path, content, style):
+    from fastst.lossnet import load_vgg16_caffe
+    state, _ = load_vgg16_caffe()
+    path = tmp_path / "vgg16.pth"
+    torch.save({"normalization": "caffe", "state_dict": state}, path)
+    kwargs = dict(iterations=2, size=32, device="cpu", style_layers=["relu1_1", "relu2_1"], content_layers=["relu2_2"])
+    a = go.stylize(content, [style], backbone="vgg16-caffe", **kwargs)
+    b = go.stylize(content, [style], backbone=str(path), **kwargs)
+    assert torch.allclose(a.image, b.image, atol=1e-6)
+
+
+def test_sweep_2x2_writes_summary_plots_and_contact_sheet(tmp_path, content, style, capsys):
+    c, s = _write(tmp_path / "c.png", content), _write(tmp_path / "s.png", style)
+    out = tmp_path / "sweep"
+    rc = main(["sweep", str(c), str(s), "--out", str(out), "--optimizers", "lbfgs", "adam",
+               "--weight-ratios", "1:1e3,1:1e4", "--size", "48", "--iterations", "3", "--device", "cpu",
+               "--no-progress"])
+    assert rc == 0
+    with open(out / "summary.csv", newline="") as f:
+        summary = list(csv.DictReader(f))
+    assert len(summary) == 4
+    assert {(r["optimizer"], float(r["style_weight"])) for r in summary} == \
+        {("lbfgs", 1e3), ("lbfgs", 1e4), ("adam", 1e3), ("adam", 1e4)}
+    for r in summary:
+        assert int(r["evaluations"]) == 3 and float(r["passes_per_s"]) > 0
+        assert len(go.read_log(out / r["log"])) == 3
+        # the summary's losses come from the fixed scorer, not the run's own objective
+        rescored = gatys.score(load_image(c), [load_image(s)], load_image(out / r["image"]))
+        assert float(r["total"]) == pytest.approx(rescored["total"], rel=0.05)
+    assert float(summary[0]["objective_total"]) > 0
+    for name in ("plot_optimizer.png", "plot_weight_ratio.png"):
+        with Image.open(out / name) as im:
+            assert im.format == "PNG" and im.size[0] >= 600
+    with Image.open(out / "contact_sheet.png") as im:  # content, style and 4 runs in a 3 x 2 grid
+        assert im.size[0] == 3 * (256 + 8) + 8 and im.size[1] > 2 * 256
+    assert not list(out.glob("plot_backbone*"))  # only varied axes get a plot
+    assert "4 runs" in capsys.readouterr().out
+
+
+def _write(path: Path, t: torch.Tensor) -> Path:
+    from conftest import write_png
+    return write_png(path, t)
+
+
+@pytest.fixture
+def inputs(tmp_path, content, style):
+    return _write(tmp_path / "c.png", content), _write(tmp_path / "s.png", style)
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt", "layer", "optimizer", "size0", "size-neg", "blend",
+                                  "sweep-optimizer", "sweep-layer", "init"])
+def test_bad_inputs_give_one_line_errors(case, inputs, tmp_path, capsys):
+    c, s = inputs
+    out = tmp_path / "out.png"
+    base = ["stylize", str(c), str(s), "-o", str(out), "--size", "32", "--iterations", "1", "--device", "cpu"]
+    corrupt = tmp_path / "bad.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg" * 10)
+    argv, expect = {
+        "missing": (["stylize", str(tmp_path / "nope.png"), str(s), "-o", str(out)], "nope.png: no such file"),
+        "corrupt": (["stylize", str(c), str(corrupt), "-o", str(out)], "bad.jpg"),
+        "layer": (base + ["--content-layers", "relu9_9"], "unknown layer relu9_9"),
+        "optimizer": (base + ["--optimizer", "newton"], "unknown optimizer 'newton'"),
+        "size0": (base + ["--size", "0"], "size must be a positive"),
+        "size-neg": (base + ["--size", "-5"], "size must be a positive"),
+        "blend": (base + ["--style-blend", "1,2,3"], "3 weights for 1 style"),
+        "sweep-optimizer": (["sweep", str(c), str(s), "--out", str(tmp_path / "sw"), "--optimizers", "lbfgs,nope"],
+                            "unknown optimizer 'nope'"),
+        "sweep-layer": (["sweep", str(c), str(s), "--out", str(tmp_path / "sw"), "--style-layer-sets", "relu1_1,bogus"],
+                        "unknown layer bogus"),
+        "init": (base + ["--init", "zeros"], "unknown init 'zeros'"),
+    }[case]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gatys: error: ") and expect in lines[0], err
+    assert not out.exists() and not (tmp_path / "out.csv").exists() and not (tmp_path / "sw").exists()
+
+
+def test_matched_weights_compensate_a_backbone_feature_scale(tmp_path, content, style, capsys):
+    from fastst.lossnet import load_vgg16_caffe
+    same = go.matched_weights("vgg16-caffe", content, style, size=SIZE)
+    assert same["style_weight"] == pytest.approx(go.DEFAULT_STYLE_WEIGHT, rel=1e-6)
+    assert same["tv_weight"] == pytest.approx(go.DEFAULT_TV_WEIGHT, rel=1e-6)
+    # the Caffe weights fed torchvision's input normalisation: features ~1/30 the size
+    path = tmp_path / "vgg16-imagenet-norm.pth"
+    torch.save({"normalization": "imagenet", "state_dict": load_vgg16_caffe()[0]}, path)
+    w = go.matched_weights(str(path), content, style, size=SIZE)
+    assert 1e2 < w["style_weight"] / go.DEFAULT_STYLE_WEIGHT < 1e5
+    assert 1e-4 < w["tv_weight"] / go.DEFAULT_TV_WEIGHT < 1e-2
+    # the CLI uses the matched weights when none is given for another backbone, and says so
+    c, s = _write(tmp_path / "c.png", content), _write(tmp_path / "s.png", style)
+    out = tmp_path / "o.png"
+    assert main(["stylize", str(c), str(s), "-o", str(out), "--backbone", str(path), "--size", "32",
+                 "--iterations", "2", "--device", "cpu", "--no-progress"]) == 0
+    assert "weights matched to" in capsys.readouterr().err and out.exists()

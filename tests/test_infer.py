@@ -1,0 +1,358 @@
+"""`fastst infer` and fastst.stylize on images: sizes, folders, styles and blends, strength, colours,
+tiles that match the whole image, the ONNX backend, and bad inputs that must fail cleanly."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import synthetic_image, write_png
+from fastst import cli
+from fastst.colors import rgb_to_ycbcr
+from fastst.images import load_image
+from fastst.modelfile import StyleInfo, load_model, save_model
+from fastst.stylize import Stylizer, blend_weights, stylize, tile_spans
+from fastst.transformer import TransformerNet
+
+STYLES = ["starry", "scream"]
+
+
+def make_net(seed: int = 0, random_affine: bool = False) -> TransformerNet:
+    torch.manual_seed(seed)
+    net = TransformerNet(2)
+    if random_affine:  # per-style scales and shifts far from identity, like a trained model's
+        with torch.no_grad():
+            for norm in net.norms():
+                norm.scale.uniform_(0.5, 2.0)
+                norm.shift.normal_(0.0, 0.5)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "two.fst"
+    save_model(path, make_net(0, random_affine=True), [StyleInfo(n) for n in STYLES])
+    return path
+
+
+def infer(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(["infer", "-q", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB")).astype(np.int16)
+
+
+def files_under(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file()}
+
+
+# ------------------------------------------------------------------------------------------ sizes
+
+@pytest.mark.parametrize("size", [(37, 53), (64, 64), (50, 33)])
+def test_image_out_has_input_size(capsys, tmp_path, model_path, size):
+    src = write_png(tmp_path / "in.png", synthetic_image(*size, seed=1))
+    code, out, err = infer(capsys, model_path, src, "-o", tmp_path / "out.png")
+    assert code == 0, err
+    assert Path(out.strip()) == tmp_path / "out.png"
+    got = pixels(tmp_path / "out.png")
+    assert got.shape == (*size, 3)
+    assert np.abs(got - pixels(src)).mean() > 5  # it was stylized, not copied
+
+
+def test_default_name_beside_input_and_jpeg_kept(capsys, tmp_path, model_path):
+    src = tmp_path / "photo.jpg"
+    Image.fromarray((synthetic_image(40, 60).permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(src)
+    code, _, err = infer(capsys, model_path, src, "--style", "scream")
+    assert code == 0, err
+    out = tmp_path / "photo_scream.jpg"
+    with Image.open(out) as im:
+        assert im.format == "JPEG" and im.size == (60, 40)
+
+
+def test_max_size_caps_long_side(capsys, tmp_path, model_path):
+    src = write_png(tmp_path / "in.png", synthetic_image(60, 90))
+    code, _, err = infer(capsys, model_path, src, "-o", tmp_path / "o.png", "--max-size", "45")
+    assert code == 0, err
+    assert pixels(tmp_path / "o.png").shape == (30, 45, 3)
+
+
+def test_folder_in_folder_out(capsys, tmp_path, model_path, photo_dir):
+    code, out, err = infer(capsys, model_path, photo_dir, "-o", tmp_path / "out", "--all-styles")
+    assert code == 0, err
+    inputs = sorted(p for p in photo_dir.rglob("*.png"))
+    written = sorted(files_under(tmp_path / "out"))
+    assert len(written) == len(inputs) * len(STYLES) == 12
+    for src in inputs:
+        rel = src.relative_to(photo_dir)
+        for style in STYLES:
+            dst = tmp_path / "out" / rel.parent / f"{src.stem}_{style}.png"
+            assert dst in written
+            assert pixels(dst).shape == pixels(src).shape
+    assert sorted(Path(line) for line in out.split()) == written
+
+
+# ---------------------------------------------------------------------------------- styles, blends
+
+def test_unknown_style_lists_the_styles(capsys, tmp_path, model_path):
+    src = write_png(tmp_path / "in.png", synthetic_image(32, 32))
+    before = files_under(tmp_path)
+    code, _, err = infer(capsys, model_path, src, "--style", "monet", "-o", tmp_path / "o.png")
+    assert code == 2
+    assert err.strip() == f"fastst: error: {model_path}: unknown style 'monet'; styles are: starry, scream"
+    assert files_under(tmp_path) == before
+
+
+def test_style_by_index_and_name_agree(capsys, tmp_path, model_path):
+    src = write_png(tmp_path / "in.png", synthetic_image(32, 48))
+    assert infer(capsys, model_path, src, "--style", "1", "-o", tmp_path / "a.png")[0] == 0
+    assert infer(capsys, model_path, src, "--style", "scream", "-o", tmp_path / "b.png")[0] == 0
+    assert np.array_equal(pixels(tmp_path / "a.png"), pixels(tmp_path / "b.png"))
+
+
+def test_blend_weights_are_normalised(capsys, tmp_path, model_path):
+    src = write_png(tmp_path / "in.png", synthetic_image(40, 56, seed=2))
+    code, out, err = infer(capsys, model_path, src, "--style", "starry=3", "--style", "scream=1", "-o", tmp_path / "o")
+    assert code == 0, err
+    blended = tmp_path / "o" / "in_starry75+scream25.png"
+    assert Path(out.strip()) == blended
+    assert infer(capsys, model_path, src, "--style", "starry=0.75", "--style", "scream=0.25", "-o", tmp_path / "p.png")[0] == 0
+    assert np.array_equal(pixels(blended), pixels(tmp_path / "p.png"))
+    # and it is the network run with weights (0.75, 0.25), not either style alone
+    model = load_model(model_path)
+    x = load_image(src).unsqueeze(0)
+    with torch.no_grad():
+        ref = model.net(x, torch.tensor([[0.75, 0.25]]))[0]
+    ref8 = (ref.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy().astype(np.int16)
+    assert np.abs(pixels(blended) - ref8).max() <= 1
+    lib = stylize(model, x[0], style={"starry": 6, "scream": 2})
+    assert torch.allclose(lib, ref, atol=1e-5)
+
+
+def test_all_zero_blend_is_an_error(capsys, tmp_path, model_path):
+    src = write_png(tmp_path / "in.png", synthetic_image(32, 32))
+    code, _, err = infer(capsys, model_path, src, "--style", "starry=0", "--style", "scream=0")
+    assert code == 2 and "all zero" in err and "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------- strength, colours
+
+def test_strength_zero_returns_the_content(capsys, tmp_path, model_path):
+    src = write_png(tmp_path / "in.png", synthetic_image(45, 61, seed=3))
+    code, _, err = infer(capsys, model_path, src, "--strength", "0", "-o", tmp_path / "o.png")
+    assert code == 0, err
+    assert np.array_equal(pixels(tmp_path / "o.png"), pixels(src))
+    x = synthetic_image(45, 61, seed=3)
+    assert torch.equal(stylize(model_path, x, strength=0.0), x)
+
+
+def test_strength_blends_linearly(model_path):
+    model = load_model(model_path)
+    x = synthetic_image(40, 48, seed=4)
+    full = stylize(model, x, style="starry")
+    half = stylize(model, x, style="starry", strength=0.5)
+    assert torch.allclose(half, 0.5 * x + 0.5 * full, atol=1e-6)
+    assert (full - x).abs().mean() > 0.05
+
+
+def test_preserve_colors_keeps_content_chroma(model_path):
+    model = load_model(model_path)
+    x = synthetic_image(48, 64, seed=5)
+    plain = stylize(model, x)
+    kept = stylize(model, x, preserve_colors=True)
+    cx, cp, ck = rgb_to_ycbcr(x), rgb_to_ycbcr(plain), rgb_to_ycbcr(kept)
+    # chroma is the content's exactly except where clamping to the RGB gamut moved it
+    assert (ck[1:] - cx[1:]).abs().median() < 1e-4
+    assert (ck[1:] - cx[1:]).abs().mean() < 0.1 * (cp[1:] - cx[1:]).abs().mean()
+    assert (ck[0] - cp[0]).abs().mean() < 0.1 * (cp[0] - cx[0]).abs().mean()  # luminance: the stylized one
+
+
+def test_package_level_stylize_is_callable(model_path):
+    import fastst
+    import fastst.stylize  # noqa: F401 - the submodule shadows the function name in the package
+    x = synthetic_image(24, 40, seed=12)
+    out = fastst.stylize(load_model(model_path), x, style="scream", strength=0.0)
+    assert torch.equal(out, x)
+
+
+def test_library_accepts_tensor_pil_and_path(tmp_path, model_path):
+    model = load_model(model_path)
+    x = synthetic_image(33, 47, seed=6)
+    src = write_png(tmp_path / "in.png", x)
+    from_path = stylize(model, src)
+    from_pil = stylize(model, Image.open(src))
+    from_batch = stylize(model, load_image(src).unsqueeze(0).repeat(2, 1, 1, 1), style=1)
+    assert from_path.shape == (3, 33, 47)
+    assert isinstance(from_pil, Image.Image) and from_pil.size == (47, 33)
+    assert from_batch.shape == (2, 3, 33, 47)
+    assert np.abs(np.asarray(from_pil).astype(int) - (from_path.permute(1, 2, 0).numpy() * 255).round()).max() <= 1
+    with pytest.raises(Exception, match="unknown style"):
+        stylize(model, x, style="nope")
+
+
+# ---------------------------------------------------------------------------------------- tiles
+
+def test_tile_geometry():
+    for length, tile in [(500, 128), (300, 128), (129, 64), (100, 128), (1001, 256)]:
+        spans = tile_spans(length, tile, 56)
+        cores = [c for c, _ in spans]
+        assert cores[0][0] == 0 and cores[-1][1] == length
+        assert all(a[1] == b[0] for a, b in zip(cores, cores[1:]))  # cores partition the line
+        assert all(s % 4 == 0 for _, (s, _) in spans)  # aligned with the stride-4 grid
+        weights = blend_weights(length, spans, 16)
+        total = torch.zeros(length)
+        for (_, (s, e)), w in zip(spans, weights):
+            total[s:e] += w
+        assert torch.allclose(total, torch.ones(length), atol=1e-6)
+
+
+def test_tiled_equals_whole_image_300x500_tile_128():
+    """Tolerance: max |tiled - whole| <= 1e-3 on the [0, 1] scale (a quarter of an 8-bit step);
+    measured 4e-5. Per-tile statistics (no sharing) differ by > 0.05, so the check can fail."""
+    stylizer = Stylizer(make_net(0, random_affine=True), device="cpu", precision="fp32")
+    x = synthetic_image(300, 500, seed=7).unsqueeze(0)
+    w = stylizer.style_weights(1)
+    whole = stylizer.forward(x, w)
+    tiled = stylizer.batch(x, w, tile=128)
+    assert tiled.shape == whole.shape
+    assert (tiled - whole).abs().max() <= 1e-3
+    # the naive way: each 128 px tile normalised by itself, pasted
+    naive = torch.cat([torch.cat([stylizer.forward(x[..., y:y + 128, c:c + 128], w)
+                                  for c in range(0, 500, 128)], dim=-1) for y in range(0, 300, 128)], dim=-2)
+    assert (naive - whole).abs().mean() > 0.05
+
+
+def test_exact_tile_statistics_beyond_stats_pixels():
+    """Above stats_pixels the default measures statistics on a downscaled copy (approximate);
+    stats='exact' measures them layer by layer over full-resolution tiles and matches the whole."""
+    stylizer = Stylizer(make_net(1, random_affine=True), device="cpu", precision="fp32")
+    x = synthetic_image(64, 96, seed=8).unsqueeze(0)
+    w = stylizer.style_weights(0)
+    whole = stylizer.forward(x, w)
+    approx = stylizer.tiled_forward(x, w, tile=48, stats_pixels=32 * 32)
+    exact = stylizer.tiled_forward(x, w, tile=48, stats_pixels=32 * 32, stats="exact")
+    assert (exact - whole).abs().max() <= 1e-3
+    assert (approx - whole).abs().mean() > 5 * (exact - whole).abs().mean() + 1e-3
+
+
+def test_tile_flag_on_cli(capsys, tmp_path, model_path):
+    src = write_png(tmp_path / "in.png", synthetic_image(100, 150, seed=9))
+    assert infer(capsys, model_path, src, "-o", tmp_path / "w.png", "--tile", "0")[0] == 0
+    assert infer(capsys, model_path, src, "-o", tmp_path / "t.png", "--tile", "48")[0] == 0
+    assert np.abs(pixels(tmp_path / "w.png") - pixels(tmp_path / "t.png")).max() <= 1
+
+
+def test_shared_stats_are_reset_after_tiling(model_path):
+    model = load_model(model_path)
+    x = synthetic_image(100, 140, seed=10)
+    before = stylize(model, x)
+    stylize(model, x, tile=64)
+    assert all(n.shared_stats is None and n.stats is None for n in model.net.norms())
+    assert torch.equal(stylize(model, x), before)
+
+
+# ------------------------------------------------------------------------------ model selection
+
+def test_default_pretrained_model_when_no_model_given(capsys, tmp_path, model_path, monkeypatch):
+    import fastst.pretrained
+    monkeypatch.setattr(fastst.pretrained, "pretrained_path", lambda: model_path, raising=False)
+    src = write_png(tmp_path / "in.png", synthetic_image(32, 40))
+    code, out, err = infer(capsys, src)
+    assert code == 0, err
+    assert Path(out.strip()) == tmp_path / "in_starry.png"
+
+
+def test_onnx_backend_matches_torch(capsys, tmp_path, model_path):
+    onnx_export = pytest.importorskip("export.onnx_export", reason="the ONNX exporter (export/onnx_export.py) is not there yet")
+    if not hasattr(onnx_export, "export_onnx"):
+        pytest.skip("export/onnx_export.py has no export_onnx(model, path) yet")
+    model = load_model(model_path)
+    onnx_path = tmp_path / "two.onnx"
+    onnx_export.export_onnx(model, onnx_path, verify=False)
+    src = write_png(tmp_path / "in.png", synthetic_image(45, 70, seed=11))
+    code, _, err = infer(capsys, onnx_path, src, "--backend", "onnx", "--style", "starry=1", "--style", "scream=1",
+                         "-o", tmp_path / "onnx.png")
+    assert code == 0, err
+    assert infer(capsys, model_path, src, "--style", "starry=1", "--style", "scream=1", "-o", tmp_path / "torch.png")[0] == 0
+    assert np.abs(pixels(tmp_path / "onnx.png") - pixels(tmp_path / "torch.png")).max() <= 1
+    code, _, err = infer(capsys, onnx_path, src, "--style", "monet")
+    assert code == 2 and "styles are: starry, scream" in err
+    code, _, err = infer(capsys, onnx_path, src, "--tile", "64", "-o", tmp_path / "t.png")
+    assert code == 2 and "torch backend" in err
+
+
+# ------------------------------------------------------------------------------------ bad inputs
+
+def _bad_cases(tmp: Path, model_path: Path) -> dict[str, list[str]]:
+    good = write_png(tmp / "good.png", synthetic_image(32, 32))
+    corrupt = tmp / "corrupt.png"
+    corrupt.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    wrong_kind = tmp / "weights.fst"
+    torch.save({"state_dict": {}}, wrong_kind)
+    png_as_model = tmp / "picture.fst"
+    png_as_model.write_bytes(good.read_bytes())
+    not_video = tmp / "clip.mp4"
+    not_video.write_bytes(os.urandom(4096))
+    out = tmp / "out"
+    return {
+        "missing model": [str(tmp / "nope.fst"), str(good), "-o", str(out)],
+        "model of the wrong kind": [str(wrong_kind), str(good), "-o", str(out)],
+        "image as model": [str(png_as_model), str(good), "-o", str(out)],
+        "corrupt image": [str(model_path), str(good), str(corrupt), "-o", str(out)],
+        "unreadable video": [str(model_path), str(good), str(not_video), "-o", str(out)],
+        "output equals input": [str(model_path), str(good), "-o", str(good)],
+        "missing input": [str(model_path), str(tmp / "missing.png"), "-o", str(out)],
+        "unsupported input": [str(model_path), str(tmp / "weights.fst.txt")],
+        "onnx backend with a .fst": [str(model_path), str(good), "--backend", "onnx", "-o", str(out)],
+    }
+
+
+@pytest.mark.parametrize("case", ["missing model", "model of the wrong kind", "image as model", "corrupt image",
+                                  "unreadable video", "output equals input", "missing input",
+                                  "unsupported input", "onnx backend with a .fst"])
+def test_bad_input_is_one_line_exit_2_nothing_written(capsys, tmp_path, model_path, case):
+    cases = _bad_cases(tmp_path, model_path)
+    (tmp_path / "weights.fst.txt").write_text("hello")
+    before = {p: p.stat().st_mtime_ns for p in files_under(tmp_path)}
+    code, out, err = infer(capsys, *cases[case])
+    assert code == 2
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastst: error: "), err
+    assert {p: p.stat().st_mtime_ns for p in files_under(tmp_path)} == before  # nothing written or touched
+    assert not (tmp_path / "out").exists()
+    expected = {"missing model": "no such model file", "model of the wrong kind": "not a fastst model file",
+                "image as model": "not a fastst model file", "corrupt image": "corrupt.png",
+                "unreadable video": "clip.mp4: not a readable video", "output equals input": "is an input",
+                "missing input": "no such file", "unsupported input": "unsupported input type",
+                "onnx backend with a .fst": "needs an exported .onnx"}[case]
+    assert expected in lines[0]
+
+
+def test_existing_output_needs_overwrite(capsys, tmp_path, model_path):
+    src = write_png(tmp_path / "in.png", synthetic_image(32, 32))
+    dst = tmp_path / "o.png"
+    dst.write_bytes(b"keep me")
+    code, _, err = infer(capsys, model_path, src, "-o", dst)
+    assert code == 2 and "--overwrite" in err
+    assert dst.read_bytes() == b"keep me"
+    assert infer(capsys, model_path, src, "-o", dst, "--overwrite")[0] == 0
+    assert pixels(dst).shape == (32, 32, 3)
+    # never an input, even with --overwrite; no temporary files left behind
+    code, _, err = infer(capsys, model_path, src, "-o", src, "--overwrite")
+    assert code == 2 and "is an input" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "o.png"]
+
+
+def test_several_outputs_need_a_folder(capsys, tmp_path, model_path):
+    src = write_png(tmp_path / "in.png", synthetic_image(32, 32))
+    code, _, err = infer(capsys, model_path, src, "--all-styles", "-o", tmp_path / "x.png")
+    assert code == 2 and "must be a folder" in err
+    assert not (tmp_path / "x.png").exists()

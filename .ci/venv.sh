@@ -29,5 +29,9 @@ if [ ! -f "$venv/.complete" ]; then
     touch "$venv/.complete"
 fi
 # Always point the cached venv's editable install at this checkout (CI clones into new folders).
-"$venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e "$root" >&2
+log=$(mktemp)
+if ! "$venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e "$root" >"$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"; exit 1
+fi
+rm -f "$log"
 echo "$venv"

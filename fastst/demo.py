@@ -72,7 +72,7 @@ def run_demo(out: Path, tiny: bool = False, photos: int = 6) -> dict[str, list[P
 
     # 3. export both models
     print("[3/3] exporting to ONNX and Core ML", flush=True)
-    sizes = [(64, 64)] if tiny else None
+    sizes = [(64, 64), (64, 96)] if tiny else None  # Core ML wants at least two enumerated sizes
     for tag, model in models:
         onnx_path = out / f"{tag}.onnx"
         export_onnx(model, onnx_path)

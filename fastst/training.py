@@ -152,6 +152,7 @@ class PreviewGrid(Callback):
         self.photos = [resize_short_side(load_image(p), size)[..., :size, :size] for p in photos]
 
     def write(self, trainer: L.Trainer, module: StyleTransferModule) -> None:
+        log_dir = trainer.log_dir  # a collective under DDP: every rank must ask, before rank 0 alone writes
         if not trainer.is_global_zero or not self.photos:
             return
         net = module.net
@@ -168,7 +169,7 @@ class PreviewGrid(Callback):
                 rows.append(torch.cat(cells, dim=3))
         net.train(was_training)
         grid = torch.cat(rows, dim=2)[0].cpu()
-        folder = Path(trainer.log_dir or ".") / "previews"
+        folder = Path(log_dir or ".") / "previews"
         folder.mkdir(parents=True, exist_ok=True)
         save_image(grid, folder / f"step{trainer.global_step:06d}.png")
 
@@ -178,8 +179,9 @@ class PreviewGrid(Callback):
 
     def on_train_end(self, trainer, module) -> None:  # noqa: ANN001
         self.write(trainer, module)
-        if trainer.is_global_zero and trainer.log_dir:
-            plot_losses(Path(trainer.log_dir) / "metrics.csv", Path(trainer.log_dir) / "losses.png")
+        log_dir = trainer.log_dir
+        if trainer.is_global_zero and log_dir:
+            plot_losses(Path(log_dir) / "metrics.csv", Path(log_dir) / "losses.png")
 
 
 def plot_losses(metrics_csv: Path, out_png: Path) -> Path | None:

@@ -27,20 +27,25 @@ def cpu_has_fast_bf16() -> bool:
     return platform.machine() in ("x86_64", "AMD64") and bool({"amx_bf16", "avx512_bf16"} & flags)
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' picks cuda, then mps, then cpu; explicit names are checked for availability."""
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """'auto' picks cuda, then mps, then cpu; an explicit device that is not available is a user error."""
     from .errors import FaststError
 
+    name = "auto" if name is None else str(name)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise FaststError("--device cuda asked for, but no CUDA GPU is available")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise FaststError("--device mps asked for, but MPS is not available")
-    if name not in ("cpu", "mps") and not name.startswith("cuda"):
-        raise FaststError(f"unknown device '{name}' (use auto, cpu, cuda or mps)")
+    kind = name.split(":")[0]
+    if kind not in DEVICES:
+        raise FaststError(f"unknown device '{name}'; choose one of {', '.join(DEVICES)}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise FaststError("device cuda requested but no CUDA GPU is available to torch")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise FaststError("device mps requested but Apple's Metal backend is not available")
     return torch.device(name)

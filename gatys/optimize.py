@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from fastst.colors import preserve_colors, rgb_to_ycbcr
 from fastst.errors import FaststError
+from fastst.hardware import cpu_has_fast_bf16 as cpu_has_native_bf16, resolve_device  # noqa: F401
 from fastst.images import atomic_path, load_image, resize_exact, resize_long_side
 from fastst.losses import blended_grams, content_loss, gram_matrix, style_loss, total_variation
 from fastst.lossnet import LossNetwork, default_layers
@@ -71,39 +72,10 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
 }
 
 
-def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
-    """'auto' picks cuda, then mps, then cpu; an explicit device that is not available is a user error."""
-    name = "auto" if name is None else str(name)
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    kind = name.split(":")[0]
-    if kind not in DEVICES:
-        raise FaststError(f"unknown device '{name}'; choose one of {', '.join(DEVICES)}")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise FaststError("device cuda requested but no CUDA GPU is available to torch")
-    if kind == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-        raise FaststError("device mps requested but Apple's Metal backend is not available")
-    return torch.device(name)
-
-
 def bf16_default(device: torch.device) -> bool:
     """bf16 autocast of the loss network is off by default: on the 2-core AVX2 CPU it was measured on
     it is ~14x slower (no native bf16), and no faster device was available to measure quality on."""
     return False
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX); elsewhere bf16 is emulated and slow."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def make_optimizer(name: str, params: list[torch.Tensor], lr: float | None = None) -> torch.optim.Optimizer:

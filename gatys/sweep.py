@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
 
 from fastst.errors import FaststError
-from fastst.images import atomic_path, load_image, save_image, tensor_to_pil
+from fastst.images import atomic_path, load_image, save_image
 from fastst.lossnet import default_layers
+from fastst.sheets import contact_sheet
 
 from . import optimize as go
 
@@ -227,31 +227,3 @@ def plot_axis(runs: Sequence[RunSpec], curves: Sequence[Sequence[dict[str, float
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     return path
-
-
-def contact_sheet(images: Sequence[torch.Tensor], labels: Sequence[str], path: Path, tile: int = 256) -> Path:
-    """A grid of thumbnails (long side `tile`) with a text label under each, saved as PNG."""
-    font = _font(13)
-    line_h = 16
-    label_h = line_h * max(label.count("\n") + 1 for label in labels) + 6
-    cols = min(len(images), max(2, math.ceil(math.sqrt(len(images)))))
-    rows = math.ceil(len(images) / cols)
-    sheet = Image.new("RGB", (cols * (tile + 8) + 8, rows * (tile + label_h + 8) + 8), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
-    for k, (img, label) in enumerate(zip(images, labels)):
-        thumb = tensor_to_pil(img)
-        scale = tile / max(thumb.size)  # fit the tile, enlarging small results too
-        thumb = thumb.resize((max(1, round(thumb.width * scale)), max(1, round(thumb.height * scale))),
-                             Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BICUBIC)
-        x = 8 + (k % cols) * (tile + 8)
-        y = 8 + (k // cols) * (tile + label_h + 8)
-        sheet.paste(thumb, (x + (tile - thumb.width) // 2, y + (tile - thumb.height) // 2))
-        draw.multiline_text((x, y + tile + 3), label, fill=(0, 0, 0), font=font, spacing=3)
-    return save_image(sheet, path)
-
-
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has only the fixed bitmap font
-        return ImageFont.load_default()

@@ -37,13 +37,7 @@ class ExportNet(nn.Module):
         x = image.to(self.dtype)
         if self.pad:
             x = F.pad(x, (0, pw, 0, ph), mode="reflect")
-        for layer in net.down:
-            x = layer(x, style)
-        for block in net.residual:
-            x = block(x, style)
-        for layer in net.up:
-            x = layer(x, style)
-        x = torch.sigmoid(net.out(x, style))
+        x = net.body(x, style)
         if self.pad:  # crop by negative padding: slicing to :h makes torch.export fail on a size guard
             x = F.pad(x, (0, -pw, 0, -ph))
         x = x.float()

@@ -97,14 +97,18 @@ class TransformerNet(nn.Module):
         h, w = image.shape[-2:]
         ph, pw = (-h) % 4, (-w) % 4
         x = F.pad(image, (0, pw, 0, ph), mode="reflect") if (ph or pw) else image
+        x = self.body(x, style_weights)
+        return x[..., :h, :w] if (ph or pw) else x
+
+    def body(self, x: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
+        """The layers on an input whose sides are multiples of 4 (the exporters pad and crop their own way)."""
         for layer in self.down:
             x = layer(x, style_weights)
         for block in self.residual:
             x = block(x, style_weights)
         for layer in self.up:
             x = layer(x, style_weights)
-        x = torch.sigmoid(self.out(x, style_weights))
-        return x[..., :h, :w] if (ph or pw) else x
+        return torch.sigmoid(self.out(x, style_weights))
 
     def norms(self) -> list[ConditionalInstanceNorm]:
         """Every conditional instance norm, in forward order."""

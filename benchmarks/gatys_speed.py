@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 import gatys.optimize as go
-from fastst.images import load_image, resize_long_side
+from fastst.images import load_image, resize_long_side, save_image
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
@@ -61,6 +61,7 @@ def main() -> None:
     p.add_argument("--force-bf16", action="store_true", help="run the bf16 L-BFGS quality comparison even where bf16 is emulated")
     p.add_argument("--budget", type=int, default=None, help="L-BFGS evaluations (default: 300, quick: 30)")
     p.add_argument("--skip-rates", action="store_true", help="only the L-BFGS runs")
+    p.add_argument("--save", default=None, help="save the fp32 L-BFGS result to this image file")
     p.add_argument("--lbfgs-size", type=int, default=None, help="L-BFGS run size (default: the larger size)")
     args = p.parse_args()
     if args.threads:
@@ -75,7 +76,11 @@ def main() -> None:
     print("size  precision  evals/s")
     for size in () if args.skip_rates else sizes:
         for bf16 in precisions:
-            rate = evals_per_second(content, style, size, bf16, repeats if not bf16 or go.cpu_has_native_bf16() else 1)
+            emulated = bf16 and not go.cpu_has_native_bf16()
+            if emulated and size > sizes[0] and not args.force_bf16:
+                print(f"{size:4d}  bf16       skipped (emulated bf16; --force-bf16 runs it)", flush=True)
+                continue
+            rate = evals_per_second(content, style, size, bf16, 1 if emulated else repeats)
             print(f"{size:4d}  {'bf16' if bf16 else 'fp32':9s}  {rate:7.3f}", flush=True)
     size = args.lbfgs_size or sizes[-1]
     print(f"\nL-BFGS, {budget} evaluations at {size} px (fixed fp32 scorer on the result):")
@@ -85,6 +90,8 @@ def main() -> None:
             continue
         r = go.stylize(content, [style], size=size, iterations=budget, device="cpu", bf16=bf16, progress=True)
         scored = go.score(content, [style], r.image)
+        if args.save and not bf16:
+            save_image(r.image, args.save)
         print(f"  {'bf16' if bf16 else 'fp32'}: {r.seconds:7.1f} s ({r.passes_per_second:.3f} evals/s); "
               f"own final loss {r.final['total']:.4g}; fp32-scored total {scored['total']:.4g}", flush=True)
 

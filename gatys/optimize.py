@@ -27,20 +27,9 @@ from fastst.lossnet import LossNetwork, default_layers
 
 logger = logging.getLogger(__name__)
 
-# Defaults tuned for vgg16-caffe (Caffe-scale features, 0..255 inputs) with L-BFGS, 300 evaluations,
-# 512 px: see the README for how they were chosen and how they scale with other backbones.
-DEFAULT_CONTENT_WEIGHT = 1.0
-DEFAULT_STYLE_WEIGHT = 5e3
-DEFAULT_TV_WEIGHT = 1e5
-DEFAULT_SIZE = 512
-DEFAULT_ITERATIONS = 300
-DEFAULT_BACKBONE = "vgg16-caffe"
-SCORER_BACKBONE = "vgg16-caffe"
-CSV_COLUMNS = ("iteration", "seconds", "content", "style", "tv", "total")
-INITS = ("content", "noise", "style")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-SGD_AUTO_STEP = 2e-3  # first SGD step, in mean absolute pixel change ([0, 1] scale), when --lr is not given
-MIN_PYRAMID_SIDE = 32  # below this the deepest VGG layers see a 2x2 map: no useful style statistics
+from .defaults import (CSV_COLUMNS, DEFAULT_BACKBONE, DEFAULT_CONTENT_WEIGHT, DEFAULT_ITERATIONS,  # noqa: F401
+                       DEFAULT_SIZE, DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT, DEVICES, INITS, MIN_PYRAMID_SIDE,
+                       OPTIMIZER_LRS, SCORER_BACKBONE, SGD_AUTO_STEP)
 
 
 @dataclass(frozen=True)
@@ -62,14 +51,15 @@ def _lbfgs(params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
                              tolerance_grad=-1.0, tolerance_change=-1.0, line_search_fn="strong_wolfe")
 
 
-OPTIMIZERS: dict[str, OptimizerSpec] = {
-    "sgd": OptimizerSpec(lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9), None),
-    "adadelta": OptimizerSpec(lambda p, lr: torch.optim.Adadelta(p, lr=lr), 5.0),
-    "adagrad": OptimizerSpec(lambda p, lr: torch.optim.Adagrad(p, lr=lr), 0.05),
-    "adam": OptimizerSpec(lambda p, lr: torch.optim.Adam(p, lr=lr), 0.05),
-    "rmsprop": OptimizerSpec(lambda p, lr: torch.optim.RMSprop(p, lr=lr), 5e-3),
-    "lbfgs": OptimizerSpec(_lbfgs, 1.0),
+_BUILDERS: dict[str, Callable[[list[torch.Tensor], float], torch.optim.Optimizer]] = {
+    "sgd": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9),
+    "adadelta": lambda p, lr: torch.optim.Adadelta(p, lr=lr),
+    "adagrad": lambda p, lr: torch.optim.Adagrad(p, lr=lr),
+    "adam": lambda p, lr: torch.optim.Adam(p, lr=lr),
+    "rmsprop": lambda p, lr: torch.optim.RMSprop(p, lr=lr),
+    "lbfgs": _lbfgs,
 }
+OPTIMIZERS: dict[str, OptimizerSpec] = {name: OptimizerSpec(_BUILDERS[name], lr) for name, lr in OPTIMIZER_LRS.items()}
 
 
 def bf16_default(device: torch.device) -> bool:
@@ -179,6 +169,7 @@ class StylizeResult:
     seconds: float
     evaluations: int
     settings: dict[str, object] = field(default_factory=dict)
+    output_row: dict[str, float] = field(default_factory=dict)
 
     @property
     def passes_per_second(self) -> float:
@@ -187,8 +178,9 @@ class StylizeResult:
 
     @property
     def final(self) -> dict[str, float]:
-        """The last logged evaluation's terms."""
-        return dict(self.rows[-1]) if self.rows else {}
+        """The log row of the returned image: the lowest-loss evaluation of the finest level (before
+        --original-colors)."""
+        return dict(self.output_row or (self.rows[-1] if self.rows else {}))
 
 
 class _BudgetSpent(Exception):
@@ -280,6 +272,7 @@ def stylize(content: torch.Tensor | str | os.PathLike,
     budgets = split_evaluations(iterations, len(sizes))
     rows: list[dict[str, float]] = []
     image: torch.Tensor | None = None
+    used_lr, output_row = float("nan"), {}
     start = time.perf_counter()
     bar = tqdm(total=iterations, desc="gatys", unit="eval", file=sys.stderr, disable=not progress,
                dynamic_ncols=True, leave=False)
@@ -296,7 +289,8 @@ def stylize(content: torch.Tensor | str | os.PathLike,
             else:
                 image = resize_exact(image.detach().cpu().clamp(0, 1), h, w)
             pixels = image.to(dev).clone(memory_format=torch.contiguous_format).requires_grad_(True)
-            used_lr = _optimise(objective, pixels, optimizer, lr, budget, rows, start, bar, callback)
+            if budget > 0:
+                used_lr, output_row = _optimise(objective, pixels, optimizer, lr, budget, rows, start, bar, callback)
             image = pixels.detach()
     finally:
         bar.close()
@@ -309,7 +303,7 @@ def stylize(content: torch.Tensor | str | os.PathLike,
                     style_blend=blend, optimizer=optimizer, lr=used_lr,
                     iterations=iterations, init=init, size=size, style_scale=style_scale,
                     original_colors=original_colors, scales=len(sizes), seed=seed, device=str(dev), bf16=use_bf16)
-    result = StylizeResult(out, rows, seconds, len(rows), settings)
+    result = StylizeResult(out, rows, seconds, len(rows), settings, dict(output_row))
     if log is not None:
         write_log(rows, log)
     return result
@@ -330,8 +324,10 @@ def _initial_image(init: str, content: torch.Tensor, styles: Sequence[torch.Tens
 
 def _optimise(objective: Objective, pixels: torch.Tensor, name: str, lr: float | None, budget: int,
               rows: list[dict[str, float]], start: float, bar: tqdm,
-              callback: Callable[[dict[str, float]], None] | None) -> float:
-    """Spend exactly `budget` loss evaluations on `pixels` with the named optimizer; returns the lr used."""
+              callback: Callable[[dict[str, float]], None] | None) -> tuple[float, dict[str, float]]:
+    """Spend exactly `budget` loss evaluations on `pixels` with the named optimizer, then leave in
+    `pixels` the evaluated image with the lowest loss (at a budget's end L-BFGS's line search may hold
+    an older, worse point). Returns the lr used and that image's log row."""
     opt = make_optimizer(name, [pixels], lr)
     auto_lr = lr is None and OPTIMIZERS[name].lr is None
     # L-BFGS sees the loss times 1/mean|first gradient|: the minimiser is unchanged, but torch's
@@ -339,17 +335,24 @@ def _optimise(objective: Objective, pixels: torch.Tensor, name: str, lr: float |
     # accepted yet, which happens where the quartic style loss is concave) become steps of about one
     # pixel range instead of ~1e8, which overflowed to inf/NaN with Caffe-scale features.
     normalise = name == "lbfgs"
+    # L-BFGS cannot clamp between steps, so it sees the image clamp(x) with the gradient passed straight
+    # through: the logged loss is the output's, and at 256 px / 150 evaluations the saved image scored
+    # 30% lower than optimising x unconstrained and clamping at the end (sigmoid(x) was within 2%, but
+    # freezes saturated pixels). The first-order optimizers clamp x after every step instead.
+    straight_through = name == "lbfgs"
     loss_scale = 1.0
     spent = 0
     best = pixels.detach().clone()
     best_total = math.inf
+    best_row: dict[str, float] = {}
 
     def closure() -> torch.Tensor:
-        nonlocal spent, best_total, loss_scale
+        nonlocal spent, best_total, best_row, loss_scale
         if spent >= budget:
             raise _BudgetSpent
         opt.zero_grad(set_to_none=False)
-        terms = objective.terms(pixels)
+        image = pixels + (pixels.clamp(0, 1) - pixels).detach() if straight_through else pixels
+        terms = objective.terms(image)
         (terms["total"] * loss_scale).backward()
         if normalise and spent == 0:
             loss_scale = 1.0 / max(float(pixels.grad.abs().mean()), 1e-30)
@@ -364,8 +367,8 @@ def _optimise(objective: Objective, pixels: torch.Tensor, name: str, lr: float |
                               f"lower the learning rate (--lr) or the loss weights")
         rows.append(row)
         if row["total"] < best_total:
-            best_total = row["total"]
-            best.copy_(pixels.detach())
+            best_total, best_row = row["total"], row
+            best.copy_(image.detach())
         bar.update(1)
         bar.set_postfix(loss=f"{row['total']:.4g}", refresh=False)
         if callback is not None:
@@ -380,9 +383,7 @@ def _optimise(objective: Objective, pixels: torch.Tensor, name: str, lr: float |
             opt.param_groups[0]["max_eval"] = left
             try:
                 opt.step(closure)
-            except _BudgetSpent:  # stopped inside a line search: keep the best point evaluated
-                with torch.no_grad():
-                    pixels.copy_(best)
+            except _BudgetSpent:  # stopped inside a line search
                 break
             if spent == before:
                 break
@@ -391,7 +392,10 @@ def _optimise(objective: Objective, pixels: torch.Tensor, name: str, lr: float |
             opt.step(closure)
             with torch.no_grad():
                 pixels.clamp_(0, 1)
-    return float(opt.param_groups[0]["lr"])
+    if best_row:
+        with torch.no_grad():
+            pixels.copy_(best)
+    return float(opt.param_groups[0]["lr"]), best_row
 
 
 def write_log(rows: Sequence[Mapping[str, float]], path: str | os.PathLike) -> Path:

@@ -134,6 +134,9 @@ def test_score_is_a_fixed_objective(content, style):
     result = go.stylize(content, [style], iterations=6, size=SIZE, device="cpu")
     after = gatys.score(content, [style], result.image)
     assert after["style"] < s["style"] and after["content"] > 0
+    # the returned image is the logged best evaluation (not L-BFGS's last line-search point), in [0, 1]
+    assert after["total"] == pytest.approx(result.final["total"], rel=1e-4)
+    assert result.final["total"] == min(r["total"] for r in result.rows)
 
 
 def test_local_weights_file_backbone_matches_vgg16_caffe(tmp_path, content, style):

@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 from fastst.errors import FaststError
-from fastst.images import save_image
 
-from .. import optimize as go
+from .. import defaults as go
 
 
 def add_common_options(p: argparse.ArgumentParser) -> None:
@@ -18,7 +17,7 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
                    help=f"total-variation weight (default: {go.DEFAULT_TV_WEIGHT:g} for vgg16-caffe)")
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate, pixels in [0, 1] (default: per optimizer: "
-                        + ", ".join(f"{k} {v.lr:g}" if v.lr else f"{k} auto" for k, v in go.OPTIMIZERS.items())
+                        + ", ".join(f"{k} {lr:g}" if lr else f"{k} auto" for k, lr in go.OPTIMIZER_LRS.items())
                         + "; sgd auto: the first step moves the mean pixel by " + f"{go.SGD_AUTO_STEP:g})")
     p.add_argument("--iterations", type=int, default=go.DEFAULT_ITERATIONS,
                    help="loss evaluations (forward + backward passes), for every optimizer (default: %(default)s)")
@@ -57,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "no weight given, alpha, beta and the tv weight are matched to it, see gatys.optimize.matched_weights)")
     p.add_argument("--style-blend", default=None, metavar="W1,W2,...",
                    help="weights of the style images (default: equal)")
-    p.add_argument("--optimizer", default="lbfgs", metavar="{" + ",".join(go.OPTIMIZERS) + "}",
+    p.add_argument("--optimizer", default="lbfgs", metavar="{" + ",".join(go.OPTIMIZER_LRS) + "}",
                    help="(default: %(default)s)")
     p.add_argument("--original-colors", action="store_true",
                    help="transfer luminance only and keep the content's colours")
@@ -108,9 +107,10 @@ def loss_weights(args: argparse.Namespace, style: str) -> tuple[float, float, fl
     defaults = {"content_weight": go.DEFAULT_CONTENT_WEIGHT, "style_weight": go.DEFAULT_STYLE_WEIGHT,
                 "tv_weight": go.DEFAULT_TV_WEIGHT}
     if all(g is None for g in given) and args.backbone != go.DEFAULT_BACKBONE:
-        defaults = go.matched_weights(args.backbone, args.content, style,
-                                      parse_list(args.content_layers, "--content-layers"),
-                                      parse_list(args.style_layers, "--style-layers"), device=args.device)
+        from ..optimize import matched_weights
+        defaults = matched_weights(args.backbone, args.content, style,
+                                   parse_list(args.content_layers, "--content-layers"),
+                                   parse_list(args.style_layers, "--style-layers"), device=args.device)
         print(f"gatys: weights matched to {args.backbone}: --content-weight {defaults['content_weight']:.3g} "
               f"--style-weight {defaults['style_weight']:.3g} --tv-weight {defaults['tv_weight']:.3g}",
               file=sys.stderr)
@@ -129,7 +129,10 @@ def run(args: argparse.Namespace) -> int:
         if os.path.exists(src) and os.path.exists(log) and os.path.samefile(src, log):
             raise FaststError("log would overwrite an input", log)
     alpha, beta, tv = loss_weights(args, args.styles[0])
-    result = go.stylize(
+    from fastst.images import save_image
+
+    from ..optimize import stylize, write_log
+    result = stylize(
         args.content, args.styles, backbone=args.backbone,
         content_layers=parse_list(args.content_layers, "--content-layers"),
         style_layers=parse_list(args.style_layers, "--style-layers"),
@@ -139,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         original_colors=args.original_colors, scales=args.scales, seed=args.seed, device=args.device,
         bf16=args.bf16, progress=args.progress)
     save_image(result.image, out)
-    go.write_log(result.rows, log)
+    write_log(result.rows, log)
     final = result.final
     print(f"{out}: {result.evaluations} evaluations in {result.seconds:.1f} s "
           f"({result.passes_per_second:.2f} passes/s) on {result.settings['device']}"

@@ -6,8 +6,7 @@ import time
 
 from fastst.errors import FaststError
 
-from .. import optimize as go
-from .. import sweep as gs
+from .. import defaults as go
 from .stylize import add_common_options
 
 
@@ -25,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("style", metavar="STYLE", help="style image")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--optimizers", nargs="+", default=["lbfgs"], metavar="NAME",
-                   help="optimizers, e.g. lbfgs adam or lbfgs,adam (from: " + ", ".join(go.OPTIMIZERS) + ")")
+                   help="optimizers, e.g. lbfgs adam or lbfgs,adam (from: " + ", ".join(go.OPTIMIZER_LRS) + ")")
     p.add_argument("--weight-ratios", nargs="+", default=None, metavar="ALPHA:BETA",
                    help=f"content:style weight pairs, e.g. 1:1e3 1:1e4 (default: "
                         f"{go.DEFAULT_CONTENT_WEIGHT:g}:{go.DEFAULT_STYLE_WEIGHT:g})")
@@ -53,15 +52,17 @@ def _layer_sets(values: list[str] | None, what: str) -> list[list[str] | None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .. import sweep as gs
     ratios = [gs.parse_ratio(r) for r in _split(args.weight_ratios)] or \
         [(go.DEFAULT_CONTENT_WEIGHT, go.DEFAULT_STYLE_WEIGHT)]
     start = time.perf_counter()
-    rows = gs.run_sweep(args.content, args.style, args.out, optimizers=_split(args.optimizers), weight_ratios=ratios,
-                    content_layer_sets=_layer_sets(args.content_layer_sets, "--content-layer-sets"),
-                    style_layer_sets=_layer_sets(args.style_layer_sets, "--style-layer-sets"),
-                    backbones=_split(args.backbones), match_weights=args.match_weights, progress=args.progress, tv_weight=args.tv_weight, lr=args.lr,
-                    iterations=args.iterations, init=args.init, size=args.size, style_scale=args.style_scale,
-                    scales=args.scales, seed=args.seed, device=args.device, bf16=args.bf16)
+    rows = gs.run_sweep(
+        args.content, args.style, args.out, optimizers=_split(args.optimizers), weight_ratios=ratios,
+        content_layer_sets=_layer_sets(args.content_layer_sets, "--content-layer-sets"),
+        style_layer_sets=_layer_sets(args.style_layer_sets, "--style-layer-sets"),
+        backbones=_split(args.backbones), match_weights=args.match_weights, progress=args.progress,
+        tv_weight=args.tv_weight, lr=args.lr, iterations=args.iterations, init=args.init, size=args.size,
+        style_scale=args.style_scale, scales=args.scales, seed=args.seed, device=args.device, bf16=args.bf16)
     seconds = time.perf_counter() - start
     evaluations = sum(int(r["evaluations"]) for r in rows)
     best = min(rows, key=lambda r: float(r["total"]))

@@ -62,7 +62,7 @@ def _fastst_model(path: str | None):
 
 
 def bench_inference(args: argparse.Namespace, device: torch.device, rows: list[dict]) -> None:
-    from fastst.stylize import Stylizer, stylize
+    from fastst.stylize import Stylizer, _as_model, onnx_for, stylize
 
     net, source = _fastst_model(args.model)
     print(f"inference: fastst model = {source}; peer = fast_neural_style transformer with the same weights",
@@ -70,6 +70,8 @@ def bench_inference(args: argparse.Namespace, device: torch.device, rows: list[d
     peer = peers.johnson_from_fastst(net, style=0).to(device).eval()
     default = Stylizer(net, device=str(device), precision="auto")  # fastst's default precision for the device
     fp32 = Stylizer(net, device=str(device), precision="fp32")
+    # `fastst infer --backend onnx`: the same network exported once (cached) and run by onnxruntime
+    ort = Stylizer(onnx_for(_as_model(net)), device="cpu") if device.type == "cpu" and not args.no_onnx else None
     photo = bu.load_content(args.content)
     for size in args.sizes:
         x = bu.square(photo, size).unsqueeze(0)
@@ -112,6 +114,13 @@ def bench_inference(args: argparse.Namespace, device: torch.device, rows: list[d
         rows.append({**base, "fastst": f"fastst.stylize fp32 ({fp32.device.type})",
                      **_pair(t_peer.scaled(ms), t_fast32.scaled(ms), faster_is="lower"),
                      "check": "same run as the default row (default is fp32 here)" if t_fast32 is t_fast else check})
+        if ort is not None:
+            y_ort = stylize(ort, x)
+            t_peer_ort, t_ort = _interleaved(run_peer, lambda: stylize(ort, x), args.repeat, device)
+            rows.append({**base, "fastst": "fastst infer --backend onnx (onnxruntime CPU, cached export)",
+                         **_pair(t_peer_ort.scaled(ms), t_ort.scaled(ms), faster_is="lower"),
+                         "check": f"onnxruntime vs PyTorch fp32 output max|Δ| {float((y_ort - y32).abs().max()):.1e} "
+                                  "(peer re-timed, interleaved with this row)"})
 
 
 def bench_training(args: argparse.Namespace, device: torch.device, rows: list[dict]) -> None:
@@ -233,6 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda: both sides run there")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--csv", default=None, help="write the table as CSV here")
+    p.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime inference row (it exports once, ~30 s)")
     args = p.parse_args(argv)
     q = args.quick
     args.repeat = args.repeat or (1 if q else 5)

@@ -168,7 +168,7 @@ def _trace(model: StyleModel) -> tuple[torch.jit.ScriptModule, float]:
     """torch.jit.trace of the network with a 0-255 output; also return the traced graph's max error
     against TransformerNet at a size other than the trace size (catches baked-in shapes)."""
     net = copy.deepcopy(model.net).cpu().float().eval()
-    wrapper = ExportNet(net, pad=False, scale=255.0).eval()
+    wrapper = ExportNet(net, pad=False, scale=255.0, fused_norm=False).eval()
     n = net.num_styles
     g = torch.Generator().manual_seed(0)
     example = (torch.rand(1, 3, *_TRACE_SIZE, generator=g), torch.full((1, n), 1.0 / n))

@@ -17,14 +17,16 @@ class ExportNet(nn.Module):
     and crops back, so a dynamic-shape export has no data-dependent branch or size guard; `pad=False` needs
     multiple-of-4 inputs (torch.jit.trace cannot keep the crop size symbolic). Export scripts
     check their outputs against TransformerNet itself, so any drift from its forward is caught.
-    Pass a copy of the network: its norms' tiled-inference state is cleared.
+    `fused_norm=False` keeps each norm's per-style scale and shift as separate ops, for converters
+    that need a constant instance-norm scale (Core ML). Pass a copy of the network: its norms'
+    tiled-inference state is cleared.
     """
 
     def __init__(self, net: TransformerNet, pad: bool = True, scale: float = 1.0,
-                 dtype: torch.dtype = torch.float32) -> None:
+                 dtype: torch.dtype = torch.float32, fused_norm: bool = True) -> None:
         super().__init__()
         for norm in net.norms():  # tiled-inference state must not leak into an export
-            norm.shared_stats, norm.stats = None, None
+            norm.shared_stats, norm.stats, norm.fused = None, None, fused_norm
         self.net = net
         self.pad = pad
         self.scale = float(scale)

@@ -111,6 +111,32 @@ class OnnxModel:
 AnyModel = Union[StyleModel, OnnxModel]
 
 
+def onnx_for(model: StyleModel, device: str = "cpu", quiet: bool = False) -> OnnxModel:
+    """`model` as an ONNX Runtime model, exported once and cached by a hash of its weights and style
+    names in $FASTST_CACHE/onnx. On CPUs ONNX Runtime ran the network about 1.9x faster than eager
+    PyTorch (fused instance norm), which pays for the one-time export (~30 s) on folders and video."""
+    import hashlib
+
+    from .lossnet import cache_dir
+
+    digest = hashlib.sha256()
+    digest.update(json.dumps([model.style_names, torch.__version__]).encode())
+    for name, tensor in sorted(model.net.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    path = cache_dir() / "onnx" / f"{digest.hexdigest()[:20]}.onnx"
+    if not path.is_file():
+        from export.onnx_export import export_onnx
+
+        if not quiet:
+            print(f"fastst: exporting the model for ONNX Runtime once (about 30 s; cached as {path})",
+                  file=sys.stderr, flush=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        export_onnx(model, path)
+    return OnnxModel(path, device=device)
+
+
+
 def open_model(path: str | os.PathLike | None = None, device: str = "cpu") -> AnyModel:
     """A .fst model file (None: the bundled pretrained model) or an exported .onnx file."""
     if path is not None and Path(path).suffix.lower() == ".onnx":

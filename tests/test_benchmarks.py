@@ -39,7 +39,9 @@ def test_gpu_bench_and_compare_run_in_quick_mode(tmp_path):
     assert cmp.returncode == 0, cmp.stdout[-3000:] + cmp.stderr[-3000:]
     assert "peer median [min–max]" in cmp.stdout and "speed-up" in cmp.stdout and "checks:" in cmp.stdout
     rows = list(csv.DictReader(cmp_csv.open()))
-    assert [r["benchmark"] for r in rows].count("inference") == 4
+    assert [r["benchmark"] for r in rows].count("inference") == 6  # default, fp32, onnxruntime at 2 sizes
+    ort = [r for r in rows if "--backend onnx" in r["fastst"]]
+    assert len(ort) == 2 and all(float(r["check"].split("max|Δ| ")[1].split()[0]) < 1e-4 for r in ort), ort
     assert {r["benchmark"] for r in rows} == {"inference", "training", "gatys"}
     for r in rows:
         assert float(r["peer_median"]) > 0 and float(r["fastst_median"]) > 0 and float(r["speedup"]) > 0

@@ -288,6 +288,22 @@ def test_onnx_backend_matches_torch(capsys, tmp_path, model_path):
     assert code == 2 and "torch backend" in err
 
 
+def test_fst_model_on_onnx_backend_is_exported_once_and_cached(capsys, tmp_path, model_path):
+    src = write_png(tmp_path / "in.png", synthetic_image(45, 70, seed=12))
+    assert infer(capsys, model_path, src, "--style", "scream", "-o", tmp_path / "torch.png")[0] == 0
+    code, _, err = infer(capsys, model_path, src, "--backend", "onnx", "--style", "scream", "-o", tmp_path / "ort.png")
+    assert code == 0, err
+    assert "exporting the model for ONNX Runtime once" in err
+    cached = list((Path(os.environ["FASTST_CACHE"]) / "onnx").glob("*.onnx"))
+    assert len(cached) == 1
+    assert np.abs(pixels(tmp_path / "ort.png") - pixels(tmp_path / "torch.png")).max() <= 1
+    code, _, err = infer(capsys, model_path, src, "--backend", "onnx", "--style", "scream", "-o", tmp_path / "again.png")
+    assert code == 0 and "exporting" not in err  # the cached graph is reused
+    assert np.array_equal(pixels(tmp_path / "again.png"), pixels(tmp_path / "ort.png"))
+    code, _, err = infer(capsys, model_path, src, "--backend", "onnx", "--tile", "64", "-o", tmp_path / "t.png")
+    assert code == 2 and "torch backend" in err
+
+
 # ------------------------------------------------------------------------------------ bad inputs
 
 def _bad_cases(tmp: Path, model_path: Path) -> dict[str, list[str]]:

@@ -69,7 +69,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="tile statistics of images over 0.6 megapixels: 'auto' measures them on a 0.6 MP "
                         "copy (fast, close), 'exact' on the full image layer by layer (equal to untiled, ~8x slower)")
     p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
-                   help="torch (.fst) or onnxruntime (.onnx); default: from the model's extension")
+                   help="torch or onnxruntime; default: from the model's extension. 'onnx' with a .fst "
+                        "model exports it once (cached) and runs it with onnxruntime: about 1.9x faster "
+                        "on CPUs, worth it for folders and video")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     p.add_argument("--batch-size", type=_positive(1), default=4, metavar="N",
                    help="video frames (or styles of one image) per network call (default 4)")
@@ -245,19 +247,21 @@ def run(args: argparse.Namespace) -> int:
 
     from ..hardware import cpu_has_fast_bf16
     from ..images import MIN_SIDE, load_image, load_pil, resize_long_side, save_image
-    from ..stylize import Stylizer, _progress, open_model
+    from ..stylize import Stylizer, _progress, onnx_for, open_model
     from ..video import probe_video, stylize_video
 
     model_path, input_args = _split_paths(args.paths)
     inputs = _expand(input_args)
     is_onnx = model_path is not None and Path(model_path).suffix.lower() == ".onnx"
-    if args.backend == "onnx" and not is_onnx:
-        raise FaststError("--backend onnx needs an exported .onnx model (make one with `fastst export`)")
+    if args.backend == "onnx" and args.tile:
+        raise FaststError("--tile needs the torch backend (an ONNX graph normalises each tile on its own)")
     if args.backend == "torch" and is_onnx:
         raise FaststError("an .onnx model runs on --backend onnx; give the .fst model for --backend torch", model_path)
     if is_onnx and args.tile:
         raise FaststError("--tile needs the torch backend (an ONNX graph normalises each tile on its own)")
     model = open_model(model_path, device=args.device)
+    if args.backend == "onnx" and not is_onnx:
+        model = onnx_for(model, device=args.device)
     styles = parse_styles(model, args.style, args.all_styles)
     jobs, folders = plan(inputs, styles, args.output, args.overwrite)
 

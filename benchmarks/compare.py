@@ -179,28 +179,40 @@ def bench_gatys(args: argparse.Namespace, device: torch.device, rows: list[dict]
     done: dict[str, int] = {}
     # warm-up with 3 evaluations each (builds the loss networks, first-call kernels); a full warm-up
     # run would add ~20 minutes at 512 px on 2 CPU cores
+    tutorial_layers = dict(content_layers=["relu2_2"],
+                           style_layers=["relu1_1", "relu1_2", "relu2_1", "relu2_2", "relu3_1"])
     if not args.quick:
         peers.tutorial_gatys(cnn, c, s, 3)
-        go.stylize(content, style, size=size, iterations=3, device=str(device))
+        for options in ({}, tutorial_layers):
+            go.stylize(content, style, size=size, iterations=3, device=str(device), **options)
 
     def run_peer() -> None:
         done["peer"] = peers.tutorial_gatys(cnn, c, s, evals)[1]
 
-    def run_ours() -> None:
-        done["fastst"] = go.stylize(content, style, size=size, iterations=evals, device=str(device)).evaluations
+    variants = {
+        "deep": ({}, f"gatys.optimize.stylize ({device.type}, fp32, vgg16-caffe to relu5_1)",
+                 "not comparable pixel for pixel: different networks, layers and weights. Equal numbers of "
+                 "evaluations (forward+backward), but not equal work per evaluation: the tutorial's conv_1..conv_5 "
+                 "are VGG19's first five convs (to conv3_1, ~58 GFLOP forward at 512²), fastst runs Gatys' "
+                 "layers to relu5_1 (11 convs, ~2.6x the FLOPs)"),
+        "tutorial-layers": (tutorial_layers, f"gatys.optimize.stylize ({device.type}, fp32, vgg16-caffe, the "
+                            "tutorial's layers: content relu2_2, style relu1_1..relu3_1)",
+                            "equal work per evaluation: VGG16's first five convs are VGG19's (same shapes), run to "
+                            "conv3_1 on both sides; weights and loss scales differ, so outputs are not compared"),
+    }
+    for key in (["deep", "tutorial-layers"] if args.gatys_rows == "both" else [args.gatys_rows]):
+        options, label, check = variants[key]
 
-    t_peer, t_fast = _interleaved(run_peer, run_ours, args.gatys_repeat, device, warmup=0)
-    if done["peer"] != evals or done["fastst"] != evals:
-        raise RuntimeError(f"evaluation counts differ from {evals}: {done}")
-    rows.append(dict(benchmark="gatys", setting=f"{size}x{size}, {evals} L-BFGS evaluations", unit="s",
-                     peer="PyTorch tutorial loop fp32 (VGG19 conv1_1..conv3_1, random init)",
-                     fastst=f"gatys.optimize.stylize ({device.type}, "
-                            f"{'bf16' if go.bf16_default(device) else 'fp32'}, vgg16-caffe to relu5_1)",
-                     repeats=args.gatys_repeat, **_pair(t_peer, t_fast, faster_is="lower"),
-                     check="not comparable pixel for pixel: different networks, layers and weights. Equal numbers of "
-                           "evaluations (forward+backward), but not equal work per evaluation: the tutorial's conv_1..conv_5 "
-                           "are VGG19's first five convs (to conv3_1, ~58 GFLOP forward at 512²), fastst runs Gatys' "
-                           "layers to relu5_1 (11 convs, ~2.6x the FLOPs)"))
+        def run_ours() -> None:
+            done["fastst"] = go.stylize(content, style, size=size, iterations=evals, device=str(device),
+                                        **options).evaluations
+
+        t_peer, t_fast = _interleaved(run_peer, run_ours, args.gatys_repeat, device, warmup=0)
+        if done["peer"] != evals or done["fastst"] != evals:
+            raise RuntimeError(f"evaluation counts differ from {evals}: {done}")
+        rows.append(dict(benchmark="gatys", setting=f"{size}x{size}, {evals} L-BFGS evaluations", unit="s",
+                         peer="PyTorch tutorial loop fp32 (VGG19 conv1_1..conv3_1, random init)", fastst=label,
+                         repeats=args.gatys_repeat, **_pair(t_peer, t_fast, faster_is="lower"), check=check))
 
 
 def _pair(peer: bu.Stats, fast: bu.Stats, faster_is: str) -> dict[str, Any]:
@@ -242,6 +254,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda: both sides run there")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--csv", default=None, help="write the table as CSV here")
+    p.add_argument("--gatys-rows", choices=("both", "deep", "tutorial-layers"), default="both",
+                   help="fastst Gatys runs to time against the tutorial: Gatys' layers to relu5_1 (deep), the "
+                        "tutorial's layers (equal work per evaluation), or both (default)")
     p.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime inference row (it exports once, ~30 s)")
     args = p.parse_args(argv)
     q = args.quick

@@ -270,12 +270,11 @@ def test_default_pretrained_model_when_no_model_given(capsys, tmp_path, model_pa
 
 
 def test_onnx_backend_matches_torch(capsys, tmp_path, model_path):
-    onnx_export = pytest.importorskip("export.onnx_export", reason="the ONNX exporter (export/onnx_export.py) is not there yet")
-    if not hasattr(onnx_export, "export_onnx"):
-        pytest.skip("export/onnx_export.py has no export_onnx(model, path) yet")
+    from export.onnx_export import export_onnx
+
     model = load_model(model_path)
     onnx_path = tmp_path / "two.onnx"
-    onnx_export.export_onnx(model, onnx_path, verify=False)
+    export_onnx(model, onnx_path, verify=False)
     src = write_png(tmp_path / "in.png", synthetic_image(45, 70, seed=11))
     code, _, err = infer(capsys, onnx_path, src, "--backend", "onnx", "--style", "starry=1", "--style", "scream=1",
                          "-o", tmp_path / "onnx.png")

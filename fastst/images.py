@@ -18,11 +18,12 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", "
 MIN_SIDE = 16  # smaller images cannot pass through the network's strided convolutions meaningfully
 
 
-def _check_file(path: Path) -> None:
+def check_input_file(path: Path, expected: str = "an image file") -> None:
+    """FaststError unless `path` is a non-empty file; `expected` names what a directory should have been."""
     if not path.exists():
         raise FaststError("no such file", path)
     if path.is_dir():
-        raise FaststError("is a directory, expected an image file", path)
+        raise FaststError(f"is a directory, expected {expected}", path)
     if path.stat().st_size == 0:
         raise FaststError("empty file (0 bytes)", path)
 
@@ -30,7 +31,7 @@ def _check_file(path: Path) -> None:
 def load_pil(path: str | os.PathLike) -> Image.Image:
     """Open an image as 8-bit RGB with EXIF orientation applied; alpha is composited on white."""
     path = Path(path)
-    _check_file(path)
+    check_input_file(path)
     try:
         with Image.open(path) as im:
             im.load()

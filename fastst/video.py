@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .errors import FaststError
-from .images import atomic_path
+from .images import atomic_path, check_input_file
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +74,7 @@ class VideoResult:
 def _open_input(path: Path) -> Any:
     import av
 
-    if not path.exists():
-        raise FaststError("no such file", path)
-    if path.is_dir():
-        raise FaststError("is a directory, expected a video file", path)
-    if path.stat().st_size == 0:
-        raise FaststError("empty file (0 bytes)", path)
+    check_input_file(path, "a video file")
     try:
         container = av.open(str(path), "r")
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as e:

@@ -117,10 +117,12 @@ def onnx_for(model: StyleModel, device: str = "cpu", quiet: bool = False) -> Onn
     PyTorch (fused instance norm), which pays for the one-time export (~30 s) on folders and video."""
     import hashlib
 
+    from export.common import fastst_version
+
     from .lossnet import cache_dir
 
-    digest = hashlib.sha256()
-    digest.update(json.dumps([model.style_names, torch.__version__]).encode())
+    digest = hashlib.sha256()  # a new fastst or torch may export a different graph: both are in the key
+    digest.update(json.dumps([model.style_names, torch.__version__, fastst_version()]).encode())
     for name, tensor in sorted(model.net.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())

@@ -70,8 +70,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "copy (fast, close), 'exact' on the full image layer by layer (equal to untiled, ~8x slower)")
     p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
                    help="torch or onnxruntime; default: from the model's extension. 'onnx' with a .fst "
-                        "model exports it once (cached) and runs it with onnxruntime: about 1.9x faster "
-                        "on CPUs, worth it for folders and video")
+                        "model exports it once (cached) and runs it with onnxruntime: 1.5-1.7x faster "
+                        "on CPUs at 512 px and up, worth it for folders and video")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     p.add_argument("--batch-size", type=_positive(1), default=4, metavar="N",
                    help="video frames (or styles of one image) per network call (default 4)")
@@ -253,11 +253,9 @@ def run(args: argparse.Namespace) -> int:
     model_path, input_args = _split_paths(args.paths)
     inputs = _expand(input_args)
     is_onnx = model_path is not None and Path(model_path).suffix.lower() == ".onnx"
-    if args.backend == "onnx" and args.tile:
-        raise FaststError("--tile needs the torch backend (an ONNX graph normalises each tile on its own)")
     if args.backend == "torch" and is_onnx:
         raise FaststError("an .onnx model runs on --backend onnx; give the .fst model for --backend torch", model_path)
-    if is_onnx and args.tile:
+    if (is_onnx or args.backend == "onnx") and args.tile:
         raise FaststError("--tile needs the torch backend (an ONNX graph normalises each tile on its own)")
     model = open_model(model_path, device=args.device)
     if args.backend == "onnx" and not is_onnx:

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--style", default=None, help="style name or index in the model (default: its first style)")
     p.add_argument("--style-image", default=None, help="that style's image (default: found by the hash the model stores)")
     p.add_argument("--size", type=int, default=None, help="long side of every photo and output, px (default 256; quick 64)")
-    p.add_argument("--budgets", default=None, help="Gatys L-BFGS evaluation budgets (default 50,100,300; quick 3,6)")
+    p.add_argument("--budgets", default=None, help="Gatys L-BFGS evaluation budgets (default 50,100,300; quick 3,6; none: score the model only)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto; used by every method and the scorer")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save", default=None, metavar="DIR", help="also save every output image into DIR")
@@ -79,7 +79,10 @@ def main(argv: list[str] | None = None) -> None:
     from fastst.stylize import Stylizer, stylize
 
     size = args.size or (64 if args.quick else 256)
-    budgets = [int(b) for b in (args.budgets or ("3,6" if args.quick else "50,100,300")).split(",")]
+    spec = args.budgets or ("3,6" if args.quick else "50,100,300")
+    budgets = [] if spec.strip().lower() == "none" else [int(b) for b in spec.split(",")]
+    if any(b < 1 for b in budgets):
+        p.error(f"--budgets: evaluation counts must be ≥ 1 (or none): {spec}")
     count = args.photos or (1 if args.quick else 8)
     try:
         model = load_model(args.model)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ class TrainConfig:
     tv_weight: float = 1e4
     content_layers: tuple[str, ...] = ("relu2_2",)
     style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+    style_layer_weights: tuple[float, ...] | None = None  # one per style layer; None: all 1
     backbone: str = "vgg16-caffe"
     seed: int = 0
     workers: int = 0
@@ -51,7 +53,54 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["content_layers"], d["style_layers"] = list(self.content_layers), list(self.style_layers)
+        if self.style_layer_weights is not None:
+            d["style_layer_weights"] = list(self.style_layer_weights)
         return d
+
+    def __post_init__(self) -> None:
+        self.content_layers, self.style_layers = tuple(self.content_layers), tuple(self.style_layers)
+        if self.style_layer_weights is not None:
+            self.style_layer_weights = tuple(float(w) for w in self.style_layer_weights)
+            if len(self.style_layer_weights) != len(self.style_layers):
+                raise FaststError(f"{len(self.style_layer_weights)} style layer weights for "
+                                  f"{len(self.style_layers)} style layers")
+
+
+VGG_CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}  # channels of every VGG layer in block N
+
+
+def _vgg_block(layer: str) -> int:
+    m = re.fullmatch(r"(?:relu|conv)([1-5])_\d", layer)
+    if not m:
+        raise FaststError(f"the gatys objective needs VGG layer names (reluN_M), not '{layer}'")
+    return int(m.group(1))
+
+
+def gatys_objective(size: int, content_weight: float | None = None, style_weight: float | None = None,
+                    tv_weight: float | None = None) -> dict[str, Any]:
+    """TrainConfig settings whose loss is Gatys' objective (gatys' default layers and α, β, TV weights)
+    on a size×size output, divided by the content layer's element count: training on it makes a model
+    that minimises what `gatys stylize` and benchmarks/quality.py's scorer measure at that size.
+
+    Gatys sums squared content differences and weights layer l's Gram term by β·C_l²/(4·|L|) in the
+    fastst Gram normalisation; the trainer averages both, so each style layer gets β·C_l²/(4·|L|·C·h·w)
+    with C·h·w the content layer's element count, and TV (summed over 3·size² pixels) γ·3·size²/(C·h·w).
+    """
+    from gatys.defaults import DEFAULT_CONTENT_WEIGHT, DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT
+
+    from .lossnet import GATYS_LAYERS
+
+    content_layers, style_layers = GATYS_LAYERS["vgg"]
+    alpha = DEFAULT_CONTENT_WEIGHT if content_weight is None else content_weight
+    beta = DEFAULT_STYLE_WEIGHT if style_weight is None else style_weight
+    gamma = DEFAULT_TV_WEIGHT if tv_weight is None else tv_weight
+    block = _vgg_block(content_layers[0])
+    elements = VGG_CHANNELS[block] * (size / 2 ** (block - 1)) ** 2
+    return dict(content_layers=tuple(content_layers), style_layers=tuple(style_layers),
+                content_weight=float(alpha), style_weight=1.0,
+                style_layer_weights=tuple(beta * VGG_CHANNELS[_vgg_block(n)] ** 2 / (4 * len(style_layers) * elements)
+                                          for n in style_layers),
+                tv_weight=gamma * 3 * size ** 2 / elements)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -72,8 +121,7 @@ class StyleTransferModule(L.LightningModule):
     def __init__(self, style_paths: Sequence[str], style_names: Sequence[str], config: dict[str, Any]) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.cfg = TrainConfig(**{**config, "content_layers": tuple(config["content_layers"]),
-                                  "style_layers": tuple(config["style_layers"])})
+        self.cfg = TrainConfig(**config)
         self.style_paths, self.style_names = list(style_paths), list(style_names)
         self.net = TransformerNet(num_styles=len(self.style_paths))
         # The loss network is frozen and rebuilt from its source: kept out of state_dict and checkpoints.
@@ -111,14 +159,18 @@ class StyleTransferModule(L.LightningModule):
     # -- training -----------------------------------------------------------------------------------
     def losses(self, images: torch.Tensor, styles: torch.Tensor) -> dict[str, torch.Tensor]:
         """Content, style, TV and weighted total for a batch of photos with their style indices."""
-        cfg = self.cfg
         weights = torch.nn.functional.one_hot(styles, self.net.num_styles).to(images.dtype)
-        out = self.net(images, weights)
+        return self.loss_terms(self.net(images, weights), images, styles)
+
+    def loss_terms(self, out: torch.Tensor, images: torch.Tensor, styles: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The weighted loss of given outputs `out` for the photos `images` in the styles `styles`."""
+        cfg = self.cfg
         with torch.no_grad():
             target = self.lossnet(images, cfg.content_layers)
         feats = self.lossnet(out)
         content = sum(content_loss(feats[n], target[n]) for n in cfg.content_layers)
-        style = style_loss(feats, {n: getattr(self, f"gram_{n}")[styles] for n in cfg.style_layers})
+        layer_weights = dict(zip(cfg.style_layers, cfg.style_layer_weights)) if cfg.style_layer_weights else None
+        style = style_loss(feats, {n: getattr(self, f"gram_{n}")[styles] for n in cfg.style_layers}, layer_weights)
         tv = total_variation(out.float())
         total = cfg.content_weight * content + cfg.style_weight * style + cfg.tv_weight * tv
         return {"loss": total, "content": content, "style": style, "tv": tv}
@@ -277,7 +329,7 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
         loggers.append(TensorBoardLogger(str(log_dir), name="tensorboard", version=""))
     callbacks: list[Callback] = [
         ModelCheckpoint(dirpath=str(log_dir / "checkpoints"), every_n_train_steps=cfg.checkpoint_every,
-                        save_last=True, save_top_k=-1 if False else 1, monitor=None),
+                        save_last=True, save_top_k=1, monitor=None),
         PreviewGrid(files[: min(3, len(files))], cfg.preview_every),
     ]
     if progress:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,3 +76,24 @@ def test_peer_transformer_equals_fastst_network_with_its_weights():
     assert same.shape == captured["y"].shape
     assert float((same - captured["y"]).abs().max()) < 1e-4
     assert float((other - captured["y"]).abs().max()) > 1e-2  # the style's norm parameters were used
+
+
+def test_quality_scores_the_bundled_model_and_gatys(tmp_path):
+    from gatys.defaults import DEFAULT_CONTENT_WEIGHT, DEFAULT_STYLE_WEIGHT
+
+    out = tmp_path / "quality.csv"
+    run = _run("quality.py", "--quick", "--budgets", "2", "--photos-dir", str(ROOT / "datasets/samples/photos"),
+               "--csv", str(out))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    rows = {r["method"].split(" (")[0]: r for r in csv.DictReader(out.open())}
+    assert set(rows) == {"fastst model", "gatys L-BFGS 2 evals"}, rows
+    for r in rows.values():
+        assert float(r["objective"]) > 0 and float(r["seconds_per_image"]) > 0
+        expected = DEFAULT_CONTENT_WEIGHT * float(r["content"]) + DEFAULT_STYLE_WEIGHT * float(r["style"])
+        assert float(r["objective"]) == pytest.approx(expected, rel=1e-4)
+    per_image = list(csv.DictReader((tmp_path / "quality_images.csv").open()))
+    assert len(per_image) == 2 and {r["size"] for r in per_image} == {"64"}
+    only_model = _run("quality.py", "--quick", "--budgets", "none", "--photos-dir",
+                      str(ROOT / "datasets/samples/photos"))
+    assert only_model.returncode == 0 and "gatys L-BFGS" not in only_model.stdout, only_model.stderr[-2000:]
+    assert _run("quality.py", "--budgets", "0").returncode == 2

@@ -146,9 +146,57 @@ def test_bad_inputs(tmp_path, photo_dir, capsys):
         (["--style", str(corrupt), "--data", str(photo_dir)], "corrupt.jpg"),
         (["--style", str(style), "--data", str(empty)], "no images found"),
         (["--style", str(style), "--data", str(junk)], "could be read"),
+        (["--style", str(style), "--data", str(photo_dir), "--style-layers", "relu1_1:x"], "must be numbers"),
+        (["--style", str(style), "--data", str(photo_dir), "--objective", "gatys", "--style-layers", "relu1_1"],
+         "sets the layers"),
     ]
     for extra, needle in cases:
         code, err = _run_cli(["train", *extra, "--out", str(out), "--steps", "1"], capsys)
         assert code == 2, err
         assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
         assert not out.exists()
+
+
+def test_gatys_objective_is_gatys_loss_rescaled(tmp_path):
+    """--objective gatys: the trainer's loss of an output × the content layer's size is Gatys' objective."""
+    import gatys.optimize as go
+    from fastst.training import gatys_objective
+
+    size = 64
+    style = write_png(tmp_path / "style.png", synthetic_image(size, size, seed=3))
+    settings = gatys_objective(size)
+    cfg = TrainConfig(image_size=size, style_size=size, **settings)
+    module = StyleTransferModule([str(style)], ["s"], cfg.to_dict())
+    module.setup("fit")
+    content = synthetic_image(size, size, seed=4).unsqueeze(0)
+    out = synthetic_image(size, size, seed=5).unsqueeze(0)
+    with torch.no_grad():
+        trainer_loss = float(module.loss_terms(out, content, torch.tensor([0]))["loss"])
+    layers = list(dict.fromkeys(settings["content_layers"] + settings["style_layers"]))
+    objective = go.Objective(go.loss_network("vgg16-caffe", layers), content, [synthetic_image(size, size, seed=3)],
+                             settings["content_layers"], settings["style_layers"])
+    with torch.no_grad():
+        gatys_total = float(objective.terms(out)["total"])
+    elements = 512 * (size // 8) ** 2  # relu4_2 of a 64² image
+    assert trainer_loss * elements == pytest.approx(gatys_total, rel=0.03)
+    # a different β moves only the style layers' weights, in proportion
+    double = gatys_objective(size, style_weight=2 * go.DEFAULT_STYLE_WEIGHT)
+    assert double["style_layer_weights"] == pytest.approx([2 * w for w in settings["style_layer_weights"]])
+    assert double["content_weight"] == settings["content_weight"] and double["tv_weight"] == settings["tv_weight"]
+
+
+def test_layer_weights_and_objective_from_the_command_line():
+    from fastst.cli import build_parser
+    from fastst.commands.train import build_config
+    from fastst.training import gatys_objective
+
+    parse = build_parser().parse_args
+    cfg = build_config(parse(["train", "--style", "s.png", "-o", "m.fst", "--style-layers", "relu1_1:0.5, relu2_1"]))
+    assert cfg.style_layers == ("relu1_1", "relu2_1") and cfg.style_layer_weights == (0.5, 1.0)
+    assert build_config(parse(["train", "--style", "s.png", "-o", "m.fst"])).style_layer_weights is None
+    # the gatys objective is set for outputs of the style size (default 2 × the crop size), with the given β
+    cfg = build_config(parse(["train", "--style", "s.png", "-o", "m.fst", "--objective", "gatys",
+                              "--image-size", "128", "--style-weight", "1e4"]))
+    expected = gatys_objective(256, style_weight=1e4)
+    assert cfg.style_layer_weights == pytest.approx(expected["style_layer_weights"])
+    assert cfg.content_layers == ("relu4_2",) and cfg.tv_weight == expected["tv_weight"] and cfg.style_weight == 1.0

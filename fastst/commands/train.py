@@ -23,11 +23,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="[4]")
     p.add_argument("--steps", type=int, help="optimizer steps [40000]")
     p.add_argument("--lr", type=float, help="Adam learning rate [1e-3]")
+    p.add_argument("--objective", choices=["perceptual", "gatys"], default="perceptual",
+                   help="perceptual: Johnson et al.'s layers and weights (default); gatys: Gatys' objective "
+                   "(gatys stylize's layers and α, β, TV weights) at an output of --style-size px, "
+                   "which --content/--style/--tv-weight then set")
     p.add_argument("--content-weight", type=float, help="[1]")
     p.add_argument("--style-weight", type=float, help="[5]")
     p.add_argument("--tv-weight", type=float, help="[1e4]")
     p.add_argument("--content-layers", help="comma-separated [relu2_2]")
-    p.add_argument("--style-layers", help="comma-separated [relu1_2,relu2_2,relu3_3,relu4_3]")
+    p.add_argument("--style-layers", help="comma-separated, each NAME or NAME:WEIGHT [relu1_2,relu2_2,relu3_3,relu4_3]")
     p.add_argument("--backbone", help="loss network: vgg16-caffe (default, offline), vgg16, vgg19 or a weights file")
     p.add_argument("--preview-every", type=int, help="steps between preview grids [500]")
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints [500]")
@@ -49,13 +53,25 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def build_config(args: argparse.Namespace):
     """TrainConfig from the preset, overridden by any option given."""
-    from ..training import PRESETS, TrainConfig
+    from ..training import PRESETS, TrainConfig, gatys_objective
 
     values = dict(PRESETS[args.preset]) if args.preset else {}
     for f in dataclasses.fields(TrainConfig):
         v = getattr(args, f.name, None)
         if v is not None:
             values[f.name] = tuple(x.strip() for x in v.split(",") if x.strip()) if f.name.endswith("_layers") else v
+    if "style_layers" in values and any(":" in n for n in values["style_layers"]):
+        pairs = [n.partition(":") for n in values["style_layers"]]
+        try:
+            values["style_layer_weights"] = tuple(float(w) if sep else 1.0 for _, sep, w in pairs)
+        except ValueError:
+            raise FaststError(f"--style-layers: weights must be numbers: {args.style_layers}") from None
+        values["style_layers"] = tuple(n for n, _, _ in pairs)
+    if getattr(args, "objective", "perceptual") == "gatys":
+        if args.content_layers or args.style_layers:
+            raise FaststError("--objective gatys sets the layers: drop --content-layers and --style-layers")
+        size = values.get("style_size") or 2 * values.get("image_size", TrainConfig.image_size)
+        values.update(gatys_objective(size, args.content_weight, args.style_weight, args.tv_weight))
     return TrainConfig(**values)
 
 

@@ -304,6 +304,34 @@ def test_fst_model_on_onnx_backend_is_exported_once_and_cached(capsys, tmp_path,
     assert code == 2 and "torch backend" in err
 
 
+def test_auto_backend_picks_onnx_runtime_only_where_it_is_faster_and_equal(capsys, tmp_path, model_path, monkeypatch):
+    from fastst import stylize as st
+
+    big = [1920 * 1080] * 30  # 62 megapixels of 1080p frames
+    assert st.choose_backend(big, "cpu", "fp32", None) == "onnx"
+    assert st.choose_backend(big[:20], "cpu", "fp32", None) == "torch"  # 41 MP: the export would not pay off
+    assert st.choose_backend(big, "cuda", "fp16", None) == "torch"
+    assert st.choose_backend(big, "cpu", "bf16", None) == "torch"
+    assert st.choose_backend(big, "cpu", "fp32", 256) == "torch"  # tiles need torch
+    assert st.choose_backend(big + [5000 * 4000], "cpu", "fp32", None) == "torch"  # would be auto-tiled
+    # a folder run crossing the (lowered) threshold goes to ONNX Runtime, says so, and matches torch
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(2):
+        write_png(src / f"p{i}.png", synthetic_image(40, 56, seed=20 + i))
+    assert infer(capsys, model_path, src, "--style", "scream", "-o", tmp_path / "torch")[0] == 0
+    monkeypatch.setattr(st, "AUTO_ONNX_PIXELS", 2 * 40 * 56)
+    code = cli.main(["infer", str(model_path), str(src), "--style", "scream", "-o", str(tmp_path / "auto")])
+    err = capsys.readouterr().err
+    assert code == 0 and "running on ONNX Runtime" in err, err
+    made = sorted((tmp_path / "auto").glob("*.png"))
+    assert len(made) == 2
+    for path in made:
+        assert np.abs(pixels(path) - pixels(tmp_path / "torch" / path.name)).max() <= 1
+    code, _, err = infer(capsys, model_path, src, "--style", "scream", "--backend", "torch", "-o", tmp_path / "t2")
+    assert code == 0 and "ONNX Runtime" not in err
+
+
 # ------------------------------------------------------------------------------------ bad inputs
 
 def _bad_cases(tmp: Path, model_path: Path) -> dict[str, list[str]]:

@@ -19,6 +19,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as `python benchmarks/x.py` from a checkout without an install
     sys.path.insert(0, str(REPO))
 
+from fastst.allocator import keep_freed_memory  # noqa: E402
+
+# As the fastst and gatys commands do; every benchmark times fastst and its peers in one process,
+# so both sides run with the same allocator and the comparison stays like for like.
+keep_freed_memory()
+
 SAMPLES = REPO / "datasets" / "samples"
 SAMPLE_STYLE = SAMPLES / "styles" / "starry_night.jpg"
 SAMPLE_PHOTO = SAMPLES / "photos" / "skimage_chelsea.jpg"

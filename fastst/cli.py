@@ -8,6 +8,7 @@ import logging
 import sys
 from typing import Callable, Sequence
 
+from .allocator import keep_freed_memory
 from .errors import FaststError
 
 COMMANDS = ("train", "infer", "export", "convert", "styles")
@@ -53,6 +54,7 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None, prog: s
             logger.setLevel(logging.WARNING)
             logger.propagate = False
     func: Callable[[argparse.Namespace], int | None] = args.func
+    keep_freed_memory()
     try:
         return int(func(args) or 0)
     except FaststError as e:

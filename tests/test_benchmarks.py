@@ -97,3 +97,13 @@ def test_quality_scores_the_bundled_model_and_gatys(tmp_path):
                       str(ROOT / "datasets/samples/photos"))
     assert only_model.returncode == 0 and "gatys L-BFGS" not in only_model.stdout, only_model.stderr[-2000:]
     assert _run("quality.py", "--budgets", "0").returncode == 2
+
+
+def test_allocator_benchmark_compares_both_settings(tmp_path):
+    out = tmp_path / "allocator.csv"
+    run = _run("allocator.py", "--quick", "--workloads", "gatys", "--csv", str(out))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    rows = list(csv.DictReader(out.open()))
+    assert [r["setting"] for r in rows] == ["glibc default", "keep freed memory"]
+    assert all(float(r["cpu_s"]) > 0 and float(r["wall_s"]) > 0 for r in rows)
+    assert "with freed memory kept" in run.stdout

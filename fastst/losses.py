@@ -10,11 +10,28 @@ import torch.nn.functional as F
 Reduction = Literal["sum", "mean"]
 
 
+class _Gram(torch.autograd.Function):
+    """G = F·Fᵀ with a one-product backward: dF = (dG + dGᵀ)·F. Autograd's own backward of bmm
+    computes dG·F and dGᵀ·F separately and adds them (two (C, H·W) products and a (C, H·W) add);
+    this is half the work, about 2× faster on the large early layers on a CPU."""
+
+    @staticmethod
+    def forward(ctx, f: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        ctx.save_for_backward(f)
+        return torch.bmm(f, f.transpose(1, 2))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        (f,) = ctx.saved_tensors
+        return torch.bmm((grad + grad.transpose(1, 2)).to(f.dtype), f)
+
+
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> (N, C, C) Gram matrices divided by C·H·W, computed in fp32 for stability."""
     n, c, h, w = features.shape
     f = features.reshape(n, c, h * w).float()
-    return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+    return _Gram.apply(f) / (c * h * w)
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor, reduction: Reduction = "mean") -> torch.Tensor:

@@ -80,6 +80,34 @@ def test_style_loss_gradient_reaches_features():
     assert f.grad is not None and float(f.grad.abs().sum()) > 0
 
 
+def test_gram_gradient_equals_autograds_own():
+    gen = torch.Generator().manual_seed(4)
+    f = torch.randn(2, 5, 6, 7, generator=gen)
+    weight = torch.randn(2, 5, 5, generator=gen)  # not symmetric: the general case
+
+    def grad(gram):
+        x = f.clone().requires_grad_(True)
+        (gram(x) * weight).sum().backward()
+        return x.grad
+
+    def plain(x):
+        m = x.reshape(2, 5, 42)
+        return torch.bmm(m, m.transpose(1, 2)) / (5 * 42)
+
+    assert torch.allclose(grad(gram_matrix), grad(plain), atol=1e-6)
+    from fastst.losses import _Gram  # the product itself, in fp64 (gram_matrix computes in fp32)
+    small = torch.randn(2, 3, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_Gram.apply, (small,))
+
+
+def test_gram_gradient_under_bf16_autocast_keeps_the_input_dtype():
+    f = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(5), requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = gram_loss(gram_matrix(f * 2), torch.zeros(1, 4, 4))
+    loss.backward()
+    assert f.grad.dtype == torch.float32 and float(f.grad.abs().sum()) > 0
+
+
 def test_total_variation_hand_computed():
     img = torch.tensor([[0.0, 1.0], [3.0, 5.0]]).view(1, 1, 2, 2)
     # vertical |3-0| + |5-1| = 7 ; horizontal |1-0| + |5-3| = 3

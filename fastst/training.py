@@ -22,7 +22,7 @@ from .hardware import cpu_has_fast_bf16
 from .images import atomic_path, find_images, load_image, pil_to_tensor, resize_short_side, save_image
 from .lossnet import LossNetwork
 from .losses import content_loss, gram_matrix, style_loss, total_variation
-from .modelfile import StyleInfo, file_sha256, save_model
+from .modelfile import StyleInfo, StyleModel, file_sha256, load_model, save_model
 from .transformer import TransformerNet
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class TrainConfig:
     preview_every: int = 500
     checkpoint_every: int = 500
     log_every: int = 10
+    only_norms: bool = False  # train only the per-style norm scale and shift; convs stay as initialised
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -128,6 +129,7 @@ class StyleTransferModule(L.LightningModule):
         object.__setattr__(self, "lossnet", LossNetwork(self.cfg.backbone,
                                                         list(self.cfg.content_layers) + list(self.cfg.style_layers)))
         self._styles_info: list[StyleInfo] | None = None
+        self.init_info: dict[str, Any] | None = None  # set by train(init=...): the model this run started from
 
     # -- style targets ------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -183,16 +185,26 @@ class StyleTransferModule(L.LightningModule):
         return parts["loss"]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        if self.cfg.only_norms:  # Dumoulin et al.: a new style is learnt by its norm parameters alone
+            self.net.requires_grad_(False)
+            params = [p for n in self.net.norms() for p in (n.scale, n.shift)]
+            for q in params:
+                q.requires_grad_(True)
+            return torch.optim.Adam(params, lr=self.cfg.lr)
         return torch.optim.Adam(self.net.parameters(), lr=self.cfg.lr)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["fastst"] = {"styles": [s.to_dict() for s in self.style_infos()], "config": self.model_config()}
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.init_info = checkpoint.get("fastst", {}).get("config", {}).get("init") or self.init_info
+
     def model_config(self) -> dict[str, Any]:
         """What goes into the model file's config: training settings and the loss network."""
         return {**self.cfg.to_dict(), "styles": list(self.style_names),
                 "style_images": [os.path.basename(p) for p in self.style_paths],
-                "steps_done": int(self.global_step)}
+                "steps_done": int(self.global_step) + int((self.init_info or {}).get("steps_done", 0)),
+                **({"init": self.init_info} if self.init_info else {})}
 
 
 class PreviewGrid(Callback):
@@ -289,13 +301,35 @@ def style_name(path: str | os.PathLike) -> str:
     return Path(path).stem
 
 
+def warm_start(net: TransformerNet, style_names: Sequence[str], model: StyleModel) -> list[str]:
+    """Start `net` from a trained model: all conv weights, and each style's norm scale and shift where
+    the model has a style of that name; other styles start from the mean of the model's styles (a
+    neutral point between them). Returns the names that were new to the model."""
+    source = model.net
+    if len(source.residual) != len(net.residual):
+        raise FaststError(f"has {len(source.residual)} residual blocks, this run {len(net.residual)}", model.path)
+    index = {s.name: i for i, s in enumerate(model.styles)}
+    new = [name for name in style_names if name not in index]
+    with torch.no_grad():
+        for name, param in net.named_parameters():
+            if not name.endswith((".scale", ".shift")):
+                param.copy_(source.get_parameter(name))
+        for mine, theirs in zip(net.norms(), source.norms()):
+            for table, src in ((mine.scale, theirs.scale), (mine.shift, theirs.shift)):
+                for row, name in enumerate(style_names):
+                    table[row] = src[index[name]] if name in index else src.mean(0)
+    return new
+
+
 def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str | os.PathLike,
           config: TrainConfig | None = None, log_dir: str | os.PathLike | None = None,
           resume: str | os.PathLike | None = None, accelerator: str = "auto", devices: int | str = "auto",
           precision: str | None = None, strategy: str = "auto", style_names: Sequence[str] | None = None,
-          num_nodes: int = 1, tensorboard: bool = False, progress: bool = True, half: bool = False) -> Path:
+          num_nodes: int = 1, tensorboard: bool = False, progress: bool = True, half: bool = False,
+          init: str | os.PathLike | None = None) -> Path:
     """Train a TransformerNet on the photos in `data` for the given style images; write the model
-    file `out` atomically and return its path. Checkpoints, previews and logs go to `log_dir`."""
+    file `out` atomically and return its path. Checkpoints, previews and logs go to `log_dir`.
+    `init` starts from a trained .fst model ("pretrained": the bundled one), see `warm_start`."""
     cfg = config or TrainConfig()
     out = Path(out)
     style_paths = [str(Path(s)) for s in styles]
@@ -312,6 +346,11 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
         raise FaststError("output folder does not exist", out.parent)
     if resume is not None and not Path(resume).is_file():
         raise FaststError("no such checkpoint", resume)
+    if resume is not None and init is not None:
+        raise FaststError("give --resume (a checkpoint of this run) or --init (a model to start from), not both")
+    start = load_model(None if str(init) == "pretrained" else init) if init is not None else None
+    if cfg.only_norms and start is None and resume is None:
+        raise FaststError("--only-norms trains the norm parameters of a trained network: give --init MODEL")
     files, _ = readable_images(data)
     if cfg.image_size < 32 or cfg.batch_size < 1 or cfg.steps < 1:
         raise FaststError("need --image-size ≥ 32, --batch-size ≥ 1 and --steps ≥ 1")
@@ -321,6 +360,10 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
     log_dir = Path(log_dir) if log_dir else out.with_suffix("").parent / (out.stem + "_logs")
     precision = precision or default_precision(accelerator)
     module = StyleTransferModule(style_paths, names, cfg.to_dict())
+    if start is not None:
+        new = warm_start(module.net, names, start)
+        module.init_info = {"model": start.path.name, "steps_done": int(start.config.get("steps_done", 0)),
+                            "new_styles": new}
     datamodule = StyleDataModule(data, cfg.image_size, cfg.batch_size, len(style_paths), cfg.steps, cfg.seed, cfg.workers)
     datamodule.files = files
     loggers: list = [CSVLogger(str(log_dir), name="", version="")]
@@ -346,8 +389,32 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
         config_out = module.model_config()
         config_out.update(precision=str(precision), seconds=round(time.time() - started, 1),
                           devices=int(trainer.world_size), accelerator=type(trainer.accelerator).__name__)
-        save_model(out, module.net.float().cpu(), module.style_infos(), config_out, half=half)
+        net, infos = module.net.float().cpu(), module.style_infos()
+        if cfg.only_norms and start is not None:  # the convs are the init model's: its other styles still hold
+            net, infos = keep_other_styles(start, net, infos)
+            config_out["styles"] = [s.name for s in infos]
+        save_model(out, net, infos, config_out, half=half)
     return out
+
+
+def keep_other_styles(start: StyleModel, net: TransformerNet, infos: list[StyleInfo]) -> tuple[TransformerNet, list[StyleInfo]]:
+    """After an --only-norms run: the init model's styles (each replaced by this run's if it retrained one
+    of that name) followed by this run's new styles, in one network with the shared convs."""
+    trained = {s.name: i for i, s in enumerate(infos)}
+    rows = [("start", i) if s.name not in trained else ("run", trained[s.name]) for i, s in enumerate(start.styles)]
+    order = [s.name for s in start.styles] + [s.name for s in infos if s.name not in {t.name for t in start.styles}]
+    rows += [("run", trained[name]) for name in order[len(start.styles):]]
+    merged = TransformerNet(num_styles=len(order), residual_blocks=len(net.residual))
+    merged.load_state_dict({k: v for k, v in net.state_dict().items() if not k.endswith((".scale", ".shift"))},
+                           strict=False)
+    with torch.no_grad():
+        for out_norm, run_norm, start_norm in zip(merged.norms(), net.norms(), start.net.norms()):
+            for table, run_t, start_t in ((out_norm.scale, run_norm.scale, start_norm.scale),
+                                          (out_norm.shift, run_norm.shift, start_norm.shift)):
+                for row, (source, i) in enumerate(rows):
+                    table[row] = (start_t if source == "start" else run_t)[i].float()
+    by_name = {s.name: s for s in start.styles} | {s.name: s for s in infos}
+    return merged, [by_name[name] for name in order]
 
 
 def checkpoint_to_model(checkpoint: str | os.PathLike, out: str | os.PathLike, half: bool = False) -> Path:
@@ -365,5 +432,6 @@ def checkpoint_to_model(checkpoint: str | os.PathLike, out: str | os.PathLike, h
     styles = [StyleInfo(s["name"], s.get("sha256", ""), s.get("thumbnail")) for s in meta["styles"]]
     net = TransformerNet(num_styles=len(styles))
     net.load_state_dict({k[4:]: v for k, v in blob["state_dict"].items() if k.startswith("net.")})
-    config = dict(meta["config"], steps_done=int(blob.get("global_step", 0)))
+    earlier = int((meta["config"].get("init") or {}).get("steps_done", 0))  # steps of an --init model
+    config = dict(meta["config"], steps_done=int(blob.get("global_step", 0)) + earlier)
     return save_model(out, net, styles, config, half=half)

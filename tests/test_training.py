@@ -111,6 +111,56 @@ def test_train_resume_and_convert(tmp_path, photo_dir):
     assert torch.allclose(m.net(x, style_vector(1)), load_model(out).net(x, style_vector(1)), atol=1e-6)
 
 
+def test_init_from_a_model_keeps_its_styles_and_adds_new_ones(tmp_path, photo_dir):
+    a = write_png(tmp_path / "a.png", synthetic_image(64, 64, seed=9))
+    b = write_png(tmp_path / "b.png", synthetic_image(64, 64, seed=11))
+    base = tmp_path / "base.fst"
+    train([a], photo_dir, base, TINY, log_dir=tmp_path / "l0", accelerator="cpu", devices=1, progress=False)
+    source = load_model(base)
+    with torch.no_grad():  # a distinctive style row, so that copying it is visible
+        for norm in source.net.norms():
+            norm.scale.uniform_(0.5, 1.5)
+            norm.shift.uniform_(-0.5, 0.5)
+
+    # warm_start itself: convs copied, 'a' copied into row 1, the new 'b' starts from the mean style
+    net = TransformerNet(2)
+    from fastst.training import warm_start
+    assert warm_start(net, ["b", "a"], source) == ["b"]
+    for mine, theirs in zip(net.norms(), source.net.norms()):
+        assert torch.equal(mine.scale[1], theirs.scale[0]) and torch.equal(mine.shift[0], theirs.shift.mean(0))
+    assert torch.equal(net.down[0].conv.weight, source.net.down[0].conv.weight)
+
+    # only the norms train: every conv weight of the result equals the starting model's, and the
+    # model's own style 'a' (not trained in this run) comes through exactly, beside the new 'b'
+    frozen = TrainConfig(**{**TINY.to_dict(), "only_norms": True, "lr": 1e-2})
+    out = tmp_path / "added.fst"
+    train([b], photo_dir, out, frozen, log_dir=tmp_path / "l1", accelerator="cpu", devices=1, progress=False,
+          init=base)
+    added = load_model(out)
+    assert added.style_names == ["a", "b"] and added.config["steps_done"] == 4
+    assert added.config["styles"] == ["a", "b"]
+    assert added.config["init"] == {"model": "base.fst", "steps_done": 2, "new_styles": ["b"]}
+    start = load_model(base).net
+    convs = [(n, p) for n, p in added.net.named_parameters() if not n.endswith((".scale", ".shift"))]
+    assert convs and all(torch.equal(p, start.get_parameter(n)) for n, p in convs)
+    for mine, theirs in zip(added.net.norms(), start.norms()):
+        assert torch.equal(mine.scale[0], theirs.scale[0]) and torch.equal(mine.shift[0], theirs.shift[0])
+    assert not torch.equal(added.net.down[0].norm.scale[1], start.down[0].norm.scale.mean(0))  # 'b' trained
+    x = synthetic_image(48, 48, seed=3).unsqueeze(0)
+    with torch.no_grad():
+        assert torch.allclose(added.net(x, style_vector(2, 0)), start(x, style_vector(1, 0)), atol=1e-6)
+    assert load_model(checkpoint_to_model(tmp_path / "l1" / "checkpoints" / "last.ckpt",
+                                          tmp_path / "c.fst")).config["steps_done"] == 4  # counts the init's steps
+
+    # a full fine-tune moves the convs too; the bundled model is a valid start
+    out2 = tmp_path / "tuned.fst"
+    train([a], photo_dir, out2, TINY, log_dir=tmp_path / "l2", accelerator="cpu", devices=1, progress=False,
+          init="pretrained")
+    tuned = load_model(out2)
+    assert tuned.config["init"]["model"] == load_model(None).path.name and tuned.config["init"]["new_styles"] == ["a"]
+    assert not torch.equal(tuned.net.down[0].conv.weight, load_model(None).net.down[0].conv.weight)
+
+
 @pytest.mark.ddp
 def test_ddp_two_cpu_processes(tmp_path, photo_dir):
     style = write_png(tmp_path / "style.png", synthetic_image(64, 64, seed=9))
@@ -149,6 +199,10 @@ def test_bad_inputs(tmp_path, photo_dir, capsys):
         (["--style", str(style), "--data", str(photo_dir), "--style-layers", "relu1_1:x"], "must be numbers"),
         (["--style", str(style), "--data", str(photo_dir), "--objective", "gatys", "--style-layers", "relu1_1"],
          "sets the layers"),
+        (["--style", str(style), "--data", str(photo_dir), "--init", str(corrupt)], "corrupt.jpg"),
+        (["--style", str(style), "--data", str(photo_dir), "--init", str(tmp_path / "nope.fst")], "nope.fst"),
+        (["--style", str(style), "--data", str(photo_dir), "--only-norms"], "--init"),
+        (["--style", str(style), "--data", str(photo_dir), "--init", "pretrained", "--resume", str(style)], "not both"),
     ]
     for extra, needle in cases:
         code, err = _run_cli(["train", *extra, "--out", str(out), "--steps", "1"], capsys)

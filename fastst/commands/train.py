@@ -38,6 +38,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="data-loader worker processes [0]")
     p.add_argument("--seed", type=int, help="random seed [0]")
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (e.g. OUT_logs/checkpoints/last.ckpt)")
+    p.add_argument("--init", metavar="MODEL", help="start from a trained .fst model ('pretrained': the bundled one): "
+                   "its convs, and the norms of styles with the same names; new styles start from its mean style")
+    p.add_argument("--only-norms", action="store_true", default=None,
+                   help="with --init: train only the per-style norm scales and shifts (add a style to a model "
+                   "without changing its others)")
     p.add_argument("--log-dir", help="checkpoints, previews, CSV log and loss plot [OUT_logs/]")
     p.add_argument("--accelerator", default="auto", help="cpu, gpu, mps or auto")
     p.add_argument("--devices", default="auto", help="number of devices or auto")
@@ -101,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
               f"expected about {cfg.steps * per_step / 60:.0f} min on a 2-core CPU")
     out = train(paths, args.data or default_data(), args.out, cfg, log_dir=args.log_dir, resume=args.resume,
                 accelerator=args.accelerator, devices=devices, precision=precision, strategy=args.strategy,
-                style_names=names, num_nodes=args.num_nodes, tensorboard=args.tensorboard, half=args.half)
+                style_names=names, num_nodes=args.num_nodes, tensorboard=args.tensorboard, half=args.half,
+                init=args.init)
     print(f"fastst train: wrote {out}")
     return 0

@@ -74,10 +74,34 @@ class ResidualBlock(nn.Module):
 
 
 class UpsampleConv(ConvNormAct):
-    """Nearest-neighbour x2 upsampling, then conv-norm-ReLU (avoids transposed-conv checkerboards)."""
+    """Nearest-neighbour x2 upsampling, then conv-norm-ReLU (avoids transposed-conv checkerboards),
+    computed without the upsampled copy by `upsample_conv`."""
 
     def forward(self, x: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
-        return super().forward(F.interpolate(x, scale_factor=2.0, mode="nearest"), style_weights)
+        x = self.norm(upsample_conv(x, self.conv.weight, self.conv.bias), style_weights)
+        return F.relu(x) if self.relu else x
+
+
+def _merge_taps(w: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 3 taps of a kernel along `dim` as seen by the even and odd rows of a x2 nearest upsampling."""
+    t0, t1, t2 = w.unbind(dim)
+    return torch.stack([t0, t1 + t2], dim), torch.stack([t0 + t1, t2], dim)
+
+
+def upsample_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """conv3x3(reflection_pad(nearest_upsample_x2(x))), the same values computed on x itself.
+
+    Output pixel (2i+a, 2j+b) sees only x's rows i-1+a..i+a and columns j-1+b..j+b, so each of the four
+    phases (a, b) is a 2x2 conv of x with summed taps; reflecting the upsampled image equals
+    replicating x's edge. One conv gives all four phases and pixel_shuffle interleaves them:
+    2.25x fewer multiply-adds than convolving the upsampled image, and no 4x-sized copy of it.
+    """
+    kernels = [k for rows in _merge_taps(weight, 2) for k in _merge_taps(rows, 3)]  # phases 00, 01, 10, 11
+    y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), torch.cat(kernels, 0),
+                 None if bias is None else bias.repeat(4))
+    keep = (slice(0, -1), slice(1, None))  # phase 0 drops the last row/column, phase 1 the first (static for tracers)
+    phases = [part[:, :, keep[a], keep[b]] for part, (a, b) in zip(y.chunk(4, dim=1), ((0, 0), (0, 1), (1, 0), (1, 1)))]
+    return F.pixel_shuffle(torch.stack(phases, 2).flatten(1, 2), 2)
 
 
 class TransformerNet(nn.Module):

@@ -199,17 +199,25 @@ def bench_gatys(args: argparse.Namespace, device: torch.device, rows: list[dict]
                             "tutorial's layers: content relu2_2, style relu1_1..relu3_1)",
                             "equal work per evaluation: VGG16's first five convs are VGG19's (same shapes), run to "
                             "conv3_1 on both sides; weights and loss scales differ, so outputs are not compared"),
+        "pyramid": ({"scales": 2}, f"gatys.optimize.stylize ({device.type}, fp32, vgg16-caffe to relu5_1, --scales 2: "
+                    f"{evals // 2} evaluations at {size // 2} px, then {evals - evals // 2} at {size} px)",
+                    "the same number of evaluations, coarse to fine; the result is scored at full size under the "
+                    "fixed vgg16-caffe objective"),
     }
-    for key in (["deep", "tutorial-layers"] if args.gatys_rows == "both" else [args.gatys_rows]):
+    outputs: dict[str, torch.Tensor] = {}
+    for key in args.gatys_rows:
         options, label, check = variants[key]
 
         def run_ours() -> None:
-            done["fastst"] = go.stylize(content, style, size=size, iterations=evals, device=str(device),
-                                        **options).evaluations
+            result = go.stylize(content, style, size=size, iterations=evals, device=str(device), **options)
+            done["fastst"], outputs[key] = result.evaluations, result.image
 
         t_peer, t_fast = _interleaved(run_peer, run_ours, args.gatys_repeat, device, warmup=0)
         if done["peer"] != evals or done["fastst"] != evals:
             raise RuntimeError(f"evaluation counts differ from {evals}: {done}")
+        if key in ("deep", "pyramid"):  # Gatys' own objective, comparable between these two rows
+            objective = go.score(content, style, outputs[key], device=str(device))["total"]
+            check = f"{check}; objective {objective:.3g}"
         rows.append(dict(benchmark="gatys", setting=f"{size}x{size}, {evals} L-BFGS evaluations", unit="s",
                          peer="PyTorch tutorial loop fp32 (VGG19 conv1_1..conv3_1, random init)", fastst=label,
                          repeats=args.gatys_repeat, **_pair(t_peer, t_fast, faster_is="lower"), check=check))
@@ -254,9 +262,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda: both sides run there")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--csv", default=None, help="write the table as CSV here")
-    p.add_argument("--gatys-rows", choices=("both", "deep", "tutorial-layers"), default="both",
-                   help="fastst Gatys runs to time against the tutorial: Gatys' layers to relu5_1 (deep), the "
-                        "tutorial's layers (equal work per evaluation), or both (default)")
+    p.add_argument("--gatys-rows", default="deep,tutorial-layers,pyramid",
+                   help="comma-separated fastst Gatys runs to time against the tutorial: Gatys' layers to relu5_1 "
+                        "(deep), the tutorial's layers (equal work per evaluation), deep with --scales 2 (pyramid); "
+                        "default all three")
     p.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime inference row (it exports once, ~30 s)")
     args = p.parse_args(argv)
     q = args.quick
@@ -267,6 +276,9 @@ def main(argv: list[str] | None = None) -> None:
     args.gatys_size = args.gatys_size or (64 if q else 512)
     args.gatys_evals = args.gatys_evals or (5 if q else 300)
     args.gatys_repeat = args.gatys_repeat or min(args.repeat, 3)
+    args.gatys_rows = [s.strip() for s in args.gatys_rows.split(",") if s.strip()]
+    if not args.gatys_rows or set(args.gatys_rows) - {"deep", "tutorial-layers", "pyramid"}:
+        p.error("--gatys-rows takes deep, tutorial-layers and pyramid")
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     if set(only) - set(SECTIONS):
         p.error(f"--only takes {', '.join(SECTIONS)}")

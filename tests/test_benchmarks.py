@@ -44,7 +44,9 @@ def test_gpu_bench_and_compare_run_in_quick_mode(tmp_path):
     ort = [r for r in rows if "--backend onnx" in r["fastst"]]
     assert len(ort) == 2 and all(float(r["check"].split("max|Δ| ")[1].split()[0]) < 1e-4 for r in ort), ort
     assert {r["benchmark"] for r in rows} == {"inference", "training", "gatys"}
-    assert [r["benchmark"] for r in rows].count("gatys") == 2  # Gatys' layers, and the tutorial's (equal work)
+    gatys_rows = [r for r in rows if r["benchmark"] == "gatys"]  # Gatys' layers, the tutorial's, the pyramid
+    assert len(gatys_rows) == 3 and "--scales 2" in gatys_rows[2]["fastst"]
+    assert all(float(r["check"].split("objective ")[1]) > 0 for r in (gatys_rows[0], gatys_rows[2]))
     for r in rows:
         assert float(r["peer_median"]) > 0 and float(r["fastst_median"]) > 0 and float(r["speedup"]) > 0
     # like for like: the peer carrying fastst's weights reproduces fastst's network up to its final conv

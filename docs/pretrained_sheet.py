@@ -1,0 +1,43 @@
+"""Make docs/pretrained.jpg: bundled sample photos, each followed by the model's output for every style.
+
+    python docs/pretrained_sheet.py [--model MODEL] [--out docs/pretrained.jpg]
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from PIL import Image
+
+from fastst.images import load_image, save_image
+from fastst.modelfile import load_model
+from fastst.sheets import contact_sheet
+from fastst.stylize import Stylizer, stylize
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTOS = ["skimage_chelsea.jpg", "ocv_building.jpg", "skimage_astronaut.jpg"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default=None, help="model file (default: the bundled pretrained model)")
+    p.add_argument("--out", default=str(ROOT / "docs" / "pretrained.jpg"))
+    p.add_argument("--size", type=int, default=384, help="long side the photos are stylized at")
+    args = p.parse_args()
+    model = load_model(args.model)
+    runner = Stylizer(model, device="cpu", precision="fp32")
+    images, labels = [], []
+    for name in PHOTOS:
+        photo = load_image(ROOT / "datasets" / "samples" / "photos" / name)
+        images.append(photo)
+        labels.append(Path(name).stem)
+        for style in model.style_names:
+            images.append(stylize(runner, photo, style, max_size=args.size))
+            labels.append(style)
+    sheet = contact_sheet(images, labels, Path(args.out), tile=192, cols=1 + len(model.style_names))
+    with Image.open(sheet) as im:  # a README picture: quality 85 keeps it under 200 KB
+        print(save_image(im.copy(), sheet, quality=85))
+
+
+if __name__ == "__main__":
+    main()

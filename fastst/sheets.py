@@ -12,8 +12,9 @@ from .images import save_image, tensor_to_pil
 
 
 def contact_sheet(images: Sequence[torch.Tensor], labels: Sequence[str], path: Path, tile: int = 256,
-                  cols: int | None = None) -> Path:
-    """A grid of thumbnails (long side `tile`) with a text label under each, saved atomically."""
+                  cols: int | None = None, quality: int = 95) -> Path:
+    """A grid of thumbnails (long side `tile`) with a text label under each, saved atomically
+    (`quality` for JPEG and WebP)."""
     font = _font(13)
     label_h = 16 * max(label.count("\n") + 1 for label in labels) + 6
     cols = cols or min(len(images), max(2, math.ceil(math.sqrt(len(images)))))
@@ -29,7 +30,7 @@ def contact_sheet(images: Sequence[torch.Tensor], labels: Sequence[str], path: P
         y = 8 + (k // cols) * (tile + label_h + 8)
         sheet.paste(thumb, (x + (tile - thumb.width) // 2, y + (tile - thumb.height) // 2))
         draw.multiline_text((x, y + tile + 3), label, fill=(0, 0, 0), font=font, spacing=3)
-    return save_image(sheet, path)
+    return save_image(sheet, path, quality=quality)
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

@@ -400,19 +400,16 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
 def keep_other_styles(start: StyleModel, net: TransformerNet, infos: list[StyleInfo]) -> tuple[TransformerNet, list[StyleInfo]]:
     """After an --only-norms run: the init model's styles (each replaced by this run's if it retrained one
     of that name) followed by this run's new styles, in one network with the shared convs."""
-    trained = {s.name: i for i, s in enumerate(infos)}
-    rows = [("start", i) if s.name not in trained else ("run", trained[s.name]) for i, s in enumerate(start.styles)]
+    trained = {s.name for s in infos}
     order = [s.name for s in start.styles] + [s.name for s in infos if s.name not in {t.name for t in start.styles}]
-    rows += [("run", trained[name]) for name in order[len(start.styles):]]
     merged = TransformerNet(num_styles=len(order), residual_blocks=len(net.residual))
-    merged.load_state_dict({k: v for k, v in net.state_dict().items() if not k.endswith((".scale", ".shift"))},
-                           strict=False)
-    with torch.no_grad():
-        for out_norm, run_norm, start_norm in zip(merged.norms(), net.norms(), start.net.norms()):
-            for table, run_t, start_t in ((out_norm.scale, run_norm.scale, start_norm.scale),
-                                          (out_norm.shift, run_norm.shift, start_norm.shift)):
-                for row, (source, i) in enumerate(rows):
-                    table[row] = (start_t if source == "start" else run_t)[i].float()
+    warm_start(merged, order, StyleModel(net, infos))  # the convs and this run's rows
+    kept = {s.name: i for i, s in enumerate(start.styles) if s.name not in trained}
+    with torch.no_grad():  # the init model's untouched rows
+        for mine, theirs in zip(merged.norms(), start.net.norms()):
+            for row, name in enumerate(order):
+                if name in kept:
+                    mine.scale[row], mine.shift[row] = theirs.scale[kept[name]], theirs.shift[kept[name]]
     by_name = {s.name: s for s in start.styles} | {s.name: s for s in infos}
     return merged, [by_name[name] for name in order]
 

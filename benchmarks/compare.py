@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any, Callable
+from functools import partial
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -31,14 +32,23 @@ SECTIONS = ("inference", "training", "gatys")
 def _interleaved(a: Callable[[], Any], b: Callable[[], Any], repeat: int, device: torch.device,
                  warmup: int = 1) -> tuple[bu.Stats, bu.Stats]:
     """Seconds per call of a and of b, alternating a/b and b/a so that load changes hit both alike."""
+    ta, tb = _rotated([a, b], repeat, device, warmup)
+    return ta, tb
+
+
+def _rotated(fns: Sequence[Callable[[], Any]], repeat: int, device: torch.device,
+             warmup: int = 1) -> list[bu.Stats]:
+    """Seconds per call of each function, run in order and then in reverse order on alternate
+    repetitions, so that load changes hit all alike (one peer run can then serve several rows)."""
     for _ in range(warmup):
-        a(), b()
-    ta, tb = [], []
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
     for i in range(repeat):
-        order = [(a, ta), (b, tb)] if i % 2 == 0 else [(b, tb), (a, ta)]
-        for fn, out in order:
-            out.append(bu.time_once(fn, device))
-    return bu.Stats.of(ta), bu.Stats.of(tb)
+        order = list(range(len(fns))) if i % 2 == 0 else list(reversed(range(len(fns))))
+        for k in order:
+            times[k].append(bu.time_once(fns[k], device))
+    return [bu.Stats.of(t) for t in times]
 
 
 def _fastst_model(path: str | None):
@@ -205,22 +215,24 @@ def bench_gatys(args: argparse.Namespace, device: torch.device, rows: list[dict]
                     "fixed vgg16-caffe objective"),
     }
     outputs: dict[str, torch.Tensor] = {}
-    for key in args.gatys_rows:
-        options, label, check = variants[key]
 
-        def run_ours() -> None:
-            result = go.stylize(content, style, size=size, iterations=evals, device=str(device), **options)
-            done["fastst"], outputs[key] = result.evaluations, result.image
+    def run_ours(key: str) -> None:
+        result = go.stylize(content, style, size=size, iterations=evals, device=str(device), **variants[key][0])
+        done[key], outputs[key] = result.evaluations, result.image
 
-        t_peer, t_fast = _interleaved(run_peer, run_ours, args.gatys_repeat, device, warmup=0)
-        if done["peer"] != evals or done["fastst"] != evals:
-            raise RuntimeError(f"evaluation counts differ from {evals}: {done}")
+    # one peer run per repetition serves every row: at 512 px it takes ~10 minutes
+    stats = _rotated([run_peer] + [partial(run_ours, key) for key in args.gatys_rows], args.gatys_repeat, device,
+                     warmup=0)
+    if any(n != evals for n in done.values()):
+        raise RuntimeError(f"evaluation counts differ from {evals}: {done}")
+    for key, t_fast in zip(args.gatys_rows, stats[1:]):
+        _, label, check = variants[key]
         if key in ("deep", "pyramid"):  # Gatys' own objective, comparable between these two rows
             objective = go.score(content, style, outputs[key], device=str(device))["total"]
             check = f"{check}; objective {objective:.3g}"
         rows.append(dict(benchmark="gatys", setting=f"{size}x{size}, {evals} L-BFGS evaluations", unit="s",
                          peer="PyTorch tutorial loop fp32 (VGG19 conv1_1..conv3_1, random init)", fastst=label,
-                         repeats=args.gatys_repeat, **_pair(t_peer, t_fast, faster_is="lower"), check=check))
+                         repeats=args.gatys_repeat, **_pair(stats[0], t_fast, faster_is="lower"), check=check))
 
 
 def _pair(peer: bu.Stats, fast: bu.Stats, faster_is: str) -> dict[str, Any]:

@@ -39,6 +39,11 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# Comparisons with fp32 references (the network, ONNX Runtime, untiled runs) pin fp32: on CPUs with
+# hardware bf16 the default precision is bf16, whose outputs differ from fp32 by several levels.
+FP32 = ("--precision", "fp32")
+
+
 def infer(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
     code = cli.main(["infer", "-q", *map(str, argv)])
     out, err = capsys.readouterr()
@@ -119,11 +124,13 @@ def test_style_by_index_and_name_agree(capsys, tmp_path, model_path):
 
 def test_blend_weights_are_normalised(capsys, tmp_path, model_path):
     src = write_png(tmp_path / "in.png", synthetic_image(40, 56, seed=2))
-    code, out, err = infer(capsys, model_path, src, "--style", "starry=3", "--style", "scream=1", "-o", tmp_path / "o")
+    code, out, err = infer(capsys, model_path, src, "--style", "starry=3", "--style", "scream=1", "-o", tmp_path / "o",
+                           *FP32)
     assert code == 0, err
     blended = tmp_path / "o" / "in_starry75+scream25.png"
     assert Path(out.strip()) == blended
-    assert infer(capsys, model_path, src, "--style", "starry=0.75", "--style", "scream=0.25", "-o", tmp_path / "p.png")[0] == 0
+    assert infer(capsys, model_path, src, "--style", "starry=0.75", "--style", "scream=0.25", "-o", tmp_path / "p.png",
+                  *FP32)[0] == 0
     assert np.array_equal(pixels(blended), pixels(tmp_path / "p.png"))
     # and it is the network run with weights (0.75, 0.25), not either style alone
     model = load_model(model_path)
@@ -132,7 +139,7 @@ def test_blend_weights_are_normalised(capsys, tmp_path, model_path):
         ref = model.net(x, torch.tensor([[0.75, 0.25]]))[0]
     ref8 = (ref.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy().astype(np.int16)
     assert np.abs(pixels(blended) - ref8).max() <= 1
-    lib = stylize(model, x[0], style={"starry": 6, "scream": 2})
+    lib = stylize(model, x[0], style={"starry": 6, "scream": 2}, precision="fp32")
     assert torch.allclose(lib, ref, atol=1e-5)
 
 
@@ -244,8 +251,8 @@ def test_exact_tile_statistics_beyond_stats_pixels():
 
 def test_tile_flag_on_cli(capsys, tmp_path, model_path):
     src = write_png(tmp_path / "in.png", synthetic_image(100, 150, seed=9))
-    assert infer(capsys, model_path, src, "-o", tmp_path / "w.png", "--tile", "0")[0] == 0
-    assert infer(capsys, model_path, src, "-o", tmp_path / "t.png", "--tile", "48")[0] == 0
+    assert infer(capsys, model_path, src, "-o", tmp_path / "w.png", "--tile", "0", *FP32)[0] == 0
+    assert infer(capsys, model_path, src, "-o", tmp_path / "t.png", "--tile", "48", *FP32)[0] == 0
     assert np.abs(pixels(tmp_path / "w.png") - pixels(tmp_path / "t.png")).max() <= 1
 
 
@@ -279,7 +286,8 @@ def test_onnx_backend_matches_torch(capsys, tmp_path, model_path):
     code, _, err = infer(capsys, onnx_path, src, "--backend", "onnx", "--style", "starry=1", "--style", "scream=1",
                          "-o", tmp_path / "onnx.png")
     assert code == 0, err
-    assert infer(capsys, model_path, src, "--style", "starry=1", "--style", "scream=1", "-o", tmp_path / "torch.png")[0] == 0
+    assert infer(capsys, model_path, src, "--style", "starry=1", "--style", "scream=1", "-o", tmp_path / "torch.png",
+                  *FP32)[0] == 0
     assert np.abs(pixels(tmp_path / "onnx.png") - pixels(tmp_path / "torch.png")).max() <= 1
     code, _, err = infer(capsys, onnx_path, src, "--style", "monet")
     assert code == 2 and "styles are: starry, scream" in err
@@ -289,7 +297,7 @@ def test_onnx_backend_matches_torch(capsys, tmp_path, model_path):
 
 def test_fst_model_on_onnx_backend_is_exported_once_and_cached(capsys, tmp_path, model_path):
     src = write_png(tmp_path / "in.png", synthetic_image(45, 70, seed=12))
-    assert infer(capsys, model_path, src, "--style", "scream", "-o", tmp_path / "torch.png")[0] == 0
+    assert infer(capsys, model_path, src, "--style", "scream", "-o", tmp_path / "torch.png", *FP32)[0] == 0
     cache = Path(os.environ["FASTST_CACHE"]) / "onnx"
     before = set(cache.glob("*.onnx"))
     code, _, err = infer(capsys, model_path, src, "--backend", "onnx", "--style", "scream", "-o", tmp_path / "ort.png")
@@ -319,9 +327,9 @@ def test_auto_backend_picks_onnx_runtime_only_where_it_is_faster_and_equal(capsy
     src.mkdir()
     for i in range(2):
         write_png(src / f"p{i}.png", synthetic_image(40, 56, seed=20 + i))
-    assert infer(capsys, model_path, src, "--style", "scream", "-o", tmp_path / "torch")[0] == 0
+    assert infer(capsys, model_path, src, "--style", "scream", "-o", tmp_path / "torch", *FP32)[0] == 0
     monkeypatch.setattr(st, "AUTO_ONNX_PIXELS", 2 * 40 * 56)
-    code = cli.main(["infer", str(model_path), str(src), "--style", "scream", "-o", str(tmp_path / "auto")])
+    code = cli.main(["infer", str(model_path), str(src), "--style", "scream", "-o", str(tmp_path / "auto"), *FP32])
     err = capsys.readouterr().err
     assert code == 0 and "running on ONNX Runtime" in err, err
     made = sorted((tmp_path / "auto").glob("*.png"))

@@ -45,7 +45,8 @@ def _objective(content: torch.Tensor, style: torch.Tensor, result: go.StylizeRes
 
 @pytest.mark.parametrize("name", list(go.OPTIMIZERS))
 def test_each_optimizer_lowers_the_loss(name, content, style):
-    result = go.stylize(content, [style], optimizer=name, iterations=6, size=SIZE, device="cpu")
+    # fp32: the logged losses are compared with an fp32 recomputation to 1e-4
+    result = go.stylize(content, [style], optimizer=name, iterations=6, size=SIZE, device="cpu", bf16=False)
     assert result.evaluations == len(result.rows) == 6
     objective = _objective(content, style, result)
     with torch.no_grad():
@@ -131,7 +132,7 @@ def test_score_is_a_fixed_objective(content, style):
     s = gatys.score(content, [style], content)
     assert s["content"] == 0.0 and s["style"] > 0
     assert s["total"] == pytest.approx(go.DEFAULT_STYLE_WEIGHT * s["style"] + go.DEFAULT_TV_WEIGHT * s["tv"], rel=1e-5)
-    result = go.stylize(content, [style], iterations=6, size=SIZE, device="cpu")
+    result = go.stylize(content, [style], iterations=6, size=SIZE, device="cpu", bf16=False)
     after = gatys.score(content, [style], result.image)
     assert after["style"] < s["style"] and after["content"] > 0
     # the returned image is the logged best evaluation (not L-BFGS's last line-search point), in [0, 1]
@@ -235,3 +236,20 @@ def test_matched_weights_compensate_a_backbone_feature_scale(tmp_path, content, 
     assert main(["stylize", str(c), str(s), "-o", str(out), "--backbone", str(path), "--size", "32",
                  "--iterations", "2", "--device", "cpu", "--no-progress"]) == 0
     assert "weights matched to" in capsys.readouterr().err and out.exists()
+
+
+def test_bf16_is_the_default_only_where_the_cpu_computes_it(monkeypatch):
+    monkeypatch.setattr(go, "cpu_has_native_bf16", lambda: True)
+    assert go.bf16_default(torch.device("cpu")) is True
+    monkeypatch.setattr(go, "cpu_has_native_bf16", lambda: False)
+    assert go.bf16_default(torch.device("cpu")) is False
+
+
+def test_bf16_run_logs_losses_close_to_the_fp32_scorer(content, style):
+    result = go.stylize(content, [style], iterations=3, size=SIZE, device="cpu", bf16=True)
+    assert result.settings["bf16"] is True and result.evaluations == 3
+    assert result.image.dtype == torch.float32 and 0 <= float(result.image.min()) <= float(result.image.max()) <= 1
+    scored = gatys.score(content, [style], result.image)
+    # bf16 features round to 8 bits of mantissa: the logged loss of the returned image is within a
+    # few per cent of its fp32 score, not bit-equal
+    assert result.final["total"] == pytest.approx(scored["total"], rel=0.05)

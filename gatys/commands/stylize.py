@@ -32,7 +32,7 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,mps}", help="(default: %(default)s)")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                    help="bf16 autocast for the loss network; image and optimizer state stay fp32 "
-                        "(default: off, it was slower on the CPUs measured)")
+                        "(default: on for CPUs with hardware bf16, AVX512-BF16 or AMX; off elsewhere)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
 
 

@@ -196,20 +196,26 @@ def bench_gatys(args: argparse.Namespace, device: torch.device, rows: list[dict]
         for options in ({}, tutorial_layers):
             go.stylize(content, style, size=size, iterations=3, device=str(device), **options)
 
+    prec = "bf16 autocast" if go.bf16_default(device) else "fp32"  # what `gatys stylize` uses here by default
+
     def run_peer() -> None:
         done["peer"] = peers.tutorial_gatys(cnn, c, s, evals)[1]
 
     variants = {
-        "deep": ({}, f"gatys.optimize.stylize ({device.type}, fp32, vgg16-caffe to relu5_1)",
+        "deep": ({}, f"gatys.optimize.stylize ({device.type}, {prec}, vgg16-caffe to relu5_1)",
                  "not comparable pixel for pixel: different networks, layers and weights. Equal numbers of "
                  "evaluations (forward+backward), but not equal work per evaluation: the tutorial's conv_1..conv_5 "
                  "are VGG19's first five convs (to conv3_1, ~58 GFLOP forward at 512²), fastst runs Gatys' "
                  "layers to relu5_1 (11 convs, ~2.6x the FLOPs)"),
-        "tutorial-layers": (tutorial_layers, f"gatys.optimize.stylize ({device.type}, fp32, vgg16-caffe, the "
+        "tutorial-layers": (tutorial_layers, f"gatys.optimize.stylize ({device.type}, {prec}, vgg16-caffe, the "
                             "tutorial's layers: content relu2_2, style relu1_1..relu3_1)",
                             "equal work per evaluation: VGG16's first five convs are VGG19's (same shapes), run to "
                             "conv3_1 on both sides; weights and loss scales differ, so outputs are not compared"),
-        "pyramid": ({"scales": 2}, f"gatys.optimize.stylize ({device.type}, fp32, vgg16-caffe to relu5_1, --scales 2: "
+        "tutorial-layers-fp32": ({**tutorial_layers, "bf16": False}, f"gatys.optimize.stylize ({device.type}, fp32 "
+                                 "forced, vgg16-caffe, the tutorial's layers)",
+                                 "equal work and equal precision: the tutorial-layers row without bf16 autocast "
+                                 "(which gatys uses by default on CPUs with hardware bf16)"),
+        "pyramid": ({"scales": 2}, f"gatys.optimize.stylize ({device.type}, {prec}, vgg16-caffe to relu5_1, --scales 2: "
                     f"{evals // 2} evaluations at {size // 2} px, then {evals - evals // 2} at {size} px)",
                     "the same number of evaluations, coarse to fine; the result is scored at full size under the "
                     "fixed vgg16-caffe objective"),
@@ -276,8 +282,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--csv", default=None, help="write the table as CSV here")
     p.add_argument("--gatys-rows", default="deep,tutorial-layers,pyramid",
                    help="comma-separated fastst Gatys runs to time against the tutorial: Gatys' layers to relu5_1 "
-                        "(deep), the tutorial's layers (equal work per evaluation), deep with --scales 2 (pyramid); "
-                        "default all three")
+                        "(deep), the tutorial's layers (equal work per evaluation), the same in fp32 even where gatys "
+                        "defaults to bf16 (tutorial-layers-fp32), deep with --scales 2 (pyramid); default: deep, "
+                        "tutorial-layers, pyramid")
     p.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime inference row (it exports once, ~30 s)")
     args = p.parse_args(argv)
     q = args.quick
@@ -289,8 +296,8 @@ def main(argv: list[str] | None = None) -> None:
     args.gatys_evals = args.gatys_evals or (5 if q else 300)
     args.gatys_repeat = args.gatys_repeat or min(args.repeat, 3)
     args.gatys_rows = [s.strip() for s in args.gatys_rows.split(",") if s.strip()]
-    if not args.gatys_rows or set(args.gatys_rows) - {"deep", "tutorial-layers", "pyramid"}:
-        p.error("--gatys-rows takes deep, tutorial-layers and pyramid")
+    if not args.gatys_rows or set(args.gatys_rows) - {"deep", "tutorial-layers", "tutorial-layers-fp32", "pyramid"}:
+        p.error("--gatys-rows takes deep, tutorial-layers, tutorial-layers-fp32 and pyramid")
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     if set(only) - set(SECTIONS):
         p.error(f"--only takes {', '.join(SECTIONS)}")

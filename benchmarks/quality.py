@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--size", type=int, default=None, help="long side of every photo and output, px (default 256; quick 64)")
     p.add_argument("--budgets", default=None, help="Gatys L-BFGS evaluation budgets (default 50,100,300; quick 3,6; none: score the model only)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto; used by every method and the scorer")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="the model's precision (default auto: bf16 on CPUs with hardware bf16); the scorer is fp32")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save", default=None, metavar="DIR", help="also save every output image into DIR")
     p.add_argument("--quick", action="store_true", help="1 photo at 64 px, budgets 3 and 6 (smoke test)")
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     except FaststError as e:
         p.error(str(e))
     name = model.style_names[index]
-    stylizer = Stylizer(model, device=args.device)
+    stylizer = Stylizer(model, device=args.device, precision=args.precision)
     methods = [f"fastst model ({stylizer.precision})"] + [f"gatys L-BFGS {n} evals" for n in budgets]
     machine = bu.machine_line(stylizer.device)
     print(f"# {machine}", file=sys.stderr)

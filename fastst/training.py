@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import re
 import time
@@ -248,22 +249,56 @@ class PreviewGrid(Callback):
             plot_losses(Path(log_dir) / "metrics.csv", Path(log_dir) / "losses.png")
 
 
-def plot_losses(metrics_csv: Path, out_png: Path) -> Path | None:
-    """Plot the logged losses (log scale) against the step; returns the PNG path, or None without data."""
+def keep_metrics_history(log_dir: Path, resuming: bool) -> None:
+    """Lightning's CSV logger deletes metrics.csv from a log folder it finds in use. When resuming,
+    keep it as metrics.partN.csv so that the loss history and plot span the whole run; a fresh run
+    in the folder drops earlier parts as Lightning drops metrics.csv."""
+    parts = metrics_parts(log_dir)
+    current = log_dir / "metrics.csv"
+    if not resuming:
+        for part in parts:
+            part.unlink()
+    elif current.is_file():
+        current.rename(log_dir / f"metrics.part{len(parts)}.csv")
+
+
+def metrics_parts(log_dir: Path) -> list[Path]:
+    """The kept metrics of earlier legs of a resumed run, oldest first."""
+    found = [(f, f.name[len("metrics.part"):-len(".csv")]) for f in Path(log_dir).glob("metrics.part*.csv")]
+    return [f for f, n in sorted(found, key=lambda fn: int(fn[1]) if fn[1].isdigit() else -1) if n.isdigit()]
+
+
+def read_metrics(metrics_csv: Path) -> list[dict[str, str]]:
+    """The rows of metrics.csv preceded by those of the kept earlier parts; where a run was resumed
+    from an older checkpoint, the earlier part's rows from that step on are superseded and dropped."""
     import csv
 
+    legs = []
+    for path in metrics_parts(metrics_csv.parent) + [metrics_csv]:
+        if path.is_file():
+            with open(path, newline="") as f:
+                legs.append([row for row in csv.DictReader(f) if row.get("step")])
+    rows: list[dict[str, str]] = []
+    cutoff = math.inf
+    for leg in reversed(legs):
+        rows[:0] = [row for row in leg if int(row["step"]) < cutoff]
+        if leg:
+            cutoff = min(cutoff, min(int(row["step"]) for row in leg))
+    return rows
+
+
+def plot_losses(metrics_csv: Path, out_png: Path) -> Path | None:
+    """Plot the logged losses (log scale) against the step, earlier legs of a resumed run included;
+    returns the PNG path, or None without data."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if not metrics_csv.exists():
-        return None
     series: dict[str, list[tuple[int, float]]] = {}
-    with open(metrics_csv, newline="") as f:
-        for row in csv.DictReader(f):
-            for key, value in row.items():
-                if key.startswith("train/") and value:
-                    series.setdefault(key[6:], []).append((int(row["step"]), float(value)))
+    for row in read_metrics(metrics_csv):
+        for key, value in row.items():
+            if key.startswith("train/") and value:
+                series.setdefault(key[6:], []).append((int(row["step"]), float(value)))
     if not series:
         return None
     fig, axes = plt.subplots(1, len(series), figsize=(3.2 * len(series), 2.8))
@@ -366,6 +401,7 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
                             "new_styles": new}
     datamodule = StyleDataModule(data, cfg.image_size, cfg.batch_size, len(style_paths), cfg.steps, cfg.seed, cfg.workers)
     datamodule.files = files
+    keep_metrics_history(log_dir, resuming=resume is not None)
     loggers: list = [CSVLogger(str(log_dir), name="", version="")]
     if tensorboard:
         from lightning.pytorch.loggers import TensorBoardLogger

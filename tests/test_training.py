@@ -12,7 +12,8 @@ from conftest import synthetic_image, write_png
 from fastst.cli import main
 from fastst.data import ResumableSampler, StyledCrops, readable_images
 from fastst.modelfile import load_model
-from fastst.training import StyleTransferModule, TrainConfig, checkpoint_to_model, train
+from fastst.training import (StyleTransferModule, TrainConfig, checkpoint_to_model, keep_metrics_history, metrics_parts,
+                             plot_losses, read_metrics, train)
 from fastst.transformer import TransformerNet, style_vector
 
 TINY = TrainConfig(image_size=32, batch_size=2, steps=2, checkpoint_every=1, preview_every=1, log_every=1)
@@ -104,6 +105,10 @@ def test_train_resume_and_convert(tmp_path, photo_dir):
     train([style], photo_dir, out, cfg4, log_dir=logs, resume=last, accelerator="cpu", devices=1, progress=False)
     assert load_model(out).config["steps_done"] == 4
     assert (logs / "losses.png").is_file()
+    # the first leg's logged losses survive the resume (Lightning's CSV logger deletes metrics.csv)
+    assert (logs / "metrics.part0.csv").is_file()
+    steps = [int(r["step"]) for r in read_metrics(logs / "metrics.csv")]
+    assert steps == sorted(steps) and min(steps) < 2 <= max(steps), steps
     converted = checkpoint_to_model(logs / "checkpoints" / "last.ckpt", tmp_path / "c.fst")
     m = load_model(converted)
     assert m.config["steps_done"] == 4
@@ -254,3 +259,20 @@ def test_layer_weights_and_objective_from_the_command_line():
     expected = gatys_objective(256, style_weight=1e4)
     assert cfg.style_layer_weights == pytest.approx(expected["style_layer_weights"])
     assert cfg.content_layers == ("relu4_2",) and cfg.tv_weight == expected["tv_weight"] and cfg.style_weight == 1.0
+
+
+def test_metrics_history_of_a_resumed_run(tmp_path):
+    def write(name: str, steps: range) -> None:
+        (tmp_path / name).write_text("step,train/loss\n" + "".join(f"{i},{100 - i}\n" for i in steps))
+
+    write("metrics.csv", range(0, 30, 10))
+    keep_metrics_history(tmp_path, resuming=True)  # leg 1 kept as part 0
+    assert not (tmp_path / "metrics.csv").exists() and (tmp_path / "metrics.part0.csv").is_file()
+    write("metrics.csv", range(20, 50, 10))  # leg 2 resumed from step 20: its rows replace part 0's from 20 on
+    keep_metrics_history(tmp_path, resuming=True)
+    write("metrics.csv", range(50, 70, 10))
+    rows = read_metrics(tmp_path / "metrics.csv")
+    assert [int(r["step"]) for r in rows] == [0, 10, 20, 30, 40, 50, 60]
+    assert plot_losses(tmp_path / "metrics.csv", tmp_path / "losses.png") == tmp_path / "losses.png"
+    keep_metrics_history(tmp_path, resuming=False)  # a fresh run in the folder starts clean
+    assert metrics_parts(tmp_path) == []

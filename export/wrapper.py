@@ -18,7 +18,8 @@ class ExportNet(nn.Module):
     multiple-of-4 inputs (torch.jit.trace cannot keep the crop size symbolic). Export scripts
     check their outputs against TransformerNet itself, so any drift from its forward is caught.
     `fused_norm=False` keeps each norm's per-style scale and shift as separate ops, for converters
-    that need a constant instance-norm scale (Core ML). Pass a copy of the network: its norms'
+    that need a constant instance-norm scale (Core ML). The output conv is exported as the plain
+    9x9 conv (see `OutputConv`), whose weight stays a constant. Pass a copy of the network: its norms'
     tiled-inference state is cleared.
     """
 
@@ -27,6 +28,7 @@ class ExportNet(nn.Module):
         super().__init__()
         for norm in net.norms():  # tiled-inference state must not leak into an export
             norm.shared_stats, norm.stats, norm.fused = None, None, fused_norm
+        net.out.space_to_depth = False
         self.net = net
         self.pad = pad
         self.scale = float(scale)

@@ -104,6 +104,40 @@ def upsample_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     return F.pixel_shuffle(torch.stack(phases, 2).flatten(1, 2), 2)
 
 
+class OutputConv(ConvNormAct):
+    """The 9x9 output conv-norm, its conv computed by `space_to_depth_conv` (3 output channels
+    leave a direct conv's vector lanes mostly idle). Exporters set `space_to_depth = False`:
+    the plain conv keeps a constant weight that converters fold and accelerators expect."""
+
+    space_to_depth = True
+
+    def forward(self, x: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
+        if not self.space_to_depth:
+            return super().forward(x, style_weights)
+        x = self.norm(space_to_depth_conv(x, self.conv.weight, self.conv.bias, self.conv.kernel_size[0]), style_weights)
+        return F.relu(x) if self.relu else x
+
+
+def space_to_depth_kernel(weight: torch.Tensor, k: int, r: int = 2) -> torch.Tensor:
+    """(co, ci, k, k) -> (co·r², ci·r², K, K), K = ceil((k+r-1)/r): the kernel that maps
+    pixel_unshuffle(x, r) to pixel_unshuffle(conv(x)) for a valid, stride-1 conv. Output phase
+    (a, b) sees the kernel shifted by (a, b) inside an rK-sized window, unshuffled like the input."""
+    n = r * (-(-(k + r - 1) // r))
+    phases = [F.pixel_unshuffle(F.pad(weight, (b, n - k - b, a, n - k - a)), r) for a in range(r) for b in range(r)]
+    return torch.stack(phases, 1).flatten(0, 1)
+
+
+def space_to_depth_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, k: int, r: int = 2) -> torch.Tensor:
+    """conv(reflection_pad(x), weight) for an odd square kernel, computed on pixel_unshuffle(x, r):
+    r² times the channels on each side, the same multiply-adds up to zero taps. For the 32->3
+    output conv this is 1.3x (fp32) to 1.7x (bf16) faster on a CPU. Even H and W only; `k` is the
+    kernel size, passed as a Python int so that tracers see constants."""
+    p = k // 2
+    y = F.conv2d(F.pixel_unshuffle(F.pad(x, (p, p, p, p), mode="reflect"), r), space_to_depth_kernel(weight, k, r),
+                 None if bias is None else bias.repeat_interleave(r * r))
+    return F.pixel_shuffle(y, r)
+
+
 class TransformerNet(nn.Module):
     """image (N,3,H,W) in [0,1], style_weights (N,num_styles) -> stylized image in [0,1], same size.
 
@@ -126,7 +160,7 @@ class TransformerNet(nn.Module):
             UpsampleConv(128, 64, 3, 1, num_styles),
             UpsampleConv(64, 32, 3, 1, num_styles),
         ])
-        self.out = ConvNormAct(32, 3, 9, 1, num_styles, relu=False)
+        self.out = OutputConv(32, 3, 9, 1, num_styles, relu=False)
 
     def forward(self, image: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2:]

@@ -1,11 +1,12 @@
-"""The network's upsampling layers: computed on the small image, equal to upsample-then-convolve."""
+"""The network's rewritten layers: the upsampling convs computed on the small image equal upsample-then-
+convolve; the output conv computed on the space-to-depth image equals the reflection-padded conv."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from fastst.transformer import upsample_conv
+from fastst.transformer import TransformerNet, space_to_depth_conv, upsample_conv
 
 
 def _upsample_then_conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -36,3 +37,31 @@ def test_upsample_conv_in_fp32_and_without_bias():
     x, w = torch.randn(1, 8, 16, 12, generator=g), torch.randn(5, 8, 3, 3, generator=g)
     diff = (upsample_conv(x, w, None) - _upsample_then_conv(x, w, None)).abs().max()
     assert diff < 1e-4
+
+
+@pytest.mark.parametrize("kernel,shape", [(9, (2, 5, 10, 12)), (9, (1, 3, 6, 8)), (3, (1, 4, 4, 2)), (5, (3, 2, 8, 8))])
+def test_space_to_depth_conv_equals_the_padded_conv(kernel, shape):
+    g = torch.Generator().manual_seed(kernel + sum(shape))
+    x = torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, shape[1], kernel, kernel, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True)
+    ours = space_to_depth_conv(x, w, b, kernel)
+    reference = F.conv2d(F.pad(x, (kernel // 2,) * 4, mode="reflect"), w, b)
+    assert ours.shape == reference.shape == (shape[0], 3, shape[2], shape[3])
+    assert torch.allclose(ours, reference, atol=1e-12)
+    seed = torch.randn(ours.shape, generator=g, dtype=torch.float64)
+    grads = torch.autograd.grad((ours * seed).sum(), (x, w, b))
+    reference_grads = torch.autograd.grad((reference * seed).sum(), (x, w, b))
+    for mine, theirs in zip(grads, reference_grads):
+        assert torch.allclose(mine, theirs, atol=1e-10)
+
+
+def test_output_layer_equals_the_plain_conv_norm_layer():
+    torch.manual_seed(0)
+    net = TransformerNet(num_styles=2).eval()
+    x, w = torch.rand(2, 32, 12, 16), torch.tensor([[1.0, 0.0], [0.3, 0.7]])
+    out = net.out
+    plain = out.norm(out.conv(x), w)  # nn.Conv2d with padding_mode="reflect", then the norm
+    assert out.space_to_depth and torch.allclose(out(x, w), plain, atol=1e-5)
+    out.space_to_depth = False  # what the exporters run
+    assert torch.equal(out(x, w), plain)

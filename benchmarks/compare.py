@@ -93,7 +93,8 @@ def bench_inference(args: argparse.Namespace, device: torch.device, rows: list[d
 
         # agreement: same weights -> the peer's output equals fastst's final conv output
         captured: dict[str, torch.Tensor] = {}
-        hook = fp32.net.out.conv.register_forward_hook(lambda m, i, o: captured.__setitem__("y", o.detach().float().cpu()))
+        hook = fp32.net.out.norm.register_forward_pre_hook(  # the norm's input is the final conv's output
+            lambda m, args: captured.__setitem__("y", args[0].detach().float().cpu()))
         try:
             y32 = stylize(fp32, x)
         finally:

@@ -173,7 +173,9 @@ class StyleTransferModule(L.LightningModule):
         feats = self.lossnet(out)
         content = sum(content_loss(feats[n], target[n]) for n in cfg.content_layers)
         layer_weights = dict(zip(cfg.style_layers, cfg.style_layer_weights)) if cfg.style_layer_weights else None
-        style = style_loss(feats, {n: getattr(self, f"gram_{n}")[styles] for n in cfg.style_layers}, layer_weights)
+        # Gram matrices in the autocast dtype: 3x faster than fp32 and rounding well below SGD's noise
+        style = style_loss(feats, {n: getattr(self, f"gram_{n}")[styles] for n in cfg.style_layers}, layer_weights,
+                           gram_fp32=False)
         tv = total_variation(out.float())
         total = cfg.content_weight * content + cfg.style_weight * style + cfg.tv_weight * tv
         return {"loss": total, "content": content, "style": style, "tv": tv}

@@ -108,6 +108,32 @@ def test_gram_gradient_under_bf16_autocast_keeps_the_input_dtype():
     assert f.grad.dtype == torch.float32 and float(f.grad.abs().sum()) > 0
 
 
+def test_gram_of_channels_last_features_has_the_same_value_and_gradient_layout():
+    """The loss network hands out channels-last features: the Gram backward answers in their layout
+    (so the ReLU backward meets matching strides), with the values of the NCHW computation."""
+    gen = torch.Generator().manual_seed(6)
+    f = torch.randn(2, 5, 6, 7, generator=gen, dtype=torch.float64)
+    weight = torch.randn(2, 5, 5, generator=gen, dtype=torch.float64)
+    results = {}
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = f.clone(memory_format=fmt).requires_grad_(True)
+        g = gram_matrix(x)
+        (g * weight).sum().backward()
+        results[fmt] = (g, x.grad)
+    (g0, d0), (g1, d1) = results[torch.contiguous_format], results[torch.channels_last]
+    assert torch.allclose(g0, g1, atol=1e-12) and torch.allclose(d0, d1, atol=1e-12)
+    assert d1.is_contiguous(memory_format=torch.channels_last) and not d1.is_contiguous()
+
+
+def test_gram_in_the_features_dtype_for_training():
+    """fp32=False keeps bf16 features in bf16 (the trainer's choice): close to the fp32 Gram."""
+    f = torch.randn(2, 8, 16, 16, generator=torch.Generator().manual_seed(7)).bfloat16()
+    exact, fast = gram_matrix(f), gram_matrix(f, fp32=False)
+    assert exact.dtype == torch.float32 and fast.dtype == torch.bfloat16
+    assert 0 < float((fast.float() - exact).abs().max()) < 1e-2 * float(exact.abs().max())
+    assert torch.equal(gram_matrix(f.float(), fp32=False), gram_matrix(f.float()))  # fp32 input: unchanged
+
+
 def test_total_variation_hand_computed():
     img = torch.tensor([[0.0, 1.0], [3.0, 5.0]]).view(1, 1, 2, 2)
     # vertical |3-0| + |5-1| = 7 ; horizontal |1-0| + |5-3| = 3

@@ -57,8 +57,12 @@ class ConvNormAct(nn.Module):
         self.relu = relu
 
     def forward(self, x: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
-        x = self.norm(self.conv(x), style_weights)
+        x = self.norm(self.convolve(x), style_weights)
         return F.relu(x) if self.relu else x
+
+    def convolve(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer's conv; subclasses compute the same values another way."""
+        return self.conv(x)
 
 
 class ResidualBlock(nn.Module):
@@ -77,9 +81,8 @@ class UpsampleConv(ConvNormAct):
     """Nearest-neighbour x2 upsampling, then conv-norm-ReLU (avoids transposed-conv checkerboards),
     computed without the upsampled copy by `upsample_conv`."""
 
-    def forward(self, x: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
-        x = self.norm(upsample_conv(x, self.conv.weight, self.conv.bias), style_weights)
-        return F.relu(x) if self.relu else x
+    def convolve(self, x: torch.Tensor) -> torch.Tensor:
+        return upsample_conv(x, self.conv.weight, self.conv.bias)
 
 
 def _merge_taps(w: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,11 +114,10 @@ class OutputConv(ConvNormAct):
 
     space_to_depth = True
 
-    def forward(self, x: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
+    def convolve(self, x: torch.Tensor) -> torch.Tensor:
         if not self.space_to_depth:
-            return super().forward(x, style_weights)
-        x = self.norm(space_to_depth_conv(x, self.conv.weight, self.conv.bias, self.conv.kernel_size[0]), style_weights)
-        return F.relu(x) if self.relu else x
+            return self.conv(x)
+        return space_to_depth_conv(x, self.conv.weight, self.conv.bias, self.conv.kernel_size[0])
 
 
 def space_to_depth_kernel(weight: torch.Tensor, k: int, r: int = 2) -> torch.Tensor:

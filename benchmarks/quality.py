@@ -5,6 +5,7 @@ and weights, fp32, at the output's size). A script that prints a table and write
 
     python benchmarks/quality.py --style starry_night --size 256 --photos 8 --csv quality.csv
     python benchmarks/quality.py --model my.fst --style-image my_style.jpg --quick
+    python benchmarks/quality.py --gatys-init noise   # Gatys from noise, as Johnson et al. compared
 
 objective = content_weight·content + style_weight·style with the scorer's weights (gatys.optimize's
 DEFAULT_CONTENT_WEIGHT and DEFAULT_STYLE_WEIGHT, printed with the table); TV is in the CSV only.
@@ -65,6 +66,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--style-image", default=None, help="that style's image (default: found by the hash the model stores)")
     p.add_argument("--size", type=int, default=None, help="long side of every photo and output, px (default 256; quick 64)")
     p.add_argument("--budgets", default=None, help="Gatys L-BFGS evaluation budgets (default 50,100,300; quick 3,6; none: score the model only)")
+    p.add_argument("--gatys-init", default="content", choices=["content", "noise"],
+                   help="Gatys' starting image: the photo (gatys stylize's default) or seeded noise, as in "
+                        "Johnson et al.'s comparison (default content)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto; used by every method and the scorer")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="the model's precision (default auto: bf16 on CPUs with hardware bf16); the scorer is fp32")
@@ -105,7 +109,8 @@ def main(argv: list[str] | None = None) -> None:
         p.error(str(e))
     name = model.style_names[index]
     stylizer = Stylizer(model, device=args.device, precision=args.precision)
-    methods = [f"fastst model ({stylizer.precision})"] + [f"gatys L-BFGS {n} evals" for n in budgets]
+    init_tag = "" if args.gatys_init == "content" else f", {args.gatys_init} init"
+    methods = [f"fastst model ({stylizer.precision})"] + [f"gatys L-BFGS {n} evals{init_tag}" for n in budgets]
     machine = bu.machine_line(stylizer.device)
     print(f"# {machine}", file=sys.stderr)
     print(f"# model {model.path}, style '{name}' ({style_path}); {len(photos)} photo(s) from {folder} at {size} px",
@@ -127,7 +132,8 @@ def main(argv: list[str] | None = None) -> None:
         for method, n in zip(methods[1:], budgets):
             bar.set_description(f"{photo.name[:20]}: {method}")
             t = time.perf_counter()
-            r = go.stylize(content, style, size=size, iterations=n, seed=args.seed, device=args.device)
+            r = go.stylize(content, style, size=size, iterations=n, seed=args.seed, init=args.gatys_init,
+                           device=args.device)
             outputs.append((method, r.image, time.perf_counter() - t))
             bar.update(1)
         for method, image, seconds in outputs:
@@ -136,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(dict(method=method, photo=photo.name, size=size, objective=objective, content=s["content"],
                              style=s["style"], tv=s["tv"], total_with_tv=s["total"], seconds=seconds))
             if save_dir is not None:
-                tag = method.split(" (")[0].replace(" ", "_")
+                tag = method.split(" (")[0].replace(",", "").replace(" ", "_")
                 save_image(image, save_dir / f"{photo.stem}__{tag}.png")
     bar.close()
 
@@ -149,9 +155,9 @@ def main(argv: list[str] | None = None) -> None:
                             machine=machine))
     print(f"{len(photos)} photo(s) at {size} px, style '{name}'; fixed scorer {go.SCORER_BACKBONE}, objective = "
           f"{go.DEFAULT_CONTENT_WEIGHT:g}·content + {go.DEFAULT_STYLE_WEIGHT:g}·style (means over photos)")
-    print(f"{'method':28s} {'objective':>12s} {'content':>12s} {'style':>12s} {'s/image':>9s}")
+    print(f"{'method':38s} {'objective':>12s} {'content':>12s} {'style':>12s} {'s/image':>9s}")
     for r in summary:
-        print(f"{r['method']:28s} {r['objective']:12.4g} {r['content']:12.4g} {r['style']:12.4g} {r['seconds_per_image']:9.2f}")
+        print(f"{r['method']:38s} {r['objective']:12.4g} {r['content']:12.4g} {r['style']:12.4g} {r['seconds_per_image']:9.2f}")
     if args.csv:
         path = bu.write_csv(args.csv, summary, SUMMARY_COLUMNS)
         per_image = path.with_name(path.stem + "_images.csv")

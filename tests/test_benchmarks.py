@@ -98,6 +98,14 @@ def test_quality_scores_the_bundled_model_and_gatys(tmp_path):
     only_model = _run("quality.py", "--quick", "--budgets", "none", "--photos-dir",
                       str(ROOT / "datasets/samples/photos"))
     assert only_model.returncode == 0 and "gatys L-BFGS" not in only_model.stdout, only_model.stderr[-2000:]
+    # Johnson et al.'s protocol: Gatys from noise, whose content term is far from the photo's after 2 evaluations
+    noise_csv = tmp_path / "noise.csv"
+    noise = _run("quality.py", "--quick", "--budgets", "2", "--gatys-init", "noise", "--photos-dir",
+                 str(ROOT / "datasets/samples/photos"), "--csv", str(noise_csv))
+    assert noise.returncode == 0, noise.stderr[-2000:]
+    noise_rows = {r["method"].split(" (")[0]: r for r in csv.DictReader(noise_csv.open())}
+    from_noise = noise_rows["gatys L-BFGS 2 evals, noise init"]
+    assert float(from_noise["content"]) > 2 * float(rows["gatys L-BFGS 2 evals"]["content"])
     assert _run("quality.py", "--budgets", "0").returncode == 2
 
 

@@ -6,6 +6,7 @@ and weights, fp32, at the output's size). A script that prints a table and write
     python benchmarks/quality.py --style starry_night --size 256 --photos 8 --csv quality.csv
     python benchmarks/quality.py --model my.fst --style-image my_style.jpg --quick
     python benchmarks/quality.py --gatys-init noise   # Gatys from noise, as Johnson et al. compared
+    python benchmarks/quality.py --sheet quality.jpg  # and look: photo, model output, Gatys outputs, objectives
 
 objective = content_weight·content + style_weight·style with the scorer's weights (gatys.optimize's
 DEFAULT_CONTENT_WEIGHT and DEFAULT_STYLE_WEIGHT, printed with the table); TV is in the CSV only.
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="the model's precision (default auto: bf16 on CPUs with hardware bf16); the scorer is fp32")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save", default=None, metavar="DIR", help="also save every output image into DIR")
+    p.add_argument("--sheet", default=None, metavar="PATH",
+                   help="also draw a contact sheet here: one row per photo, the photo then every method's output")
     p.add_argument("--quick", action="store_true", help="1 photo at 64 px, budgets 3 and 6 (smoke test)")
     p.add_argument("--csv", default=None, help="write the summary as CSV here (per-image rows beside it, *_images.csv)")
     args = p.parse_args(argv)
@@ -90,6 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     if any(b < 1 for b in budgets):
         p.error(f"--budgets: evaluation counts must be ≥ 1 (or none): {spec}")
     count = args.photos or (1 if args.quick else 8)
+    if args.sheet and Path(args.sheet).suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp"):
+        p.error(f"--sheet {args.sheet}: the contact sheet must be a .jpg, .png or .webp file")
     try:
         model = load_model(args.model)
         index = model.style_index(args.style if args.style is not None else 0)
@@ -122,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     stylize(stylizer, warm, style=index)
 
     rows: list[dict] = []
+    sheet_images, sheet_labels = [], []
     bar = tqdm(total=len(photos) * len(methods), unit="output", file=sys.stderr, dynamic_ncols=True, leave=False)
     for photo in photos:
         content = resize_long_side(load_image(photo), size)
@@ -144,6 +150,10 @@ def main(argv: list[str] | None = None) -> None:
             if save_dir is not None:
                 tag = method.split(" (")[0].replace(",", "").replace(" ", "_")
                 save_image(image, save_dir / f"{photo.stem}__{tag}.png")
+        if args.sheet:
+            sheet_images += [content] + [image for _, image, _ in outputs]
+            sheet_labels += [photo.stem[:24]] + [f"{method.split(' (')[0]}\n{rows[-len(outputs) + k]['objective']:.3g}"
+                                                 for k, (method, _, _) in enumerate(outputs)]
     bar.close()
 
     summary = []
@@ -158,6 +168,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'method':38s} {'objective':>12s} {'content':>12s} {'style':>12s} {'s/image':>9s}")
     for r in summary:
         print(f"{r['method']:38s} {r['objective']:12.4g} {r['content']:12.4g} {r['style']:12.4g} {r['seconds_per_image']:9.2f}")
+    if args.sheet:
+        from fastst.sheets import contact_sheet
+
+        print(f"wrote {contact_sheet(sheet_images, sheet_labels, Path(args.sheet), tile=192, cols=1 + len(methods), quality=85)}")
     if args.csv:
         path = bu.write_csv(args.csv, summary, SUMMARY_COLUMNS)
         per_image = path.with_name(path.stem + "_images.csv")

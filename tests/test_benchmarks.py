@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +86,7 @@ def test_quality_scores_the_bundled_model_and_gatys(tmp_path):
 
     out = tmp_path / "quality.csv"
     run = _run("quality.py", "--quick", "--budgets", "2", "--photos-dir", str(ROOT / "datasets/samples/photos"),
-               "--csv", str(out))
+               "--csv", str(out), "--sheet", str(tmp_path / "sheet.png"))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     rows = {r["method"].split(" (")[0]: r for r in csv.DictReader(out.open())}
     assert set(rows) == {"fastst model", "gatys L-BFGS 2 evals"}, rows
@@ -93,6 +94,8 @@ def test_quality_scores_the_bundled_model_and_gatys(tmp_path):
         assert float(r["objective"]) > 0 and float(r["seconds_per_image"]) > 0
         expected = DEFAULT_CONTENT_WEIGHT * float(r["content"]) + DEFAULT_STYLE_WEIGHT * float(r["style"])
         assert float(r["objective"]) == pytest.approx(expected, rel=1e-4)
+    with Image.open(tmp_path / "sheet.png") as sheet:  # one row: the photo, the model's output, Gatys'
+        assert sheet.width > 3 * 192 and sheet.height < 2 * 192
     per_image = list(csv.DictReader((tmp_path / "quality_images.csv").open()))
     assert len(per_image) == 2 and {r["size"] for r in per_image} == {"64"}
     only_model = _run("quality.py", "--quick", "--budgets", "none", "--photos-dir",
@@ -107,6 +110,8 @@ def test_quality_scores_the_bundled_model_and_gatys(tmp_path):
     from_noise = noise_rows["gatys L-BFGS 2 evals, noise init"]
     assert float(from_noise["content"]) > 2 * float(rows["gatys L-BFGS 2 evals"]["content"])
     assert _run("quality.py", "--budgets", "0").returncode == 2
+    bad_sheet = _run("quality.py", "--sheet", str(tmp_path / "sheet.txt"))
+    assert bad_sheet.returncode == 2 and "sheet.txt" in bad_sheet.stderr
 
 
 def test_allocator_benchmark_compares_both_settings(tmp_path):

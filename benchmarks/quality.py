@@ -7,6 +7,7 @@ and weights, fp32, at the output's size). A script that prints a table and write
     python benchmarks/quality.py --model my.fst --style-image my_style.jpg --quick
     python benchmarks/quality.py --gatys-init noise   # Gatys from noise, as Johnson et al. compared
     python benchmarks/quality.py --sheet quality.jpg  # and look: photo, model output, Gatys outputs, objectives
+    python benchmarks/quality.py --per-layer          # each style layer's share: where the model falls short
 
 objective = content_weight·content + style_weight·style with the scorer's weights (gatys.optimize's
 DEFAULT_CONTENT_WEIGHT and DEFAULT_STYLE_WEIGHT, printed with the table); TV is in the CSV only.
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="the model's precision (default auto: bf16 on CPUs with hardware bf16); the scorer is fp32")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save", default=None, metavar="DIR", help="also save every output image into DIR")
+    p.add_argument("--per-layer", action="store_true",
+                   help="also print each style layer's weighted share of the style term (where a model falls short)")
     p.add_argument("--sheet", default=None, metavar="PATH",
                    help="also draw a contact sheet here: one row per photo, the photo then every method's output")
     p.add_argument("--quick", action="store_true", help="1 photo at 64 px, budgets 3 and 6 (smoke test)")
@@ -143,10 +146,11 @@ def main(argv: list[str] | None = None) -> None:
             outputs.append((method, r.image, time.perf_counter() - t))
             bar.update(1)
         for method, image, seconds in outputs:
-            s = go.score(content, style, image, device=args.device)
+            s = go.score(content, style, image, device=args.device, per_layer=args.per_layer)
             objective = go.DEFAULT_CONTENT_WEIGHT * s["content"] + go.DEFAULT_STYLE_WEIGHT * s["style"]
             rows.append(dict(method=method, photo=photo.name, size=size, objective=objective, content=s["content"],
-                             style=s["style"], tv=s["tv"], total_with_tv=s["total"], seconds=seconds))
+                             style=s["style"], tv=s["tv"], total_with_tv=s["total"], seconds=seconds,
+                             **{k: go.DEFAULT_STYLE_WEIGHT * v for k, v in s.items() if k.startswith("style_")}))
             if save_dir is not None:
                 tag = method.split(" (")[0].replace(",", "").replace(" ", "_")
                 save_image(image, save_dir / f"{photo.stem}__{tag}.png")
@@ -168,6 +172,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'method':38s} {'objective':>12s} {'content':>12s} {'style':>12s} {'s/image':>9s}")
     for r in summary:
         print(f"{r['method']:38s} {r['objective']:12.4g} {r['content']:12.4g} {r['style']:12.4g} {r['seconds_per_image']:9.2f}")
+    layer_keys = [k for k in rows[0] if k.startswith("style_")] if rows else []
+    if layer_keys:
+        print(f"\nweighted style term per layer ({go.DEFAULT_STYLE_WEIGHT:g}·share; they sum to the style column × "
+              f"{go.DEFAULT_STYLE_WEIGHT:g})")
+        print(f"{'method':38s} " + " ".join(f"{k[6:]:>10s}" for k in layer_keys))
+        for method in methods:
+            mine = [r for r in rows if r["method"] == method]
+            print(f"{method:38s} " + " ".join(f"{sum(r[k] for r in mine) / len(mine):10.3g}" for k in layer_keys))
     if args.sheet:
         from fastst.sheets import contact_sheet
 
@@ -175,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.csv:
         path = bu.write_csv(args.csv, summary, SUMMARY_COLUMNS)
         per_image = path.with_name(path.stem + "_images.csv")
-        bu.write_csv(per_image, rows, COLUMNS)
+        bu.write_csv(per_image, rows, COLUMNS + tuple(layer_keys))
         print(f"wrote {path} and {per_image}")
 
 

@@ -156,6 +156,12 @@ class Objective:
         a, b, t = self.weights
         return {"content": c, "style": s, "tv": tv, "total": a * c + b * s + t * tv}
 
+    def style_terms(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each style layer's share of the unweighted style term (they sum to terms()["style"])."""
+        feats = self.features(_batch(image))
+        return {n: style_loss({n: feats[n]}, {n: self.style_targets[n]}, self.layer_weights, reduction="sum", scale=0.25)
+                for n in self.style_layers}
+
 
 def _batch(image: torch.Tensor) -> torch.Tensor:
     return image if image.dim() == 4 else image.unsqueeze(0)
@@ -452,9 +458,10 @@ def matched_weights(backbone: str, content: torch.Tensor | str | os.PathLike,
 def score(content: torch.Tensor | str | os.PathLike,
           styles: Sequence[torch.Tensor | str | os.PathLike] | torch.Tensor | str | os.PathLike,
           output: torch.Tensor | str | os.PathLike, style_blend: Sequence[float] | None = None,
-          style_scale: float = 1.0, device: str | torch.device = "cpu") -> dict[str, float]:
+          style_scale: float = 1.0, device: str | torch.device = "cpu", per_layer: bool = False) -> dict[str, float]:
     """Score an output under one fixed objective (vgg16-caffe, Gatys' default layers and weights,
-    fp32) at the output's size, so results of any backbone, layers, weights or method compare."""
+    fp32) at the output's size, so results of any backbone, layers, weights or method compare;
+    `per_layer` adds each style layer's share of the style term as "style_<layer>"."""
     out = _as_image(output)
     style_list = [styles] if isinstance(styles, (torch.Tensor, str, os.PathLike)) else list(styles)
     h, w = out.shape[-2:]
@@ -466,4 +473,7 @@ def score(content: torch.Tensor | str | os.PathLike,
     s_imgs = [resize_long_side(_as_image(s), side).to(dev) for s in style_list]
     objective = Objective(net, c.to(dev), s_imgs, c_layers, s_layers, style_blend, bf16=False)
     with torch.no_grad():
-        return {k: float(v) for k, v in objective.terms(out.to(dev)).items()}
+        scores = {k: float(v) for k, v in objective.terms(out.to(dev)).items()}
+        if per_layer:
+            scores.update({f"style_{n}": float(v) for n, v in objective.style_terms(out.to(dev)).items()})
+    return scores

@@ -86,7 +86,7 @@ def test_quality_scores_the_bundled_model_and_gatys(tmp_path):
 
     out = tmp_path / "quality.csv"
     run = _run("quality.py", "--quick", "--budgets", "2", "--photos-dir", str(ROOT / "datasets/samples/photos"),
-               "--csv", str(out), "--sheet", str(tmp_path / "sheet.png"))
+               "--csv", str(out), "--sheet", str(tmp_path / "sheet.png"), "--per-layer")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     rows = {r["method"].split(" (")[0]: r for r in csv.DictReader(out.open())}
     assert set(rows) == {"fastst model", "gatys L-BFGS 2 evals"}, rows
@@ -98,6 +98,11 @@ def test_quality_scores_the_bundled_model_and_gatys(tmp_path):
         assert sheet.width > 3 * 192 and sheet.height < 2 * 192
     per_image = list(csv.DictReader((tmp_path / "quality_images.csv").open()))
     assert len(per_image) == 2 and {r["size"] for r in per_image} == {"64"}
+    for r in per_image:  # --per-layer: Gatys' five style layers, whose shares add up to the style term
+        shares = [float(r[f"style_relu{k}_1"]) for k in range(1, 6)]
+        assert all(x >= 0 for x in shares) and max(shares) > 0
+        assert sum(shares) == pytest.approx(DEFAULT_STYLE_WEIGHT * float(r["style"]), rel=1e-4)
+    assert "weighted style term per layer" in run.stdout
     only_model = _run("quality.py", "--quick", "--budgets", "none", "--photos-dir",
                       str(ROOT / "datasets/samples/photos"))
     assert only_model.returncode == 0 and "gatys L-BFGS" not in only_model.stdout, only_model.stderr[-2000:]

@@ -145,19 +145,21 @@ def main(argv: list[str] | None = None) -> None:
                            device=args.device)
             outputs.append((method, r.image, time.perf_counter() - t))
             bar.update(1)
+        if args.sheet:
+            sheet_images.append(content)
+            sheet_labels.append(photo.stem[:24])
         for method, image, seconds in outputs:
             s = go.score(content, style, image, device=args.device, per_layer=args.per_layer)
             objective = go.DEFAULT_CONTENT_WEIGHT * s["content"] + go.DEFAULT_STYLE_WEIGHT * s["style"]
             rows.append(dict(method=method, photo=photo.name, size=size, objective=objective, content=s["content"],
                              style=s["style"], tv=s["tv"], total_with_tv=s["total"], seconds=seconds,
                              **{k: go.DEFAULT_STYLE_WEIGHT * v for k, v in s.items() if k.startswith("style_")}))
+            short = method.split(" (")[0]
             if save_dir is not None:
-                tag = method.split(" (")[0].replace(",", "").replace(" ", "_")
-                save_image(image, save_dir / f"{photo.stem}__{tag}.png")
-        if args.sheet:
-            sheet_images += [content] + [image for _, image, _ in outputs]
-            sheet_labels += [photo.stem[:24]] + [f"{method.split(' (')[0]}\n{rows[-len(outputs) + k]['objective']:.3g}"
-                                                 for k, (method, _, _) in enumerate(outputs)]
+                save_image(image, save_dir / f"{photo.stem}__{short.replace(',', '').replace(' ', '_')}.png")
+            if args.sheet:
+                sheet_images.append(image)
+                sheet_labels.append(f"{short}\n{objective:.3g}")
     bar.close()
 
     summary = []

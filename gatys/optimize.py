@@ -146,21 +146,19 @@ class Objective:
         with ctx:
             return self.net(images)
 
-    def terms(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The unweighted content, style and tv terms and the weighted total, as 0-d tensors."""
+    def terms(self, image: torch.Tensor, per_layer: bool = False) -> dict[str, torch.Tensor]:
+        """The unweighted content, style and tv terms and the weighted total, as 0-d tensors;
+        `per_layer` adds each style layer's share of the style term as "style_<layer>"."""
         x = _batch(image)
         feats = self.features(x)
         c = sum(content_loss(feats[n], self.content_targets[n], "sum") for n in self.content_layers)
-        s = style_loss(feats, self.style_targets, self.layer_weights, reduction="sum", scale=0.25)
+        shares = {n: style_loss({n: feats[n]}, {n: self.style_targets[n]}, self.layer_weights, reduction="sum",
+                                scale=0.25) for n in self.style_layers}
+        s = sum(shares.values())
         tv = total_variation(x, "sum")
         a, b, t = self.weights
-        return {"content": c, "style": s, "tv": tv, "total": a * c + b * s + t * tv}
-
-    def style_terms(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Each style layer's share of the unweighted style term (they sum to terms()["style"])."""
-        feats = self.features(_batch(image))
-        return {n: style_loss({n: feats[n]}, {n: self.style_targets[n]}, self.layer_weights, reduction="sum", scale=0.25)
-                for n in self.style_layers}
+        extra = {f"style_{n}": v for n, v in shares.items()} if per_layer else {}
+        return {"content": c, "style": s, "tv": tv, "total": a * c + b * s + t * tv, **extra}
 
 
 def _batch(image: torch.Tensor) -> torch.Tensor:
@@ -473,7 +471,4 @@ def score(content: torch.Tensor | str | os.PathLike,
     s_imgs = [resize_long_side(_as_image(s), side).to(dev) for s in style_list]
     objective = Objective(net, c.to(dev), s_imgs, c_layers, s_layers, style_blend, bf16=False)
     with torch.no_grad():
-        scores = {k: float(v) for k, v in objective.terms(out.to(dev)).items()}
-        if per_layer:
-            scores.update({f"style_{n}": float(v) for n, v in objective.style_terms(out.to(dev)).items()})
-    return scores
+        return {k: float(v) for k, v in objective.terms(out.to(dev), per_layer).items()}

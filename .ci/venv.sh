@@ -24,8 +24,10 @@ if [ ! -f "$venv/.complete" ]; then
     "$venv.tmp/bin/pip" install --quiet -e "$root[test]" >&2
     rm -rf "$venv"
     mv "$venv.tmp" "$venv"
-    # scripts written inside the .tmp folder name it in their shebangs: rewrite them for the final path
+    # scripts written inside the .tmp folder name it in their shebangs, the activate scripts in
+    # VIRTUAL_ENV and the prompt: rewrite them for the final path
     sed -i "1s|$venv.tmp/|$venv/|" "$venv"/bin/* 2>/dev/null || true
+    sed -i "s|$venv.tmp|$venv|g; s|($(basename "$venv").tmp)|($(basename "$venv"))|g" "$venv"/bin/activate* 2>/dev/null || true
     touch "$venv/.complete"
 fi
 # Always point the cached venv's editable install at this checkout (CI clones into new folders).

@@ -38,6 +38,7 @@ class TrainConfig:
     batch_size: int = 4
     steps: int = 40000
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # or "cosine": decay to zero over `steps` (a fine-tuning run's last gains)
     content_weight: float = 1.0
     style_weight: float = 5.0
     tv_weight: float = 1e4
@@ -61,6 +62,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.content_layers, self.style_layers = tuple(self.content_layers), tuple(self.style_layers)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise FaststError(f"unknown learning-rate schedule '{self.lr_schedule}' ({', '.join(LR_SCHEDULES)})")
         if self.style_layer_weights is not None:
             self.style_layer_weights = tuple(float(w) for w in self.style_layer_weights)
             if len(self.style_layer_weights) != len(self.style_layers):
@@ -68,6 +71,7 @@ class TrainConfig:
                                   f"{len(self.style_layers)} style layers")
 
 
+LR_SCHEDULES = ("constant", "cosine")
 VGG_CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}  # channels of every VGG layer in block N
 
 
@@ -185,16 +189,36 @@ class StyleTransferModule(L.LightningModule):
         parts = self.losses(images, styles)
         self.log_dict({f"train/{k}": v.detach() for k, v in parts.items()}, prog_bar=False, on_step=True)
         self.log("loss", parts["loss"].detach(), prog_bar=True, on_step=True, logger=False)
+        if self.cfg.lr_schedule != "constant":
+            self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True)
         return parts["loss"]
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         if self.cfg.only_norms:  # Dumoulin et al.: a new style is learnt by its norm parameters alone
             self.net.requires_grad_(False)
             params = [p for n in self.net.norms() for p in (n.scale, n.shift)]
             for q in params:
                 q.requires_grad_(True)
-            return torch.optim.Adam(params, lr=self.cfg.lr)
-        return torch.optim.Adam(self.net.parameters(), lr=self.cfg.lr)
+        else:
+            params = list(self.net.parameters())
+        optimizer = torch.optim.Adam(params, lr=self.cfg.lr)
+        if self.cfg.lr_schedule == "constant":
+            return optimizer
+        # cosine: the rate falls from lr to 0 at the last step. The Trainer steps it and checkpoints its step;
+        # the factor reads cfg.steps when called, so a run resumed with more --steps stretches the decay.
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_train_start(self) -> None:
+        # A resumed run restores the optimizer's last rate, which the old step count set: re-aim it at this run's decay
+        if self.cfg.lr_schedule != "constant":
+            schedule = self.lr_schedulers()
+            for group, base in zip(self.optimizers().param_groups, schedule.base_lrs):
+                group["lr"] = base * self.lr_factor(self.global_step)
+
+    def lr_factor(self, step: int) -> float:
+        """The cosine schedule's multiple of --lr at optimizer step `step`: 1 at the start, 0 at cfg.steps."""
+        return 0.5 * (1 + math.cos(math.pi * min(step, self.cfg.steps) / self.cfg.steps))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["fastst"] = {"styles": [s.to_dict() for s in self.style_infos()], "config": self.model_config()}

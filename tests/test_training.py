@@ -10,6 +10,7 @@ import torch
 
 from conftest import synthetic_image, write_png
 from fastst.cli import main
+from fastst.errors import FaststError
 from fastst.data import ResumableSampler, StyledCrops, readable_images
 from fastst.modelfile import load_model
 from fastst.training import (StyleTransferModule, TrainConfig, checkpoint_to_model, keep_metrics_history, metrics_parts,
@@ -114,6 +115,26 @@ def test_train_resume_and_convert(tmp_path, photo_dir):
     assert m.config["steps_done"] == 4
     x = synthetic_image(36, 44).unsqueeze(0)
     assert torch.allclose(m.net(x, style_vector(1)), load_model(out).net(x, style_vector(1)), atol=1e-6)
+
+
+def test_cosine_schedule_decays_the_rate_and_continues_after_resume(tmp_path, photo_dir):
+    """--lr-schedule cosine: lr·(1 + cos(π·step/steps))/2 at each step; a run resumed with more steps
+    continues from its step on the longer decay instead of restarting it."""
+    import math
+
+    style = write_png(tmp_path / "style.png", synthetic_image(64, 64, seed=9))
+    logs, out = tmp_path / "logs", tmp_path / "m.fst"
+    cosine = {**TINY.to_dict(), "lr_schedule": "cosine", "lr": 1e-3}
+    train([style], photo_dir, out, TrainConfig(**cosine), log_dir=logs, accelerator="cpu", devices=1, progress=False)
+    train([style], photo_dir, out, TrainConfig(**{**cosine, "steps": 4}), log_dir=logs, resume=logs / "checkpoints" / "last.ckpt",
+          accelerator="cpu", devices=1, progress=False)
+    rates = {int(r["step"]): float(r["train/lr"]) for r in read_metrics(logs / "metrics.csv")}
+    expected = {0: 1e-3, 1: 1e-3 * 0.5 * (1 + math.cos(math.pi / 2)),  # the first leg: 2 steps
+                2: 1e-3 * 0.5 * (1 + math.cos(math.pi * 2 / 4)), 3: 1e-3 * 0.5 * (1 + math.cos(math.pi * 3 / 4))}
+    assert rates == pytest.approx(expected)
+    assert load_model(out).config["lr_schedule"] == "cosine"
+    with pytest.raises(FaststError, match="schedule"):
+        TrainConfig(lr_schedule="linear")
 
 
 def test_init_from_a_model_keeps_its_styles_and_adds_new_ones(tmp_path, photo_dir):

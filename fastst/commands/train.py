@@ -23,6 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="[4]")
     p.add_argument("--steps", type=int, help="optimizer steps [40000]")
     p.add_argument("--lr", type=float, help="Adam learning rate [1e-3]")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"],
+                   help="constant (default), or cosine: decay the rate to zero over --steps (for fine-tuning an --init model)")
     p.add_argument("--objective", choices=["perceptual", "gatys"], default="perceptual",
                    help="perceptual: Johnson et al.'s layers and weights (default); gatys: Gatys' objective "
                    "(gatys stylize's layers and α, β, TV weights) at an output of --style-size px, "

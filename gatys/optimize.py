@@ -98,14 +98,15 @@ def split_evaluations(total: int, levels: int) -> list[int]:
     return parts
 
 
-_NETWORKS: dict[tuple[str, tuple[str, ...], str], LossNetwork] = {}
+_NETWORKS: dict[tuple[str, tuple[str, ...], str, str], LossNetwork] = {}
 
 
-def loss_network(backbone: str, layers: Sequence[str], device: torch.device | str = "cpu") -> LossNetwork:
+def loss_network(backbone: str, layers: Sequence[str], device: torch.device | str = "cpu",
+                 pooling: str = "max") -> LossNetwork:
     """A frozen LossNetwork for these layers on `device`, memoized (sweeps reuse one per setting)."""
-    key = (str(backbone), tuple(layers), str(device))
+    key = (str(backbone), tuple(layers), str(device), pooling)
     if key not in _NETWORKS:
-        _NETWORKS[key] = LossNetwork(backbone, list(layers)).to(device)
+        _NETWORKS[key] = LossNetwork(backbone, list(layers), pooling=pooling).to(device)
     return _NETWORKS[key]
 
 
@@ -246,16 +247,22 @@ def stylize(content: torch.Tensor | str | os.PathLike,
             iterations: int = DEFAULT_ITERATIONS, init: str = "content", size: int = DEFAULT_SIZE,
             style_scale: float = 1.0, original_colors: bool = False, scales: int = 1, seed: int = 0,
             device: str | torch.device = "auto", bf16: bool | None = None, progress: bool = False,
-            log: str | os.PathLike | None = None,
-            callback: Callable[[dict[str, float]], None] | None = None) -> StylizeResult:
+            log: str | os.PathLike | None = None, pooling: str = "max",
+            callback: Callable[[dict[str, float]], None] | None = None,
+            snapshot_every: int = 0, snapshot: Callable[[int, torch.Tensor], None] | None = None) -> StylizeResult:
     """Stylize one content image with one or more (blended) style images by optimising its pixels.
 
     `iterations` counts loss evaluations (forward + backward) for every optimizer, L-BFGS included,
     so runs are comparable by work done. Images are (3, H, W) tensors in [0, 1] or file paths.
+    `pooling` "avg" replaces the loss network's max pooling (Gatys et al. found it slightly more
+    appealing). `snapshot(evaluation, image)` receives the image as it stands (colours restored
+    with `original_colors`) after every `snapshot_every` evaluations, for progress pictures.
     """
     style_list = [styles] if isinstance(styles, (torch.Tensor, str, os.PathLike)) else list(styles)
     _check_settings(size, iterations, scales, style_scale, init, (content_weight, style_weight, tv_weight),
                     len(style_list), style_blend)
+    if snapshot_every < 0:
+        raise FaststError(f"the snapshot interval must be ≥ 0 evaluations, got {snapshot_every}")
     if optimizer not in OPTIMIZERS:
         raise FaststError(f"unknown optimizer '{optimizer}'; choose one of {', '.join(OPTIMIZERS)}")
     dev = resolve_device(device)
@@ -267,11 +274,21 @@ def stylize(content: torch.Tensor | str | os.PathLike,
     s_layers = list(style_layers) if style_layers else list(s_layers)
     content_full = _as_image(content)
     style_full = [_as_image(s) for s in style_list]
-    net = loss_network(backbone, list(dict.fromkeys(c_layers + s_layers)), dev)
+    net = loss_network(backbone, list(dict.fromkeys(c_layers + s_layers)), dev, pooling)
     blend = list(style_blend) if style_blend is not None else [1.0] * len(style_full)
     if original_colors:  # optimise luminance only, then put the content's chroma back
         style_full = [_luminance_only(s, content_full) for s in style_full]
         colour_source, content_full = content_full, _luminance_only(content_full)
+
+    def colored(image: torch.Tensor) -> torch.Tensor:
+        out = image.detach().float().cpu().clamp(0, 1)
+        return preserve_colors(resize_exact(colour_source, *out.shape[-2:]), out) if original_colors else out
+
+    def on_row(row: dict[str, float], image: torch.Tensor) -> None:
+        if snapshot is not None and snapshot_every and int(row["iteration"]) % snapshot_every == 0:
+            snapshot(int(row["iteration"]), colored(image))
+        if callback is not None:
+            callback(row)
 
     sizes = pyramid_sizes(size, scales)
     budgets = split_evaluations(iterations, len(sizes))
@@ -295,15 +312,13 @@ def stylize(content: torch.Tensor | str | os.PathLike,
                 image = resize_exact(image.detach().cpu().clamp(0, 1), h, w)
             pixels = image.to(dev).clone(memory_format=torch.contiguous_format).requires_grad_(True)
             if budget > 0:
-                used_lr, output_row = _optimise(objective, pixels, optimizer, lr, budget, rows, start, bar, callback)
+                used_lr, output_row = _optimise(objective, pixels, optimizer, lr, budget, rows, start, bar, on_row)
             image = pixels.detach()
     finally:
         bar.close()
     seconds = time.perf_counter() - start
-    out = image.detach().float().cpu().clamp(0, 1)
-    if original_colors:
-        out = preserve_colors(resize_exact(colour_source, *out.shape[-2:]), out)
-    settings = dict(backbone=backbone, content_layers=c_layers, style_layers=s_layers,
+    out = colored(image)
+    settings = dict(backbone=backbone, pooling=pooling, content_layers=c_layers, style_layers=s_layers,
                     content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
                     style_blend=blend, optimizer=optimizer, lr=used_lr,
                     iterations=iterations, init=init, size=size, style_scale=style_scale,
@@ -329,7 +344,7 @@ def _initial_image(init: str, content: torch.Tensor, styles: Sequence[torch.Tens
 
 def _optimise(objective: Objective, pixels: torch.Tensor, name: str, lr: float | None, budget: int,
               rows: list[dict[str, float]], start: float, bar: tqdm,
-              callback: Callable[[dict[str, float]], None] | None) -> tuple[float, dict[str, float]]:
+              callback: Callable[[dict[str, float], torch.Tensor], None]) -> tuple[float, dict[str, float]]:
     """Spend exactly `budget` loss evaluations on `pixels` with the named optimizer, then leave in
     `pixels` the evaluated image with the lowest loss (at a budget's end L-BFGS's line search may hold
     an older, worse point). Returns the lr used and that image's log row."""
@@ -376,8 +391,7 @@ def _optimise(objective: Objective, pixels: torch.Tensor, name: str, lr: float |
             best.copy_(image.detach())
         bar.update(1)
         bar.set_postfix(loss=f"{row['total']:.4g}", refresh=False)
-        if callback is not None:
-            callback(row)
+        callback(row, image)
         return terms["total"].detach() * loss_scale
 
     if name == "lbfgs":

@@ -1,5 +1,5 @@
 """Experiment grids for the Gatys baseline: every combination of optimizers, α:β weight ratios,
-content/style layer sets and backbones, each run on the same evaluation budget, with one CSV per
+content/style layer sets, backbones and loss-network pooling, each run on the same evaluation budget, with one CSV per
 run, a summary scored by one fixed objective, loss-curve plots per varied axis and a contact sheet."""
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ from fastst.sheets import contact_sheet
 
 from . import optimize as go
 
-AXES = ("optimizer", "weight_ratio", "content_layers", "style_layers", "backbone")
+AXES = ("optimizer", "weight_ratio", "content_layers", "style_layers", "backbone", "pooling")
 SUMMARY_COLUMNS = ("run", "optimizer", "lr", "content_weight", "style_weight", "tv_weight", "content_layers",
-                   "style_layers", "backbone", "evaluations", "seconds", "passes_per_s",
+                   "style_layers", "backbone", "pooling", "evaluations", "seconds", "passes_per_s",
                    "content", "style", "tv", "total", "objective_total", "image", "log")
 
 
@@ -38,6 +38,7 @@ class RunSpec:
     content_layers: tuple[str, ...] | None
     style_layers: tuple[str, ...] | None
     backbone: str
+    pooling: str = "max"
 
     def value(self, axis: str) -> str:
         """This run's setting on one axis, as a short label."""
@@ -70,15 +71,18 @@ def parse_ratio(text: str) -> tuple[float, float]:
 
 def grid(optimizers: Sequence[str], weight_ratios: Sequence[tuple[float, float]],
          content_layer_sets: Sequence[Sequence[str] | None], style_layer_sets: Sequence[Sequence[str] | None],
-         backbones: Sequence[str]) -> list[RunSpec]:
+         backbones: Sequence[str], poolings: Sequence[str] = ("max",)) -> list[RunSpec]:
     """The full cross product, in a stable order (optimizer varies slowest)."""
     for name in optimizers:
         if name not in go.OPTIMIZERS:
             raise FaststError(f"unknown optimizer '{name}'; choose one of {', '.join(go.OPTIMIZERS)}")
+    for pooling in poolings:
+        if pooling not in ("max", "avg"):
+            raise FaststError(f"unknown pooling '{pooling}'; choose max or avg")
     runs = []
-    for opt, (a, b), cl, sl, bb in itertools.product(optimizers, weight_ratios, content_layer_sets,
-                                                      style_layer_sets, backbones):
-        runs.append(RunSpec(opt, a, b, tuple(cl) if cl else None, tuple(sl) if sl else None, bb))
+    for opt, (a, b), cl, sl, bb, pool in itertools.product(optimizers, weight_ratios, content_layer_sets,
+                                                            style_layer_sets, backbones, poolings):
+        runs.append(RunSpec(opt, a, b, tuple(cl) if cl else None, tuple(sl) if sl else None, bb, pool))
     if not runs:
         raise FaststError("the sweep grid is empty")
     return runs
@@ -92,7 +96,8 @@ def varied_axes(runs: Sequence[RunSpec]) -> list[str]:
 def run_name(index: int, spec: RunSpec) -> str:
     """A file-system-safe run name: index plus every setting."""
     raw = "_".join([f"{index:02d}", spec.optimizer, "w" + spec.value("weight_ratio"), "c-" + spec.value("content_layers"),
-                    "s-" + spec.value("style_layers"), spec.value("backbone")])
+                    "s-" + spec.value("style_layers"), spec.value("backbone")]
+                   + (["avgpool"] if spec.pooling == "avg" else []))
     return re.sub(r"[^A-Za-z0-9_.+-]", "-", raw)[:120]
 
 
@@ -101,8 +106,8 @@ def run_sweep(content: str | os.PathLike, style: str | os.PathLike, out_dir: str
           weight_ratios: Sequence[tuple[float, float]] = ((go.DEFAULT_CONTENT_WEIGHT, go.DEFAULT_STYLE_WEIGHT),),
           content_layer_sets: Sequence[Sequence[str] | None] = (None,),
           style_layer_sets: Sequence[Sequence[str] | None] = (None,),
-          backbones: Sequence[str] = (go.DEFAULT_BACKBONE,), match_weights: bool = False, progress: bool = False,
-          **stylize_options: Any) -> list[dict[str, Any]]:
+          backbones: Sequence[str] = (go.DEFAULT_BACKBONE,), poolings: Sequence[str] = ("max",),
+          match_weights: bool = False, progress: bool = False, **stylize_options: Any) -> list[dict[str, Any]]:
     """Run the grid and write runs/<name>.csv|.png, summary.csv, plot_<axis>.png and contact_sheet.png.
 
     stylize_options go to gatys.optimize.stylize (iterations, size, tv_weight, lr, init, seed, device…).
@@ -110,13 +115,13 @@ def run_sweep(content: str | os.PathLike, style: str | os.PathLike, out_dir: str
     match_weights multiplies each run's β and tv weight by its backbone's matched_weights factors
     (relative to vgg16-caffe), so that one α:β pair means the same balance on every backbone.
     """
-    runs = grid(optimizers, weight_ratios, content_layer_sets, style_layer_sets, backbones)
+    runs = grid(optimizers, weight_ratios, content_layer_sets, style_layer_sets, backbones, poolings or ("max",))
     content_img = load_image(content)
     style_img = load_image(style)
     device = go.resolve_device(stylize_options.get("device", "auto"))
     for spec in runs:  # fail on unknown layers or backbones before spending any time
         c, s = spec.layers()
-        go.loss_network(spec.backbone, list(dict.fromkeys(c + s)), device)
+        go.loss_network(spec.backbone, list(dict.fromkeys(c + s)), device, spec.pooling)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise FaststError("exists and is not a folder", out)
@@ -146,7 +151,7 @@ def run_sweep(content: str | os.PathLike, style: str | os.PathLike, out_dir: str
         result = go.stylize(content_img, [style_img], backbone=spec.backbone, content_layers=c_layers,
                             style_layers=s_layers, content_weight=spec.content_weight,
                             style_weight=spec.style_weight * style_factor, tv_weight=tv_weight * tv_factor,
-                            optimizer=spec.optimizer, progress=progress, **stylize_options)
+                            optimizer=spec.optimizer, pooling=spec.pooling, progress=progress, **stylize_options)
         image_path = save_image(result.image, out / "runs" / f"{name}.png")
         log_path = go.write_log(result.rows, out / "runs" / f"{name}.csv")
         scored = go.score(content_img, [style_img], result.image, style_scale=stylize_options.get("style_scale", 1.0),
@@ -155,7 +160,7 @@ def run_sweep(content: str | os.PathLike, style: str | os.PathLike, out_dir: str
         summary.append({"run": name, "optimizer": spec.optimizer, "lr": s["lr"], "content_weight": spec.content_weight,
                         "style_weight": f"{s['style_weight']:.6g}", "tv_weight": f"{s['tv_weight']:.6g}",
                         "content_layers": "+".join(c_layers), "style_layers": "+".join(s_layers),
-                        "backbone": spec.backbone, "evaluations": result.evaluations,
+                        "backbone": spec.backbone, "pooling": spec.pooling, "evaluations": result.evaluations,
                         "seconds": round(result.seconds, 3), "passes_per_s": round(result.passes_per_second, 4),
                         **{k: f"{v:.6g}" for k, v in scored.items()},
                         "objective_total": f"{result.final['total']:.6g}",

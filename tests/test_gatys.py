@@ -179,6 +179,49 @@ def test_sweep_2x2_writes_summary_plots_and_contact_sheet(tmp_path, content, sty
     assert "4 runs" in capsys.readouterr().out
 
 
+def test_snapshots_show_the_run_as_it_goes(tmp_path, content, style, capsys):
+    """snapshot_every: the image at every Nth evaluation, the one the log row scored (colours restored with
+    original_colors); the CLI's --save-every writes them beside the output with a progress sheet."""
+    got: list[tuple[int, torch.Tensor]] = []
+    result = go.stylize(content, [style], iterations=6, size=SIZE, device="cpu", bf16=False, snapshot_every=2,
+                        snapshot=lambda k, image: got.append((k, image)))
+    assert [k for k, _ in got] == [2, 4, 6]
+    objective = _objective(content, style, result)
+    for k, image in got:
+        assert float(objective.terms(image)["total"]) == pytest.approx(result.rows[k - 1]["total"], rel=1e-3)
+    assert (got[0][1] - got[-1][1]).abs().mean() > 1e-3
+    kept: list[torch.Tensor] = []
+    go.stylize(content, [style], iterations=2, size=SIZE, device="cpu", original_colors=True, snapshot_every=2,
+               snapshot=lambda k, image: kept.append(image))
+    assert (rgb_to_ycbcr(kept[0])[1:] - rgb_to_ycbcr(content)[1:]).abs().mean() < 0.01
+
+    c, s = _write(tmp_path / "c.png", content), _write(tmp_path / "s.png", style)
+    out = tmp_path / "out.png"
+    assert main(["stylize", str(c), str(s), "-o", str(out), "--size", str(SIZE), "--iterations", "5",
+                 "--save-every", "2", "--device", "cpu", "--no-progress"]) == 0
+    assert sorted(p.name for p in tmp_path.glob("out_*")) == ["out_0002.png", "out_0004.png", "out_progress.jpg"]
+    with Image.open(tmp_path / "out_0004.png") as im:
+        assert im.size == (SIZE, 48)
+    with Image.open(tmp_path / "out_progress.jpg") as im:  # two 192-px tiles side by side
+        assert im.format == "JPEG" and im.size[0] == 2 * (192 + 8) + 8
+
+
+def test_average_pooling_changes_the_objective_and_is_a_sweep_axis(tmp_path, content, style, capsys):
+    a = go.stylize(content, [style], iterations=3, size=SIZE, device="cpu", pooling="avg")
+    m = go.stylize(content, [style], iterations=3, size=SIZE, device="cpu")
+    assert a.settings["pooling"] == "avg" and m.settings["pooling"] == "max"
+    assert a.rows[0]["style"] != pytest.approx(m.rows[0]["style"], rel=1e-3)  # another loss network
+    assert (a.image - m.image).abs().mean() > 1e-4
+    c, s = _write(tmp_path / "c.png", content), _write(tmp_path / "s.png", style)
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(c), str(s), "--out", str(out), "--poolings", "max", "avg", "--size", "32",
+                 "--iterations", "2", "--device", "cpu", "--no-progress"]) == 0
+    with open(out / "summary.csv", newline="") as f:
+        summary = list(csv.DictReader(f))
+    assert [r["pooling"] for r in summary] == ["max", "avg"] and summary[1]["run"].endswith("avgpool")
+    assert (out / "plot_pooling.png").is_file()
+
+
 def _write(path: Path, t: torch.Tensor) -> Path:
     from conftest import write_png
     return write_png(path, t)
@@ -190,7 +233,7 @@ def inputs(tmp_path, content, style):
 
 
 @pytest.mark.parametrize("case", ["missing", "corrupt", "layer", "optimizer", "size0", "size-neg", "blend",
-                                  "sweep-optimizer", "sweep-layer", "init"])
+                                  "sweep-optimizer", "sweep-layer", "init", "pooling", "sweep-pooling", "save-every"])
 def test_bad_inputs_give_one_line_errors(case, inputs, tmp_path, capsys):
     c, s = inputs
     out = tmp_path / "out.png"
@@ -210,6 +253,10 @@ def test_bad_inputs_give_one_line_errors(case, inputs, tmp_path, capsys):
         "sweep-layer": (["sweep", str(c), str(s), "--out", str(tmp_path / "sw"), "--style-layer-sets", "relu1_1,bogus"],
                         "unknown layer bogus"),
         "init": (base + ["--init", "zeros"], "unknown init 'zeros'"),
+        "pooling": (base + ["--pooling", "median"], "unknown pooling 'median'"),
+        "sweep-pooling": (["sweep", str(c), str(s), "--out", str(tmp_path / "sw"), "--poolings", "max,median"],
+                          "unknown pooling 'median'"),
+        "save-every": (base + ["--save-every", "-1"], "--save-every must be a positive"),
     }[case]
     assert main(argv) == 2
     err = capsys.readouterr().err

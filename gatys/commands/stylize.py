@@ -60,6 +60,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="(default: %(default)s)")
     p.add_argument("--original-colors", action="store_true",
                    help="transfer luminance only and keep the content's colours")
+    p.add_argument("--pooling", default="max", metavar="{max,avg}",
+                   help="the VGG loss network's pooling; avg: Gatys et al.'s choice for synthesis (default: %(default)s)")
+    p.add_argument("--save-every", type=int, default=0, metavar="N",
+                   help="also save the image every N evaluations as OUT_NNNN.EXT, and OUT_progress.jpg, a sheet "
+                        "of them with their losses")
     p.add_argument("--log", default=None, metavar="RUN.csv",
                    help="per-evaluation CSV log (default: OUT with the suffix .csv)")
     add_common_options(p)
@@ -101,6 +106,25 @@ def check_output(output: str | os.PathLike, inputs: list[str]) -> Path:
     return out
 
 
+def snapshot_path(out: Path, evaluation: int) -> Path:
+    """Where --save-every puts the image after `evaluation` evaluations: OUT_0100.png beside OUT.png."""
+    return out.with_name(f"{out.stem}_{evaluation:04d}{out.suffix}")
+
+
+def progress_path(out: Path) -> Path:
+    return out.with_name(f"{out.stem}_progress.jpg")
+
+
+def write_progress_sheet(snapshots: list[tuple[int, Path]], rows: list[dict[str, float]], path: Path) -> Path:
+    """A contact sheet of the saved snapshots, each labelled with its evaluation and total loss."""
+    from fastst.images import load_image
+    from fastst.sheets import contact_sheet
+
+    labels = [f"evaluation {k}\nloss {rows[k - 1]['total']:.4g}" for k, _ in snapshots]
+    return contact_sheet([load_image(p) for _, p in snapshots], labels, path, tile=192,
+                         cols=min(len(snapshots), 5))
+
+
 def loss_weights(args: argparse.Namespace, style: str) -> tuple[float, float, float]:
     """α, β, tv from the flags; the vgg16-caffe defaults, or their match for another backbone when none is given."""
     given = (args.content_weight, args.style_weight, args.tv_weight)
@@ -128,10 +152,21 @@ def run(args: argparse.Namespace) -> int:
     for src in [args.content, *args.styles]:
         if os.path.exists(src) and os.path.exists(log) and os.path.samefile(src, log):
             raise FaststError("log would overwrite an input", log)
+    snapshots: list[tuple[int, Path]] = []
+    if args.save_every:
+        if args.save_every < 0:
+            raise FaststError(f"--save-every must be a positive number of evaluations, got {args.save_every}")
+        for k in range(args.save_every, args.iterations + 1, args.save_every):
+            check_output(snapshot_path(out, k), [args.content, *args.styles])
+        check_output(progress_path(out), [args.content, *args.styles])
     alpha, beta, tv = loss_weights(args, args.styles[0])
     from fastst.images import save_image
 
     from ..optimize import stylize, write_log
+
+    def save_snapshot(evaluation: int, image) -> None:  # noqa: ANN001 - a (3, H, W) tensor
+        snapshots.append((evaluation, save_image(image, snapshot_path(out, evaluation))))
+
     result = stylize(
         args.content, args.styles, backbone=args.backbone,
         content_layers=parse_list(args.content_layers, "--content-layers"),
@@ -140,9 +175,12 @@ def run(args: argparse.Namespace) -> int:
         style_blend=parse_floats(args.style_blend, "--style-blend"), optimizer=args.optimizer, lr=args.lr,
         iterations=args.iterations, init=args.init, size=args.size, style_scale=args.style_scale,
         original_colors=args.original_colors, scales=args.scales, seed=args.seed, device=args.device,
-        bf16=args.bf16, progress=args.progress)
+        bf16=args.bf16, progress=args.progress, pooling=args.pooling,
+        snapshot_every=args.save_every, snapshot=save_snapshot if args.save_every else None)
     save_image(result.image, out)
     write_log(result.rows, log)
+    if snapshots:
+        write_progress_sheet(snapshots, result.rows, progress_path(out))
     final = result.final
     print(f"{out}: {result.evaluations} evaluations in {result.seconds:.1f} s "
           f"({result.passes_per_second:.2f} passes/s) on {result.settings['device']}"

@@ -16,7 +16,7 @@ def _split(values: list[str] | None) -> list[str]:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("sweep", help="grid of Gatys runs over optimizers, weights, layers and backbones",
+    p = sub.add_parser("sweep", help="grid of Gatys runs over optimizers, weights, layers, backbones and pooling",
                        description="Run every combination of the given settings on CONTENT and STYLE with the "
                                    "same evaluation budget; write per-run CSVs, summary.csv (scored by one fixed "
                                    "vgg16-caffe objective), loss-curve plots and a contact sheet into --out.")
@@ -34,6 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="style layer sets, one argument each, layers comma-separated (default: the backbone's)")
     p.add_argument("--backbones", nargs="+", default=[go.DEFAULT_BACKBONE], metavar="NAME",
                    help="vgg16-caffe, vgg16, vgg19, resnet50 or weights files (default: %(default)s)")
+    p.add_argument("--poolings", nargs="+", default=["max"], metavar="{max,avg}",
+                   help="VGG loss-network pooling, e.g. max avg (Gatys et al. preferred avg for synthesis; "
+                        "default: %(default)s)")
     p.add_argument("--match-weights", action="store_true",
                    help="rescale beta and the tv weight per backbone (and layer set) so one ALPHA:BETA pair means "
                         "the same balance as on vgg16-caffe")
@@ -60,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         args.content, args.style, args.out, optimizers=_split(args.optimizers), weight_ratios=ratios,
         content_layer_sets=_layer_sets(args.content_layer_sets, "--content-layer-sets"),
         style_layer_sets=_layer_sets(args.style_layer_sets, "--style-layer-sets"),
-        backbones=_split(args.backbones), match_weights=args.match_weights, progress=args.progress,
+        backbones=_split(args.backbones), poolings=_split(args.poolings), match_weights=args.match_weights, progress=args.progress,
         tv_weight=args.tv_weight, lr=args.lr, iterations=args.iterations, init=args.init, size=args.size,
         style_scale=args.style_scale, scales=args.scales, seed=args.seed, device=args.device, bf16=args.bf16)
     seconds = time.perf_counter() - start

@@ -76,9 +76,6 @@ def grid(optimizers: Sequence[str], weight_ratios: Sequence[tuple[float, float]]
     for name in optimizers:
         if name not in go.OPTIMIZERS:
             raise FaststError(f"unknown optimizer '{name}'; choose one of {', '.join(go.OPTIMIZERS)}")
-    for pooling in poolings:
-        if pooling not in ("max", "avg"):
-            raise FaststError(f"unknown pooling '{pooling}'; choose max or avg")
     runs = []
     for opt, (a, b), cl, sl, bb, pool in itertools.product(optimizers, weight_ratios, content_layer_sets,
                                                             style_layer_sets, backbones, poolings):
@@ -119,7 +116,7 @@ def run_sweep(content: str | os.PathLike, style: str | os.PathLike, out_dir: str
     content_img = load_image(content)
     style_img = load_image(style)
     device = go.resolve_device(stylize_options.get("device", "auto"))
-    for spec in runs:  # fail on unknown layers or backbones before spending any time
+    for spec in runs:  # fail on unknown layers, backbones or poolings before writing anything
         c, s = spec.layers()
         go.loss_network(spec.backbone, list(dict.fromkeys(c + s)), device, spec.pooling)
     out = Path(out_dir)

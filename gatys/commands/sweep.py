@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         args.content, args.style, args.out, optimizers=_split(args.optimizers), weight_ratios=ratios,
         content_layer_sets=_layer_sets(args.content_layer_sets, "--content-layer-sets"),
         style_layer_sets=_layer_sets(args.style_layer_sets, "--style-layer-sets"),
-        backbones=_split(args.backbones), poolings=_split(args.poolings), match_weights=args.match_weights, progress=args.progress,
+        backbones=_split(args.backbones), poolings=_split(args.poolings), match_weights=args.match_weights,
+        progress=args.progress,
         tv_weight=args.tv_weight, lr=args.lr, iterations=args.iterations, init=args.init, size=args.size,
         style_scale=args.style_scale, scales=args.scales, seed=args.seed, device=args.device, bf16=args.bf16)
     seconds = time.perf_counter() - start

@@ -128,10 +128,12 @@ class StyleDataModule(L.LightningDataModule):
     """Crops of a folder of photos paired with style indices, in a seeded resumable order."""
 
     def __init__(self, data: str | os.PathLike, image_size: int = 256, batch_size: int = 4, num_styles: int = 1,
-                 steps: int = 1000, seed: int = 0, workers: int = 0) -> None:
+                 steps: int = 1000, seed: int = 0, workers: int = 0,
+                 crop_scale: tuple[float, float] = (0.35, 1.0)) -> None:
         super().__init__()
         self.data, self.image_size, self.batch_size = Path(data), image_size, batch_size
         self.num_styles, self.steps, self.seed, self.workers = num_styles, steps, seed, workers
+        self.crop_scale = crop_scale
         self.files: list[Path] = []
 
     def setup(self, stage: str | None = None) -> None:
@@ -146,6 +148,6 @@ class StyleDataModule(L.LightningDataModule):
         per_step = self.batch_size * world
         sampler = ResumableSampler(len(self.files), total=self.steps * per_step, seed=self.seed,
                                    start=done * per_step, rank=rank, world=world)
-        return DataLoader(StyledCrops(self.files, self.image_size, self.num_styles, self.seed),
+        return DataLoader(StyledCrops(self.files, self.image_size, self.num_styles, self.seed, self.crop_scale),
                           batch_size=self.batch_size, sampler=sampler, num_workers=self.workers,
                           persistent_workers=self.workers > 0, drop_last=True)

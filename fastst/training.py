@@ -35,6 +35,7 @@ class TrainConfig:
 
     image_size: int = 256
     style_size: int | None = None  # long side of the style images; None: 2 × image_size
+    crop_scale: tuple[float, float] = (0.35, 1.0)  # area fraction of the photo each random crop covers
     batch_size: int = 4
     steps: int = 40000
     lr: float = 1e-3
@@ -56,12 +57,17 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["content_layers"], d["style_layers"] = list(self.content_layers), list(self.style_layers)
+        d["crop_scale"] = list(self.crop_scale)
         if self.style_layer_weights is not None:
             d["style_layer_weights"] = list(self.style_layer_weights)
         return d
 
     def __post_init__(self) -> None:
         self.content_layers, self.style_layers = tuple(self.content_layers), tuple(self.style_layers)
+        self.crop_scale = tuple(float(a) for a in self.crop_scale)  # type: ignore[assignment]
+        lo, hi = self.crop_scale if len(self.crop_scale) == 2 else (0.0, 0.0)
+        if not 0 < lo <= hi <= 1:
+            raise FaststError(f"crop scale must be MIN MAX with 0 < MIN ≤ MAX ≤ 1, got {' '.join(map(str, self.crop_scale))}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise FaststError(f"unknown learning-rate schedule '{self.lr_schedule}' ({', '.join(LR_SCHEDULES)})")
         if self.style_layer_weights is not None:
@@ -425,7 +431,8 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
         new = warm_start(module.net, names, start)
         module.init_info = {"model": start.path.name, "steps_done": int(start.config.get("steps_done", 0)),
                             "new_styles": new}
-    datamodule = StyleDataModule(data, cfg.image_size, cfg.batch_size, len(style_paths), cfg.steps, cfg.seed, cfg.workers)
+    datamodule = StyleDataModule(data, cfg.image_size, cfg.batch_size, len(style_paths), cfg.steps, cfg.seed, cfg.workers,
+                                 cfg.crop_scale)
     datamodule.files = files
     keep_metrics_history(log_dir, resuming=resume is not None)
     loggers: list = [CSVLogger(str(log_dir), name="", version="")]

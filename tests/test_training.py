@@ -92,6 +92,30 @@ def test_crops_are_deterministic_and_styles_cycle(photo_dir):
     assert a[0][0].shape == (3, 32, 32)
 
 
+def _crop_areas(tmp_path, scale: tuple[float, float] | None, n: int = 40) -> list[float]:
+    """Area fractions of n random crops of a 120x90 photo whose channels 0 and 1 hold each pixel's x and y
+    (0..1), read back from the crops' coordinate ranges (the 32-px crops are resized, the ranges are not)."""
+    h, w = 90, 120
+    xs, ys = torch.linspace(0, 1, w).expand(h, w), torch.linspace(0, 1, h)[:, None].expand(h, w)
+    path = write_png(tmp_path / "coords.png", torch.stack([xs, ys, torch.zeros(h, w)]))
+    crops = StyledCrops([path], 32, num_styles=1, seed=1, **({} if scale is None else {"scale": scale}))
+    areas = []
+    for k in range(n):
+        crop = crops[k][0]
+        areas.append(float((crop[0].max() - crop[0].min()) * (crop[1].max() - crop[1].min())))
+    return areas
+
+
+def test_crop_scale_sets_how_much_of_the_photo_a_crop_covers(tmp_path):
+    default, wide = _crop_areas(tmp_path, None), _crop_areas(tmp_path, (0.7, 1.0))
+    assert min(default) < 0.5 and max(default) > 0.8  # the default 0.35-1 spans small and whole-photo crops
+    assert min(wide) > 0.6, wide  # 0.7-1 (a square fallback covers 3/4 of this 4:3 photo; pixel rounding)
+    assert TrainConfig(crop_scale=[0.7, 1]).to_dict()["crop_scale"] == [0.7, 1.0]
+    for bad in ((0.0, 1.0), (0.8, 0.5), (0.5, 1.5), (float("nan"), 1.0), (0.5,)):
+        with pytest.raises(FaststError, match="crop scale"):
+            TrainConfig(crop_scale=bad)
+
+
 def test_train_resume_and_convert(tmp_path, photo_dir):
     style = write_png(tmp_path / "style.png", synthetic_image(64, 64, seed=9))
     out = tmp_path / "m.fst"
@@ -99,6 +123,7 @@ def test_train_resume_and_convert(tmp_path, photo_dir):
     train([style], photo_dir, out, TINY, log_dir=logs, accelerator="cpu", devices=1, progress=False)
     model = load_model(out)
     assert model.style_names == ["style"] and model.config["steps_done"] == 2
+    assert model.config["crop_scale"] == [0.35, 1.0]
     assert (logs / "previews").is_dir() and any((logs / "previews").iterdir())
     last = logs / "checkpoints" / "last.ckpt"
     assert last.is_file()
@@ -228,6 +253,7 @@ def test_bad_inputs(tmp_path, photo_dir, capsys):
         (["--style", str(style), "--data", str(photo_dir), "--init", str(corrupt)], "corrupt.jpg"),
         (["--style", str(style), "--data", str(photo_dir), "--init", str(tmp_path / "nope.fst")], "nope.fst"),
         (["--style", str(style), "--data", str(photo_dir), "--only-norms"], "--init"),
+        (["--style", str(style), "--data", str(photo_dir), "--crop-scale", "0.9", "0.2"], "crop scale"),
         (["--style", str(style), "--data", str(photo_dir), "--init", "pretrained", "--resume", str(style)], "not both"),
     ]
     for extra, needle in cases:

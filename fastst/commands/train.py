@@ -20,6 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="quick: ~10 min on a CPU; full: the published recipe (256 px, batch 4, 40k steps)")
     p.add_argument("--image-size", type=int, help="training crop size in px [256]")
     p.add_argument("--style-size", type=int, help="long side of the style images [2 × image size]")
+    p.add_argument("--crop-scale", type=float, nargs=2, metavar=("MIN", "MAX"),
+                   help="area fraction of a photo each random crop covers [0.35 1]; raise MIN when the model "
+                        "will see whole photos at about the training size (objects then look the same size)")
     p.add_argument("--batch-size", type=int, help="[4]")
     p.add_argument("--steps", type=int, help="optimizer steps [40000]")
     p.add_argument("--lr", type=float, help="Adam learning rate [1e-3]")

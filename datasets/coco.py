@@ -65,7 +65,7 @@ ARCHIVES = {
 
 
 class RecipeError(Exception):
-    """A problem the user can fix; printed as one line, exit status 1."""
+    """A problem the user can fix; printed as one line, exit status 2 (as fastst and gatys give for bad input)."""
 
 
 # ---------------------------------------------------------------- progress
@@ -325,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         images = run(args)
     except RecipeError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 1
+        return 2
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

@@ -312,7 +312,7 @@ def test_corrupt_download_is_reported_not_extracted(coco, fake, tmp_path, monkey
     monkeypatch.setitem(coco.ARCHIVES, "2014", archive)
     monkeypatch.setattr(coco, "download", lambda url, dest, size, quiet=False: dest.write_bytes(
         data[:100] + b"!" + data[101:]) and dest)
-    assert coco.main(["--dest", str(tmp_path / "c"), "--quiet"]) == 1
+    assert coco.main(["--dest", str(tmp_path / "c"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("coco.py: error:") and "MD5" in err and err.count("\n") == 1
     assert not (tmp_path / "c" / "train2014").exists()
@@ -323,7 +323,7 @@ def test_incomplete_existing_folder_is_not_touched(coco, fake, tmp_path, monkeyp
     monkeypatch.setitem(coco.ARCHIVES, "2014", archive)
     (tmp_path / "c" / "train2014").mkdir(parents=True)
     (tmp_path / "c" / "train2014" / "a.jpg").write_bytes(b"x")
-    assert coco.main(["--dest", str(tmp_path / "c"), "--quiet"]) == 1
+    assert coco.main(["--dest", str(tmp_path / "c"), "--quiet"]) == 2
     assert "holds 1 images, expected 3" in capsys.readouterr().err
     assert (tmp_path / "c" / "train2014" / "a.jpg").exists()
 
@@ -333,6 +333,6 @@ def test_not_enough_disk_space(coco, fake, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(coco.ARCHIVES, "2014", coco.ARCHIVES["2014"])
     monkeypatch.setattr(coco.shutil, "disk_usage", lambda p: type("U", (), {"free": 5 * 10**9})())
     monkeypatch.setattr(coco, "download", lambda *a, **k: pytest.fail("should not start downloading"))
-    assert coco.main(["--dest", str(tmp_path / "c"), "--quiet"]) == 1
+    assert coco.main(["--dest", str(tmp_path / "c"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "5.0 GB free, need about 27.0 GB" in err

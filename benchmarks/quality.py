@@ -68,9 +68,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--style-image", default=None, help="that style's image (default: found by the hash the model stores)")
     p.add_argument("--size", type=int, default=None, help="long side of every photo and output, px (default 256; quick 64)")
     p.add_argument("--budgets", default=None, help="Gatys L-BFGS evaluation budgets (default 50,100,300; quick 3,6; none: score the model only)")
-    p.add_argument("--gatys-init", default="content", choices=["content", "noise"],
-                   help="Gatys' starting image: the photo (gatys stylize's default) or seeded noise, as in "
-                        "Johnson et al.'s comparison (default content)")
+    p.add_argument("--gatys-init", default="content", choices=["content", "noise", "model"],
+                   help="Gatys' starting image: the photo (gatys stylize's default), seeded noise, as in "
+                        "Johnson et al.'s comparison, or the model's output (Gatys refining the fast model; "
+                        "its seconds then include the model's) (default content)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto; used by every method and the scorer")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="the model's precision (default auto: bf16 on CPUs with hardware bf16); the scorer is fp32")
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         p.error(str(e))
     name = model.style_names[index]
     stylizer = Stylizer(model, device=args.device, precision=args.precision)
-    init_tag = "" if args.gatys_init == "content" else f", {args.gatys_init} init"
+    init_tag = {"content": "", "noise": ", noise init", "model": ", from the model"}[args.gatys_init]
     methods = [f"fastst model ({stylizer.precision})"] + [f"gatys L-BFGS {n} evals{init_tag}" for n in budgets]
     machine = bu.machine_line(stylizer.device)
     print(f"# {machine}", file=sys.stderr)
@@ -138,12 +139,13 @@ def main(argv: list[str] | None = None) -> None:
         t = time.perf_counter()
         outputs.append((methods[0], stylize(stylizer, content, style=index), time.perf_counter() - t))
         bar.update(1)
+        _, fast, fast_seconds = outputs[0]
+        init, extra = (fast, fast_seconds) if args.gatys_init == "model" else (args.gatys_init, 0.0)
         for method, n in zip(methods[1:], budgets):
             bar.set_description(f"{photo.name[:20]}: {method}")
             t = time.perf_counter()
-            r = go.stylize(content, style, size=size, iterations=n, seed=args.seed, init=args.gatys_init,
-                           device=args.device)
-            outputs.append((method, r.image, time.perf_counter() - t))
+            r = go.stylize(content, style, size=size, iterations=n, seed=args.seed, init=init, device=args.device)
+            outputs.append((method, r.image, time.perf_counter() - t + extra))
             bar.update(1)
         if args.sheet:
             sheet_images.append(content)

@@ -213,7 +213,7 @@ def _luminance_only(image: torch.Tensor, reference: torch.Tensor | None = None) 
     return y.clamp(0, 1).expand(3, -1, -1).contiguous()
 
 
-def _check_settings(size: int, iterations: int, scales: int, style_scale: float, init: str,
+def _check_settings(size: int, iterations: int, scales: int, style_scale: float, init: str | os.PathLike | torch.Tensor,
                     weights: Iterable[float], n_styles: int, style_blend: Sequence[float] | None) -> None:
     if not isinstance(size, int) or size <= 0:
         raise FaststError(f"size must be a positive number of pixels, got {size}")
@@ -225,8 +225,8 @@ def _check_settings(size: int, iterations: int, scales: int, style_scale: float,
         raise FaststError(f"scales must be at least 1, got {scales}")
     if not (style_scale > 0 and math.isfinite(style_scale)):
         raise FaststError(f"style scale must be a positive number, got {style_scale}")
-    if init not in INITS:
-        raise FaststError(f"unknown init '{init}'; choose one of {', '.join(INITS)}")
+    if isinstance(init, str) and init not in INITS and not Path(init).suffix and not Path(init).is_file():
+        raise FaststError(f"unknown init '{init}'; choose one of {', '.join(INITS)} or an image file")
     if any(not math.isfinite(w) or w < 0 for w in weights):
         raise FaststError("content, style and tv weights must be finite and non-negative")
     if n_styles == 0:
@@ -244,7 +244,8 @@ def stylize(content: torch.Tensor | str | os.PathLike,
             style_layers: Sequence[str] | None = None, content_weight: float = DEFAULT_CONTENT_WEIGHT,
             style_weight: float = DEFAULT_STYLE_WEIGHT, tv_weight: float = DEFAULT_TV_WEIGHT,
             style_blend: Sequence[float] | None = None, optimizer: str = "lbfgs", lr: float | None = None,
-            iterations: int = DEFAULT_ITERATIONS, init: str = "content", size: int = DEFAULT_SIZE,
+            iterations: int = DEFAULT_ITERATIONS, init: str | os.PathLike | torch.Tensor = "content",
+            size: int = DEFAULT_SIZE,
             style_scale: float = 1.0, original_colors: bool = False, scales: int = 1, seed: int = 0,
             device: str | torch.device = "auto", bf16: bool | None = None, progress: bool = False,
             log: str | os.PathLike | None = None, pooling: str = "max",
@@ -254,6 +255,8 @@ def stylize(content: torch.Tensor | str | os.PathLike,
 
     `iterations` counts loss evaluations (forward + backward) for every optimizer, L-BFGS included,
     so runs are comparable by work done. Images are (3, H, W) tensors in [0, 1] or file paths.
+    `init` is "content", "noise", "style" or a starting image (a file or a tensor, resized to the
+    output; neural-style's -init image: e.g. an earlier result, or a fast model's output to refine).
     `pooling` "avg" replaces the loss network's max pooling (Gatys et al. found it slightly more
     appealing). `snapshot(evaluation, image)` receives the image as it stands (colours restored
     with `original_colors`) after every `snapshot_every` evaluations, for progress pictures.
@@ -274,11 +277,13 @@ def stylize(content: torch.Tensor | str | os.PathLike,
     s_layers = list(style_layers) if style_layers else list(s_layers)
     content_full = _as_image(content)
     style_full = [_as_image(s) for s in style_list]
+    init_image = None if isinstance(init, str) and init in INITS else _as_image(init)
     net = loss_network(backbone, list(dict.fromkeys(c_layers + s_layers)), dev, pooling)
     blend = list(style_blend) if style_blend is not None else [1.0] * len(style_full)
     if original_colors:  # optimise luminance only, then put the content's chroma back
         style_full = [_luminance_only(s, content_full) for s in style_full]
         colour_source, content_full = content_full, _luminance_only(content_full)
+        init_image = None if init_image is None else _luminance_only(init_image)
 
     def colored(image: torch.Tensor) -> torch.Tensor:
         out = image.detach().float().cpu().clamp(0, 1)
@@ -307,7 +312,7 @@ def stylize(content: torch.Tensor | str | os.PathLike,
             objective = Objective(net, c.to(dev), s_imgs, c_layers, s_layers, blend,
                                   content_weight, style_weight, tv_weight, use_bf16)
             if image is None:
-                image = _initial_image(init, c, style_full, blend, seed)
+                image = _initial_image(init if init_image is None else init_image, c, style_full, blend, seed)
             else:
                 image = resize_exact(image.detach().cpu().clamp(0, 1), h, w)
             pixels = image.to(dev).clone(memory_format=torch.contiguous_format).requires_grad_(True)
@@ -321,7 +326,8 @@ def stylize(content: torch.Tensor | str | os.PathLike,
     settings = dict(backbone=backbone, pooling=pooling, content_layers=c_layers, style_layers=s_layers,
                     content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
                     style_blend=blend, optimizer=optimizer, lr=used_lr,
-                    iterations=iterations, init=init, size=size, style_scale=style_scale,
+                    iterations=iterations, init=init if isinstance(init, str) else
+                    ("image" if isinstance(init, torch.Tensor) else str(init)), size=size, style_scale=style_scale,
                     original_colors=original_colors, scales=len(sizes), seed=seed, device=str(dev), bf16=use_bf16)
     result = StylizeResult(out, rows, seconds, len(rows), settings, dict(output_row))
     if log is not None:
@@ -329,10 +335,13 @@ def stylize(content: torch.Tensor | str | os.PathLike,
     return result
 
 
-def _initial_image(init: str, content: torch.Tensor, styles: Sequence[torch.Tensor], blend: Sequence[float],
-                   seed: int) -> torch.Tensor:
-    """The starting pixels: the content, uniform noise from `seed`, or the main style resized to fit."""
+def _initial_image(init: str | torch.Tensor, content: torch.Tensor, styles: Sequence[torch.Tensor],
+                   blend: Sequence[float], seed: int) -> torch.Tensor:
+    """The starting pixels: the content, uniform noise from `seed`, the main style or a given image,
+    resized to fit."""
     h, w = content.shape[-2:]
+    if isinstance(init, torch.Tensor):
+        return resize_exact(init, h, w)
     if init == "noise":
         g = torch.Generator().manual_seed(int(seed))
         return torch.rand(3, h, w, generator=g)

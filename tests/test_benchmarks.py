@@ -114,6 +114,17 @@ def test_quality_scores_the_bundled_model_and_gatys(tmp_path):
     noise_rows = {r["method"].split(" (")[0]: r for r in csv.DictReader(noise_csv.open())}
     from_noise = noise_rows["gatys L-BFGS 2 evals, noise init"]
     assert float(from_noise["content"]) > 2 * float(rows["gatys L-BFGS 2 evals"]["content"])
+    # Gatys refining the model's output starts where the model ended: after 2 evaluations it is no worse
+    # than the model and its content term is still the model's, not the photo-initialised run's (~0)
+    refine_csv = tmp_path / "refine.csv"
+    refine = _run("quality.py", "--quick", "--budgets", "2", "--gatys-init", "model", "--photos-dir",
+                  str(ROOT / "datasets/samples/photos"), "--csv", str(refine_csv))
+    assert refine.returncode == 0, refine.stderr[-2000:]
+    refine_rows = {r["method"].split(" (")[0]: r for r in csv.DictReader(refine_csv.open())}
+    refined, model_row = refine_rows["gatys L-BFGS 2 evals, from the model"], refine_rows["fastst model"]
+    assert float(refined["objective"]) <= float(model_row["objective"]) * 1.01
+    assert float(refined["content"]) > 0.5 * float(model_row["content"]) > 100 * float(rows["gatys L-BFGS 2 evals"]["content"])
+    assert float(refined["seconds_per_image"]) > float(model_row["seconds_per_image"])
     assert _run("quality.py", "--budgets", "0").returncode == 2
     bad_sheet = _run("quality.py", "--sheet", str(tmp_path / "sheet.txt"))
     assert bad_sheet.returncode == 2 and "sheet.txt" in bad_sheet.stderr

@@ -56,6 +56,23 @@ def test_each_optimizer_lowers_the_loss(name, content, style):
     assert end < 0.95 * start, f"{name}: {start:.4g} -> {end:.4g}"
 
 
+def test_init_from_an_image_file_starts_at_that_image(tmp_path, content, style):
+    """--init IMAGE (neural-style's -init image): the first evaluation scores that image, resized to the output."""
+    start = torch.rand(3, SIZE // 2, SIZE // 2, generator=torch.Generator().manual_seed(3))
+    path = _write(tmp_path / "start.png", start)
+    result = go.stylize(content, [style], init=str(path), optimizer="adam", lr=1e-3, iterations=2, size=SIZE,
+                        device="cpu", bf16=False)
+    objective = _objective(content, style, result)
+    begin = resize_exact(load_image(path), *result.image.shape[-2:])
+    with torch.no_grad():
+        assert result.rows[0]["total"] == pytest.approx(float(objective.terms(begin)["total"]), rel=1e-4)
+    assert (result.image - begin).abs().max() < 5e-3  # two Adam steps of 1e-3 from it
+    assert result.settings["init"] == str(path)
+    as_tensor = go.stylize(content, [style], init=begin, optimizer="adam", lr=1e-3, iterations=2, size=SIZE,
+                           device="cpu", bf16=False)
+    assert torch.allclose(as_tensor.image, result.image, atol=1e-6) and as_tensor.settings["init"] == "image"
+
+
 def test_sgd_auto_learning_rate_is_recorded(content, style):
     result = go.stylize(content, [style], optimizer="sgd", iterations=2, size=SIZE, device="cpu")
     assert 0 < result.settings["lr"] < 1e-3  # scaled to the (large) gradient, not the placeholder 1.0
@@ -233,7 +250,7 @@ def inputs(tmp_path, content, style):
 
 
 @pytest.mark.parametrize("case", ["missing", "corrupt", "layer", "optimizer", "size0", "size-neg", "blend",
-                                  "sweep-optimizer", "sweep-layer", "init", "pooling", "sweep-pooling", "save-every"])
+                                  "sweep-optimizer", "sweep-layer", "init", "init-file", "pooling", "sweep-pooling", "save-every"])
 def test_bad_inputs_give_one_line_errors(case, inputs, tmp_path, capsys):
     c, s = inputs
     out = tmp_path / "out.png"
@@ -253,6 +270,7 @@ def test_bad_inputs_give_one_line_errors(case, inputs, tmp_path, capsys):
         "sweep-layer": (["sweep", str(c), str(s), "--out", str(tmp_path / "sw"), "--style-layer-sets", "relu1_1,bogus"],
                         "unknown layer bogus"),
         "init": (base + ["--init", "zeros"], "unknown init 'zeros'"),
+        "init-file": (base + ["--init", str(tmp_path / "start.png")], "start.png: no such file"),
         "pooling": (base + ["--pooling", "median"], "unknown pooling 'median'"),
         "sweep-pooling": (["sweep", str(c), str(s), "--out", str(tmp_path / "sw"), "--poolings", "max,median"],
                           "unknown pooling 'median'"),

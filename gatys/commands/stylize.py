@@ -21,8 +21,9 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
                         + "; sgd auto: the first step moves the mean pixel by " + f"{go.SGD_AUTO_STEP:g})")
     p.add_argument("--iterations", type=int, default=go.DEFAULT_ITERATIONS,
                    help="loss evaluations (forward + backward passes), for every optimizer (default: %(default)s)")
-    p.add_argument("--init", default="content", metavar="{content,noise,style}",
-                   help="starting image (default: %(default)s)")
+    p.add_argument("--init", default="content", metavar="{content,noise,style,IMAGE}",
+                   help="starting image: the content, noise, the style, or an image file resized to the output "
+                        "(e.g. an earlier result, or `fastst infer`'s output to refine) (default: %(default)s)")
     p.add_argument("--size", type=int, default=go.DEFAULT_SIZE, help="long side of the output in px (default: %(default)s)")
     p.add_argument("--style-scale", type=float, default=1.0,
                    help="style image long side as a fraction of the output's (default: %(default)s)")

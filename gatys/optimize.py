@@ -326,8 +326,8 @@ def stylize(content: torch.Tensor | str | os.PathLike,
     settings = dict(backbone=backbone, pooling=pooling, content_layers=c_layers, style_layers=s_layers,
                     content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
                     style_blend=blend, optimizer=optimizer, lr=used_lr,
-                    iterations=iterations, init=init if isinstance(init, str) else
-                    ("image" if isinstance(init, torch.Tensor) else str(init)), size=size, style_scale=style_scale,
+                    iterations=iterations, init="image" if isinstance(init, torch.Tensor) else str(init),
+                    size=size, style_scale=style_scale,
                     original_colors=original_colors, scales=len(sizes), seed=seed, device=str(dev), bf16=use_bf16)
     result = StylizeResult(out, rows, seconds, len(rows), settings, dict(output_row))
     if log is not None:

@@ -20,7 +20,7 @@ from lightning.pytorch.loggers import CSVLogger
 from .data import StyleDataModule, readable_images
 from .errors import FaststError
 from .hardware import cpu_has_fast_bf16
-from .images import atomic_path, find_images, load_image, pil_to_tensor, resize_short_side, save_image
+from .images import atomic_path, find_images, load_image, pil_to_tensor, resize_short_side, save_image, uniform_border
 from .lossnet import LossNetwork
 from .losses import content_loss, gram_matrix, style_loss, total_variation
 from .modelfile import StyleInfo, StyleModel, file_sha256, load_model, save_model
@@ -388,6 +388,17 @@ def warm_start(net: TransformerNet, style_names: Sequence[str], model: StyleMode
     return new
 
 
+def warn_if_framed(path: str | os.PathLike, image: torch.Tensor) -> bool:
+    """Warn (and return True) when a style image has a flat border on two or more sides, 3 px or
+    wider: a scan's frame or a letterbox, which the model would learn to draw along every output's edges."""
+    border = uniform_border(image)
+    if sum(b >= 3 for b in border) < 2:
+        return False
+    log.warning("%s: flat border of %d, %d, %d, %d px (top, bottom, left, right); the model will learn to draw "
+                "it along its outputs' edges: trim it from the style image", path, *border)
+    return True
+
+
 def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str | os.PathLike,
           config: TrainConfig | None = None, log_dir: str | os.PathLike | None = None,
           resume: str | os.PathLike | None = None, accelerator: str = "auto", devices: int | str = "auto",
@@ -403,7 +414,7 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
     if not style_paths:
         raise FaststError("at least one --style image is needed")
     for s in style_paths:
-        load_image(s)  # fails early, naming a missing or corrupt style image
+        warn_if_framed(s, load_image(s))  # loading fails early, naming a missing or corrupt style image
     names = list(style_names) if style_names else [style_name(s) for s in style_paths]
     if len(set(names)) != len(names):
         raise FaststError(f"style names must be unique: {', '.join(names)}")

@@ -48,6 +48,9 @@ def readable_images(folder: str | os.PathLike) -> tuple[list[Path], int]:
     return good, bad
 
 
+DEFAULT_CROP_SCALE = (0.35, 1.0)  # area fraction of a photo that a random training crop covers
+
+
 class StyledCrops(Dataset):
     """Sample id k = file + N·position -> (random-resized crop of that file seeded by k, style position mod S).
 
@@ -56,7 +59,7 @@ class StyledCrops(Dataset):
     """
 
     def __init__(self, files: list[Path], image_size: int, num_styles: int, seed: int = 0,
-                 scale: tuple[float, float] = (0.35, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> None:
+                 scale: tuple[float, float] = DEFAULT_CROP_SCALE, ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> None:
         self.files, self.image_size, self.num_styles, self.seed = files, image_size, num_styles, seed
         self.scale, self.log_ratio = scale, (math.log(ratio[0]), math.log(ratio[1]))
         self.failures = 0
@@ -129,7 +132,7 @@ class StyleDataModule(L.LightningDataModule):
 
     def __init__(self, data: str | os.PathLike, image_size: int = 256, batch_size: int = 4, num_styles: int = 1,
                  steps: int = 1000, seed: int = 0, workers: int = 0,
-                 crop_scale: tuple[float, float] = (0.35, 1.0)) -> None:
+                 crop_scale: tuple[float, float] = DEFAULT_CROP_SCALE) -> None:
         super().__init__()
         self.data, self.image_size, self.batch_size = Path(data), image_size, batch_size
         self.num_styles, self.steps, self.seed, self.workers = num_styles, steps, seed, workers

@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
-from .data import StyleDataModule, readable_images
+from .data import DEFAULT_CROP_SCALE, StyleDataModule, readable_images
 from .errors import FaststError
 from .hardware import cpu_has_fast_bf16
 from .images import atomic_path, find_images, load_image, pil_to_tensor, resize_short_side, save_image, uniform_border
@@ -35,7 +35,7 @@ class TrainConfig:
 
     image_size: int = 256
     style_size: int | None = None  # long side of the style images; None: 2 × image_size
-    crop_scale: tuple[float, float] = (0.35, 1.0)  # area fraction of the photo each random crop covers
+    crop_scale: tuple[float, float] = DEFAULT_CROP_SCALE  # area fraction of the photo each random crop covers
     batch_size: int = 4
     steps: int = 40000
     lr: float = 1e-3

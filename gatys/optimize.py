@@ -277,13 +277,13 @@ def stylize(content: torch.Tensor | str | os.PathLike,
     s_layers = list(style_layers) if style_layers else list(s_layers)
     content_full = _as_image(content)
     style_full = [_as_image(s) for s in style_list]
-    init_image = None if isinstance(init, str) and init in INITS else _as_image(init)
+    starting = init if isinstance(init, str) and init in INITS else _as_image(init)  # a name or an image
     net = loss_network(backbone, list(dict.fromkeys(c_layers + s_layers)), dev, pooling)
     blend = list(style_blend) if style_blend is not None else [1.0] * len(style_full)
     if original_colors:  # optimise luminance only, then put the content's chroma back
         style_full = [_luminance_only(s, content_full) for s in style_full]
         colour_source, content_full = content_full, _luminance_only(content_full)
-        init_image = None if init_image is None else _luminance_only(init_image)
+        starting = _luminance_only(starting) if isinstance(starting, torch.Tensor) else starting
 
     def colored(image: torch.Tensor) -> torch.Tensor:
         out = image.detach().float().cpu().clamp(0, 1)
@@ -312,7 +312,7 @@ def stylize(content: torch.Tensor | str | os.PathLike,
             objective = Objective(net, c.to(dev), s_imgs, c_layers, s_layers, blend,
                                   content_weight, style_weight, tv_weight, use_bf16)
             if image is None:
-                image = _initial_image(init if init_image is None else init_image, c, style_full, blend, seed)
+                image = _initial_image(starting, c, style_full, blend, seed)
             else:
                 image = resize_exact(image.detach().cpu().clamp(0, 1), h, w)
             pixels = image.to(dev).clone(memory_format=torch.contiguous_format).requires_grad_(True)

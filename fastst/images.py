@@ -113,6 +113,16 @@ def uniform_border(image: torch.Tensor, tol: float = 0.05) -> tuple[int, int, in
     return run(rows), run(rows.flip(0)), run(cols), run(cols.flip(0))
 
 
+def edge_brightness(image: torch.Tensor, width: int = 2, margin: int = 8) -> tuple[float, float, float, float]:
+    """(top, bottom, left, right): the mean brightness of the outer `width` rows or columns of a
+    (3, H, W) image over that of its interior (`margin` px in from every edge). About 1 for a plain
+    stylized photo; well below 1 on every side where a model draws a frame it learned from a style image."""
+    y = image.mean(dim=0)
+    inner = float(y[margin:-margin, margin:-margin].mean())
+    sides = (y[:width], y[-width:], y[:, :width], y[:, -width:])
+    return tuple(float(s.mean()) / max(inner, 1e-6) for s in sides)
+
+
 def _resize(t: torch.Tensor, h: int, w: int) -> torch.Tensor:
     batched = t.dim() == 4
     x = t if batched else t.unsqueeze(0)

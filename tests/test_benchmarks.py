@@ -138,3 +138,18 @@ def test_allocator_benchmark_compares_both_settings(tmp_path):
     assert [r["setting"] for r in rows] == ["glibc default", "keep freed memory"]
     assert all(float(r["cpu_s"]) > 0 and float(r["wall_s"]) > 0 for r in rows)
     assert "with freed memory kept" in run.stdout
+
+
+def test_edges_reads_each_style_and_its_style_image():
+    """benchmarks/edges.py prints, per style of the bundled model, its outputs' edge brightness (four
+    sides, around 1 for a clean model) and, below Starry Night, that of the bundled style image it was
+    trained on (found by hash); an unknown style is a usage error."""
+    run = _run("edges.py", "--size", "64", "--photos-dir", str(ROOT / "datasets/samples/photos"))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    lines = run.stdout.splitlines()
+    rows = {line.split()[0]: [float(v) for v in line.split()[1:]] for line in lines[2:] if not line.startswith("  ")}
+    assert list(rows) == ["starry_night", "the_scream", "hokusai", "village_street"], run.stdout
+    assert all(len(v) == 4 and all(0 < x < 3 for x in v) for v in rows.values()), rows
+    assert lines[lines.index(next(x for x in lines if x.startswith("starry_night"))) + 1].startswith("  its style image")
+    bad = _run("edges.py", "--style", "nope")
+    assert bad.returncode == 2 and "no style 'nope'" in bad.stderr

@@ -6,6 +6,7 @@ import torch
 
 from conftest import synthetic_image
 from fastst.demo import run_demo
+from fastst.images import edge_brightness
 from fastst.modelfile import load_model
 from fastst.pretrained import pretrained_path
 
@@ -27,16 +28,15 @@ def test_pretrained_model_loads_and_stylizes_every_style():
 
 
 def test_pretrained_model_draws_no_frame():
-    """A style image with a scan's border teaches the network to draw it from its padding: a dark ring
-    along every edge (the model trained on the untrimmed Starry Night had its outer 2 px at a fifth of
-    the interior's brightness). Each style's outer ring must stay within half of the interior's."""
+    """A style image with a scan's border teaches the network to draw it from its padding: dark edges
+    all round (the model trained on the untrimmed Starry Night had its outer 2 px at 0.1-0.4 of the
+    interior's brightness). Averaged over the four sides, each style's edges must keep half of it."""
     model = load_model(None)
     x = synthetic_image(96, 128).unsqueeze(0)
     with torch.no_grad():
         for name in model.style_names:
-            y = model.net(x, model.style_weights(name))[0].mean(0)
-            ring = torch.cat([y[:2].flatten(), y[-2:].flatten(), y[:, :2].flatten(), y[:, -2:].flatten()])
-            assert float(ring.mean()) >= 0.5 * float(y[4:-4, 4:-4].mean()), name
+            sides = edge_brightness(model.net(x, model.style_weights(name))[0])
+            assert sum(sides) / 4 >= 0.5, (name, sides)
 
 
 def test_demo_tiny(tmp_path):

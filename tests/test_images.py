@@ -496,3 +496,21 @@ def test_preserve_colors_gray_content_gives_gray_output_and_handles_size_mismatc
     out = preserve_colors(gray, stylized)
     assert out.shape == (1, 3, 32, 32)
     assert torch.allclose(out[:, 0], out[:, 1], atol=1e-4) and torch.allclose(out[:, 1], out[:, 2], atol=1e-4)
+
+
+def test_edge_brightness_measures_each_side_against_the_interior():
+    """Outer rows and columns over the interior's mean brightness, per side: 2 px black on the top and
+    left reads 0 there, and the bottom and right read 1 but for the corners they share with it; a 3 px
+    band at half brightness reads 0.5 at width 2 and (3·0.5 + 1·1)/4 at width 4."""
+    from fastst.images import edge_brightness
+
+    image = torch.full((3, 40, 50), 0.6)
+    image[:, :2] = 0
+    image[:, :, :2] = 0
+    top, bottom, left, right = edge_brightness(image)
+    assert top == 0 and left == 0 and bottom == pytest.approx(48 / 50) and right == pytest.approx(38 / 40)
+    band = torch.full((3, 40, 50), 0.8)
+    band[:, -3:] = 0.4
+    assert edge_brightness(band)[1] == pytest.approx(0.5)
+    assert edge_brightness(band, width=4)[1] == pytest.approx((3 * 0.5 + 1) / 4)
+    assert edge_brightness(band, width=4)[0] == pytest.approx(1)

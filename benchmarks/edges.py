@@ -1,0 +1,55 @@
+"""Edge artefacts of a model: the brightness of its outputs' outer rows and columns against their
+interior (fastst.images.edge_brightness), per side and style, averaged over a folder of photos. About
+1 on every side for a clean model; a model that learned a style image's frame reads well below 1 all
+round. Below each style, the same measure on its style image (found as quality.py finds it), at the
+same fraction of its size: a network learns a painting's own dark or light edges from its padding.
+A script that prints a table, not a test.
+
+    python benchmarks/edges.py                                  # the bundled model, sample photos, 2 px
+    python benchmarks/edges.py --model old.fst --style starry_night --width 8
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+import benchutil as bu  # noqa: E402 - also puts the repository on sys.path
+from fastst.images import edge_brightness, find_images, load_image, resize_long_side
+from fastst.modelfile import load_model
+from quality import find_style_image
+
+MARGIN = 8  # px at --size between the measured edges and the interior they are compared with
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=None, help="model file (default: the bundled pretrained model)")
+    p.add_argument("--style", action="append", default=None, help="style name; repeat (default: every style)")
+    p.add_argument("--photos-dir", default=str(bu.SAMPLES / "photos"), help="photos (default: the bundled samples)")
+    p.add_argument("--size", type=int, default=256, help="long side of each photo in px (default: 256)")
+    p.add_argument("--width", type=int, default=2, help="outer rows/columns measured (default: 2)")
+    args = p.parse_args(argv)
+
+    model = load_model(args.model)
+    unknown = [n for n in args.style or [] if n not in model.style_names]
+    if unknown:
+        p.error(f"{model.path.name} has no style {unknown[0]!r} (it has {', '.join(model.style_names)})")
+    photos = [resize_long_side(load_image(f), args.size) for f in find_images(args.photos_dir)]
+    print(f"{model.path.name}: {len(photos)} photo(s) at {args.size} px, outer {args.width} px over the interior")
+    print(f"{'style':<20}{'top':>8}{'bottom':>8}{'left':>8}{'right':>8}")
+    for name in args.style or model.style_names:
+        with torch.no_grad():
+            sides = torch.tensor([edge_brightness(model.net(x.unsqueeze(0), model.style_weights(name))[0], args.width, MARGIN)
+                                  for x in photos]).mean(0)
+        print(f"{name:<20}" + "".join(f"{v:>8.2f}" for v in sides.tolist()))
+        style_path = find_style_image(model, model.style_names.index(name))
+        if style_path is not None:
+            style = load_image(style_path)
+            scale = max(style.shape[-2:]) / args.size
+            own = edge_brightness(style, max(1, round(args.width * scale)), round(MARGIN * scale))
+            print(f"{'  its style image':<20}" + "".join(f"{v:>8.2f}" for v in own))
+
+
+if __name__ == "__main__":
+    main()

@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--width", type=int, default=2, help="outer rows/columns measured (default: 2)")
     args = p.parse_args(argv)
 
+    if args.size < 4 * MARGIN or not 1 <= args.width <= MARGIN:
+        p.error(f"--size must be at least {4 * MARGIN} and --width 1-{MARGIN}")
     model = load_model(args.model)
     unknown = [n for n in args.style or [] if n not in model.style_names]
     if unknown:

@@ -153,3 +153,4 @@ def test_edges_reads_each_style_and_its_style_image():
     assert lines[lines.index(next(x for x in lines if x.startswith("starry_night"))) + 1].startswith("  its style image")
     bad = _run("edges.py", "--style", "nope")
     assert bad.returncode == 2 and "no style 'nope'" in bad.stderr
+    assert _run("edges.py", "--size", "16").returncode == 2

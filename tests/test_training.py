@@ -117,7 +117,7 @@ def test_crop_scale_sets_how_much_of_the_photo_a_crop_covers(tmp_path):
 
 
 def test_a_framed_style_image_is_measured_and_warned_about(tmp_path, caplog):
-    """A scan's flat frame (Starry Night's bundled scan has one) is found to the pixel in a PNG and within
+    """A scan's flat frame (the untrimmed Starry Night scan has one) is found to the pixel in a PNG and within
     3 px through JPEG ringing; a frame on two or more sides warns, a flat band on one side does not."""
     from fastst.images import load_image, save_image, uniform_border
     from fastst.training import warn_if_framed

@@ -170,12 +170,12 @@ class FaststTrainStep:
 
     def __init__(self, size: int = 256, batch: int = 4, precision: str = "32-true", device: str | torch.device = "cpu",
                  backbone: str = "vgg16-caffe", style: str | os.PathLike = SAMPLE_STYLE,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, width: int | None = None) -> None:
         from fastst.training import StyleTransferModule, TrainConfig
 
         self.device = torch.device(device)
         self.precision, self.batch, self.size = precision, batch, size
-        cfg = TrainConfig(image_size=size, batch_size=batch, backbone=backbone)
+        cfg = TrainConfig(image_size=size, batch_size=batch, backbone=backbone, width=width)
         torch.manual_seed(0)
         self.module = StyleTransferModule([str(style)], [Path(style).stem], cfg.to_dict()).to(self.device)
         self.module.setup("fit")

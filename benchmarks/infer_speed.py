@@ -207,6 +207,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--memory-size", type=int, default=4096)
     ap.add_argument("--tile", type=int, default=None, help="default: fastst's automatic tiling")
+    ap.add_argument("--width", type=int, default=32, help="the network's width (fastst train --width; default 32)")
     ap.add_argument("--skip-images", action="store_true")
     ap.add_argument("--skip-onnx", action="store_true")
     ap.add_argument("--skip-video", action="store_true")
@@ -215,8 +216,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = StyleModel(net=TransformerNet(4).eval(), styles=[StyleInfo(f"s{i}") for i in range(4)])
-    print(f"Machine: {machine()}\n")
+    model = StyleModel(net=TransformerNet(4, width=args.width).eval(), styles=[StyleInfo(f"s{i}") for i in range(4)])
+    print(f"Machine: {machine()}\n\nA 4-style network of width {args.width}.\n")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         model_path = save_model(tmp / "random4.fst", model.net, model.styles)

@@ -19,7 +19,7 @@ import torch
 import benchutil as bu  # noqa: E402 - also puts the repository on sys.path
 
 PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}
-COLUMNS = ("device", "precision", "default", "size", "batch", "ms_step_median", "ms_step_min", "ms_step_max",
+COLUMNS = ("device", "precision", "default", "size", "batch", "width", "ms_step_median", "ms_step_min", "ms_step_max",
            "images_per_s", "steps", "machine")
 
 
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--emulated-steps", type=int, default=None,
                    help="timed steps for bf16 on a CPU that emulates it (default 1: it is slow)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--width", type=int, default=32, help="the network's width (fastst train --width; default 32)")
     p.add_argument("--csv", default=None, help="write the figures as CSV here")
     args = p.parse_args(argv)
     size = args.size or (64 if args.quick else 256)
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         p.error("--devices cuda: no CUDA GPU here")
     machine = bu.machine_line("cuda" if "cuda" in devices else "cpu")
     print(f"# {machine}")
-    print(f"# fastst training step, {size} px crops of the sample photos, batch {batch}, Adam; vgg16-caffe losses")
+    print(f"# fastst training step, {size} px crops of the sample photos, batch {batch}, width {args.width}, Adam; vgg16-caffe losses")
     print(f"{'device':6s} {'precision':10s} {'default':7s} {'ms/step median [min–max]':30s} {'images/s':>9s}")
     rows = []
     for device in devices:
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             emulated = dev.type == "cpu" and name == "bf16" and not cpu_has_fast_bf16()
             n = (args.emulated_steps or 1) if emulated else steps
-            step = bu.FaststTrainStep(size, batch, precision, dev)
+            step = bu.FaststTrainStep(size, batch, precision, dev, width=args.width)
             t = time.perf_counter()
             st = bu.time_calls(step, dev, warmup=0 if emulated else 1, min_iters=n, max_iters=n, min_seconds=0)
             del step
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> None:
             note = " (bf16 emulated on this CPU)" if emulated else ""
             print(f"{device:6s} {name:10s} {mark:7s} {st.text('{:.0f}'):30s} {ips:9.2f}{note}", flush=True)
             print(f"  [{time.perf_counter() - t:.0f} s]", file=sys.stderr)
-            rows.append(dict(device=device, precision=name, default=mark, size=size, batch=batch, ms_step_median=st.median,
+            rows.append(dict(device=device, precision=name, default=mark, size=size, batch=batch, width=args.width,
+                             ms_step_median=st.median,
                              ms_step_min=st.min, ms_step_max=st.max, images_per_s=ips, steps=n, machine=machine))
     if args.csv:
         print(f"wrote {bu.write_csv(args.csv, rows, COLUMNS)}")

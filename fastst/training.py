@@ -24,7 +24,7 @@ from .images import atomic_path, find_images, load_image, pil_to_tensor, resize_
 from .lossnet import LossNetwork
 from .losses import content_loss, gram_matrix, style_loss, total_variation
 from .modelfile import StyleInfo, StyleModel, file_sha256, load_model, save_model
-from .transformer import TransformerNet
+from .transformer import DEFAULT_WIDTH, TransformerNet
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class TrainConfig:
     preview_every: int = 500
     checkpoint_every: int = 500
     log_every: int = 10
+    width: int | None = None  # channels of the first conv, 2× and 4× in the next (None: an --init model's, else 32)
     only_norms: bool = False  # train only the per-style norm scale and shift; convs stay as initialised
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,7 +136,7 @@ class StyleTransferModule(L.LightningModule):
         self.save_hyperparameters()
         self.cfg = TrainConfig(**config)
         self.style_paths, self.style_names = list(style_paths), list(style_names)
-        self.net = TransformerNet(num_styles=len(self.style_paths))
+        self.net = TransformerNet(num_styles=len(self.style_paths), width=self.cfg.width or DEFAULT_WIDTH)
         # The loss network is frozen and rebuilt from its source: kept out of state_dict and checkpoints.
         object.__setattr__(self, "lossnet", LossNetwork(self.cfg.backbone,
                                                         list(self.cfg.content_layers) + list(self.cfg.style_layers)))
@@ -371,20 +372,30 @@ def style_name(path: str | os.PathLike) -> str:
 def warm_start(net: TransformerNet, style_names: Sequence[str], model: StyleModel) -> list[str]:
     """Start `net` from a trained model: all conv weights, and each style's norm scale and shift where
     the model has a style of that name; other styles start from the mean of the model's styles (a
-    neutral point between them). Returns the names that were new to the model."""
+    neutral point between them). A wider `net` grows the model without changing what it computes:
+    the extra channels' outgoing weights start at zero, so training adds them to a working model.
+    Returns the names that were new to the model."""
     source = model.net
     if len(source.residual) != len(net.residual):
         raise FaststError(f"has {len(source.residual)} residual blocks, this run {len(net.residual)}", model.path)
+    if source.width > net.width:
+        raise FaststError(f"has width {source.width}, wider than this run's {net.width}: a model cannot be narrowed",
+                          model.path)
     index = {s.name: i for i, s in enumerate(model.styles)}
     new = [name for name in style_names if name not in index]
     with torch.no_grad():
         for name, param in net.named_parameters():
-            if not name.endswith((".scale", ".shift")):
-                param.copy_(source.get_parameter(name))
+            if name.endswith((".scale", ".shift")):
+                continue
+            src = source.get_parameter(name)
+            param[tuple(slice(0, n) for n in src.shape)] = src
+            if param.dim() == 4:  # the old outputs ignore the new input channels
+                param[: src.shape[0], src.shape[1]:] = 0
         for mine, theirs in zip(net.norms(), source.norms()):
+            channels = theirs.scale.shape[1]
             for table, src in ((mine.scale, theirs.scale), (mine.shift, theirs.shift)):
                 for row, name in enumerate(style_names):
-                    table[row] = src[index[name]] if name in index else src.mean(0)
+                    table[row, :channels] = src[index[name]] if name in index else src.mean(0)
     return new
 
 
@@ -429,9 +440,14 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
     start = load_model(None if str(init) == "pretrained" else init) if init is not None else None
     if cfg.only_norms and start is None and resume is None:
         raise FaststError("--only-norms trains the norm parameters of a trained network: give --init MODEL")
+    if cfg.width is None:  # as wide as the model or checkpoint this run continues
+        cfg = dataclasses.replace(cfg, width=(start.net.width if start is not None else read_checkpoint(resume)[
+            "fastst"]["config"].get("width") if resume is not None else None) or DEFAULT_WIDTH)
+    if cfg.only_norms and start is not None and cfg.width != start.net.width:
+        raise FaststError(f"--only-norms keeps the init model's convs: its width is {start.net.width}, not {cfg.width}")
     files, _ = readable_images(data)
-    if cfg.image_size < 32 or cfg.batch_size < 1 or cfg.steps < 1:
-        raise FaststError("need --image-size ≥ 32, --batch-size ≥ 1 and --steps ≥ 1")
+    if cfg.image_size < 32 or cfg.batch_size < 1 or cfg.steps < 1 or cfg.width < 1:
+        raise FaststError("need --image-size ≥ 32, --batch-size ≥ 1, --steps ≥ 1 and --width ≥ 1")
 
     quiet_lightning()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -482,7 +498,7 @@ def keep_other_styles(start: StyleModel, net: TransformerNet, infos: list[StyleI
     of that name) followed by this run's new styles, in one network with the shared convs."""
     trained = {s.name for s in infos}
     order = [s.name for s in start.styles] + [s.name for s in infos if s.name not in {t.name for t in start.styles}]
-    merged = TransformerNet(num_styles=len(order), residual_blocks=len(net.residual))
+    merged = TransformerNet(num_styles=len(order), residual_blocks=len(net.residual), width=net.width)
     warm_start(merged, order, StyleModel(net, infos))  # the convs and this run's rows
     kept = {s.name: i for i, s in enumerate(start.styles) if s.name not in trained}
     with torch.no_grad():  # the init model's untouched rows
@@ -494,8 +510,8 @@ def keep_other_styles(start: StyleModel, net: TransformerNet, infos: list[StyleI
     return merged, [by_name[name] for name in order]
 
 
-def checkpoint_to_model(checkpoint: str | os.PathLike, out: str | os.PathLike, half: bool = False) -> Path:
-    """Convert a Lightning checkpoint written by `fastst train` into a .fst model file."""
+def read_checkpoint(checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """A Lightning checkpoint written by `fastst train`, loaded on the CPU; bad files raise FaststError."""
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FaststError("no such checkpoint", checkpoint)
@@ -505,9 +521,15 @@ def checkpoint_to_model(checkpoint: str | os.PathLike, out: str | os.PathLike, h
         raise FaststError(f"not a readable checkpoint ({type(e).__name__})", checkpoint) from None
     if not isinstance(blob, dict) or "fastst" not in blob or "state_dict" not in blob:
         raise FaststError("not a checkpoint written by fastst train", checkpoint)
+    return blob
+
+
+def checkpoint_to_model(checkpoint: str | os.PathLike, out: str | os.PathLike, half: bool = False) -> Path:
+    """Convert a Lightning checkpoint written by `fastst train` into a .fst model file."""
+    blob = read_checkpoint(checkpoint)
     meta = blob["fastst"]
     styles = [StyleInfo(s["name"], s.get("sha256", ""), s.get("thumbnail")) for s in meta["styles"]]
-    net = TransformerNet(num_styles=len(styles))
+    net = TransformerNet(num_styles=len(styles), width=int(meta["config"].get("width") or DEFAULT_WIDTH))
     net.load_state_dict({k[4:]: v for k, v in blob["state_dict"].items() if k.startswith("net.")})
     earlier = int((meta["config"].get("init") or {}).get("steps_done", 0))  # steps of an --init model
     config = dict(meta["config"], steps_done=int(blob.get("global_step", 0)) + earlier)

@@ -140,29 +140,36 @@ def space_to_depth_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     return F.pixel_shuffle(y, r)
 
 
+DEFAULT_WIDTH = 32  # channels of the first conv in Johnson et al.'s and Turi Create's network
+
+
 class TransformerNet(nn.Module):
     """image (N,3,H,W) in [0,1], style_weights (N,num_styles) -> stylized image in [0,1], same size.
 
     One-hot style weights select a style, fractional ones blend. Any H, W: the input is
-    reflection-padded to a multiple of 4 and the output cropped back.
+    reflection-padded to a multiple of 4 and the output cropped back. `width` is the first conv's
+    channels; the next two and the residual blocks have 2× and 4× as many.
     """
 
-    def __init__(self, num_styles: int = 1, residual_blocks: int = 5) -> None:
+    def __init__(self, num_styles: int = 1, residual_blocks: int = 5, width: int = DEFAULT_WIDTH) -> None:
         super().__init__()
         if num_styles < 1:
             raise ValueError("num_styles must be at least 1")
-        self.num_styles = num_styles
+        if width < 1:
+            raise ValueError("width must be at least 1")
+        self.num_styles, self.width = num_styles, width
+        w = width
         self.down = nn.ModuleList([
-            ConvNormAct(3, 32, 9, 1, num_styles),
-            ConvNormAct(32, 64, 3, 2, num_styles),
-            ConvNormAct(64, 128, 3, 2, num_styles),
+            ConvNormAct(3, w, 9, 1, num_styles),
+            ConvNormAct(w, 2 * w, 3, 2, num_styles),
+            ConvNormAct(2 * w, 4 * w, 3, 2, num_styles),
         ])
-        self.residual = nn.ModuleList([ResidualBlock(128, num_styles) for _ in range(residual_blocks)])
+        self.residual = nn.ModuleList([ResidualBlock(4 * w, num_styles) for _ in range(residual_blocks)])
         self.up = nn.ModuleList([
-            UpsampleConv(128, 64, 3, 1, num_styles),
-            UpsampleConv(64, 32, 3, 1, num_styles),
+            UpsampleConv(4 * w, 2 * w, 3, 1, num_styles),
+            UpsampleConv(2 * w, w, 3, 1, num_styles),
         ])
-        self.out = OutputConv(32, 3, 9, 1, num_styles, relu=False)
+        self.out = OutputConv(w, 3, 9, 1, num_styles, relu=False)
 
     def forward(self, image: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2:]

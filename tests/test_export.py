@@ -1,5 +1,6 @@
-"""`fastst export`: ONNX and Core ML exports of a freshly initialised 2-style model, their numbers,
-specs and metadata, and the bad inputs. The slow exports run once per module."""
+"""`fastst export`: ONNX and Core ML exports of a freshly initialised 2-style model (half the default
+width, so nothing may assume the default's channels), their numbers, specs and metadata, and the bad
+inputs. The slow exports run once per module."""
 from __future__ import annotations
 
 import contextlib
@@ -48,10 +49,10 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def model_file(workdir: Path) -> Path:
-    """A freshly initialised TransformerNet with 2 styles; per-style norm tables randomised (seeded)
-    so that the two styles and their blend give clearly different images."""
+    """A freshly initialised TransformerNet with 2 styles and width 16; per-style norm tables randomised
+    (seeded) so that the two styles and their blend give clearly different images."""
     torch.manual_seed(0)
-    net = TransformerNet(num_styles=2)
+    net = TransformerNet(num_styles=2, width=16)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for norm in net.norms():

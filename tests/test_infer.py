@@ -115,6 +115,16 @@ def test_unknown_style_lists_the_styles(capsys, tmp_path, model_path):
     assert files_under(tmp_path) == before
 
 
+def test_styles_lists_names_network_and_training(capsys, tmp_path):
+    path = tmp_path / "wide.fst"
+    save_model(path, TransformerNet(2, width=8), [StyleInfo(n) for n in STYLES], {"steps_done": 7, "image_size": 64})
+    assert cli.main(["styles", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    params = sum(p.numel() for p in TransformerNet(2, width=8).parameters())
+    assert out[1:] == ["  0: starry", "  1: scream", f"  network: width 8, 5 residual blocks, {params / 1e6:.2f} M parameters",
+                       "  trained: steps_done=7, image_size=64"]
+
+
 def test_style_by_index_and_name_agree(capsys, tmp_path, model_path):
     src = write_png(tmp_path / "in.png", synthetic_image(32, 48))
     assert infer(capsys, model_path, src, "--style", "1", "-o", tmp_path / "a.png")[0] == 0

@@ -236,6 +236,47 @@ def test_init_from_a_model_keeps_its_styles_and_adds_new_ones(tmp_path, photo_di
     assert not torch.equal(tuned.net.down[0].conv.weight, load_model(None).net.down[0].conv.weight)
 
 
+def test_a_wider_run_grows_an_init_model_without_changing_what_it_computes(tmp_path, photo_dir):
+    """--width W --init M: M's weights fill the first channels, the extra channels' outgoing weights
+    start at zero, so the grown network computes exactly M's outputs before training moves it;
+    later runs from the grown model or its checkpoint keep its width, and narrowing is refused."""
+    from fastst.training import warm_start
+
+    style = write_png(tmp_path / "a.png", synthetic_image(64, 64, seed=9))
+    base = tmp_path / "base.fst"
+    train([style], photo_dir, base, TrainConfig(**{**TINY.to_dict(), "width": 8}), log_dir=tmp_path / "l0",
+          accelerator="cpu", devices=1, progress=False)
+    source = load_model(base)
+    assert source.net.width == 8 and source.config["width"] == 8
+    assert source.net.down[2].conv.weight.shape == (32, 16, 3, 3)
+    with torch.no_grad():
+        for norm in source.net.norms():
+            norm.scale.uniform_(0.5, 1.5)
+            norm.shift.uniform_(-0.5, 0.5)
+    grown = TransformerNet(1, width=12)
+    warm_start(grown, ["a"], source)
+    x = synthetic_image(40, 52, seed=4).unsqueeze(0)
+    with torch.no_grad():
+        assert torch.allclose(grown(x, style_vector(1)), source.net(x, style_vector(1)), atol=1e-6)
+    assert grown.residual[0].a.conv.weight[:32, 32:].abs().max() == 0  # old outputs ignore the new inputs
+    assert grown.residual[0].a.conv.weight[32:].abs().min() > 0  # new outputs start random: they can learn
+    with pytest.raises(FaststError, match="narrowed"):
+        warm_start(TransformerNet(1, width=4), ["a"], source)
+
+    wide = tmp_path / "wide.fst"
+    train([style], photo_dir, wide, TrainConfig(**{**TINY.to_dict(), "width": 12}), log_dir=tmp_path / "l1",
+          accelerator="cpu", devices=1, progress=False, init=base)
+    assert load_model(wide).net.width == 12 and load_model(wide).config["width"] == 12
+    again = tmp_path / "again.fst"  # no width given: the init model's
+    train([style], photo_dir, again, TINY, log_dir=tmp_path / "l2", accelerator="cpu", devices=1, progress=False, init=wide)
+    assert load_model(again).net.width == 12 and TINY.width is None
+    resumed = tmp_path / "resumed.fst"  # nor here: the checkpoint's
+    train([style], photo_dir, resumed, TrainConfig(**{**TINY.to_dict(), "steps": 3}), log_dir=tmp_path / "l2",
+          resume=tmp_path / "l2" / "checkpoints" / "last.ckpt", accelerator="cpu", devices=1, progress=False)
+    assert load_model(resumed).net.width == 12
+    assert load_model(checkpoint_to_model(tmp_path / "l2" / "checkpoints" / "last.ckpt", tmp_path / "c.fst")).net.width == 12
+
+
 @pytest.mark.ddp
 def test_ddp_two_cpu_processes(tmp_path, photo_dir):
     style = write_png(tmp_path / "style.png", synthetic_image(64, 64, seed=9))
@@ -279,6 +320,8 @@ def test_bad_inputs(tmp_path, photo_dir, capsys):
         (["--style", str(style), "--data", str(photo_dir), "--only-norms"], "--init"),
         (["--style", str(style), "--data", str(photo_dir), "--crop-scale", "0.9", "0.2"], "crop scale"),
         (["--style", str(style), "--data", str(photo_dir), "--init", "pretrained", "--resume", str(style)], "not both"),
+        (["--style", str(style), "--data", str(photo_dir), "--width", "0"], "--width ≥ 1"),
+        (["--style", str(style), "--data", str(photo_dir), "--init", "pretrained", "--width", "16"], "narrowed"),
     ]
     for extra, needle in cases:
         code, err = _run_cli(["train", *extra, "--out", str(out), "--steps", "1"], capsys)

@@ -67,3 +67,17 @@ def test_output_layer_equals_the_plain_conv_norm_layer():
     assert out.space_to_depth and torch.allclose(out(x, w), plain, atol=1e-5)
     out.space_to_depth = False  # what the exporters run
     assert torch.equal(out(x, w), plain)
+
+
+def test_width_sets_every_layer_s_channels():
+    """`width` w: convs of w, 2w and 4w channels down, 4w in the residual blocks, 2w and w up; the
+    default is Johnson et al.'s 32 (1.69 M parameters with four styles' norms)."""
+    net = TransformerNet(num_styles=4)
+    assert net.width == 32 and sum(p.numel() for p in net.parameters()) == 1_688_859
+    narrow = TransformerNet(num_styles=1, width=8)
+    channels = [m.conv.out_channels for m in (*narrow.down, narrow.residual[4].b, *narrow.up, narrow.out)]
+    assert channels == [8, 16, 32, 32, 16, 8, 3]
+    x = torch.rand(1, 3, 20, 28)
+    assert narrow(x, torch.ones(1, 1)).shape == x.shape
+    with pytest.raises(ValueError, match="width"):
+        TransformerNet(width=0)

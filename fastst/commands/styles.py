@@ -18,6 +18,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{model.path}: {len(model.styles)} style(s)")
     for i, s in enumerate(model.styles):
         print(f"  {i}: {s.name}" + (f"  (sha256 {s.sha256[:12]})" if s.sha256 else ""))
+    net = model.net
+    params = sum(p.numel() for p in net.parameters())
+    print(f"  network: width {net.width}, {len(net.residual)} residual blocks, {params / 1e6:.2f} M parameters")
     cfg = model.config
     keys = ("steps_done", "image_size", "batch_size", "backbone", "precision", "seconds")
     summary = ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg)

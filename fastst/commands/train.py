@@ -45,6 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (e.g. OUT_logs/checkpoints/last.ckpt)")
     p.add_argument("--init", metavar="MODEL", help="start from a trained .fst model ('pretrained': the bundled one): "
                    "its convs, and the norms of styles with the same names; new styles start from its mean style")
+    p.add_argument("--width", type=int, help="channels of the first conv; the others have 2× and 4× [32, or the --init "
+                   "model's]: narrower runs faster, wider has more capacity; a wider run grows an --init model")
     p.add_argument("--only-norms", action="store_true", default=None,
                    help="with --init: train only the per-style norm scales and shifts (add a style to a model "
                    "without changing its others)")

@@ -8,6 +8,7 @@ and weights, fp32, at the output's size). A script that prints a table and write
     python benchmarks/quality.py --gatys-init noise   # Gatys from noise, as Johnson et al. compared
     python benchmarks/quality.py --sheet quality.jpg  # and look: photo, model output, Gatys outputs, objectives
     python benchmarks/quality.py --per-layer          # each style layer's share: where the model falls short
+    python benchmarks/quality.py --finetune 600       # the network trained on each photo alone: what it can draw
 
 objective = content_weight·content + style_weight·style with the scorer's weights (gatys.optimize's
 DEFAULT_CONTENT_WEIGHT and DEFAULT_STYLE_WEIGHT, printed with the table); TV is in the CSV only.
@@ -58,6 +59,40 @@ def find_style_image(model, index: int) -> Path | None:
     return by_name
 
 
+def finetuned_output(net, weights, content, style, steps: int, lr: float, device: str):
+    """The network trained on this one photo alone, with Adam on Gatys' objective (what the scorer
+    measures, plus TV) for `steps` steps, then run on it. It can only do better than the model on this
+    photo; how much better separates what the network can draw from what one network for every photo
+    reaches (the amortisation gap). The model itself is left untouched."""
+    import copy
+
+    import torch
+
+    import gatys.optimize as go
+    from fastst.images import resize_long_side
+    from fastst.hardware import resolve_device
+
+    dev = resolve_device(device)
+    net = copy.deepcopy(net).float().to(dev).train().requires_grad_(True)
+    c_layers, s_layers = go.default_layers(go.SCORER_BACKBONE)
+    lossnet = go.loss_network(go.SCORER_BACKBONE, list(dict.fromkeys(c_layers + s_layers)), dev)
+    x = content.unsqueeze(0).to(dev)
+    objective = go.Objective(lossnet, x, [resize_long_side(style, max(x.shape[-2:])).to(dev)], c_layers, s_layers,
+                             bf16=go.bf16_default(dev))
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=go.bf16_default(dev))
+    optimizer = torch.optim.Adam(net.parameters(), lr)
+    weights = weights.to(dev)
+    for _ in range(steps):
+        with autocast:
+            out = net(x, weights)
+        loss = objective.terms(out.float())["total"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        return net.eval()(x, weights)[0].float().clamp(0, 1).cpu()
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
@@ -72,6 +107,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="Gatys' starting image: the photo (gatys stylize's default), seeded noise, as in "
                         "Johnson et al.'s comparison, or the model's output (Gatys refining the fast model; "
                         "its seconds then include the model's) (default content)")
+    p.add_argument("--finetune", type=int, default=0, metavar="STEPS",
+                   help="also score the network trained on each photo alone for STEPS Adam steps on Gatys' "
+                        "objective (--finetune-lr): what the architecture can draw for one photo (default 0: off)")
+    p.add_argument("--finetune-lr", type=float, default=3e-4, help="Adam's rate for --finetune (default 3e-4)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto; used by every method and the scorer")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="the model's precision (default auto: bf16 on CPUs with hardware bf16); the scorer is fp32")
@@ -96,6 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     budgets = [] if spec.strip().lower() == "none" else [int(b) for b in spec.split(",")]
     if any(b < 1 for b in budgets):
         p.error(f"--budgets: evaluation counts must be ≥ 1 (or none): {spec}")
+    if args.finetune < 0 or not args.finetune_lr > 0:
+        p.error("--finetune must be ≥ 0 steps and --finetune-lr positive")
     count = args.photos or (1 if args.quick else 8)
     if args.sheet and Path(args.sheet).suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp"):
         p.error(f"--sheet {args.sheet}: the contact sheet must be a .jpg, .png or .webp file")
@@ -120,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     stylizer = Stylizer(model, device=args.device, precision=args.precision)
     init_tag = {"content": "", "noise": ", noise init", "model": ", from the model"}[args.gatys_init]
     methods = [f"fastst model ({stylizer.precision})"] + [f"gatys L-BFGS {n} evals{init_tag}" for n in budgets]
+    methods += [f"model trained on the photo, {args.finetune} steps"] if args.finetune else []
     machine = bu.machine_line(stylizer.device)
     print(f"# {machine}", file=sys.stderr)
     print(f"# model {model.path}, style '{name}' ({style_path}); {len(photos)} photo(s) from {folder} at {size} px",
@@ -146,6 +188,13 @@ def main(argv: list[str] | None = None) -> None:
             t = time.perf_counter()
             r = go.stylize(content, style, size=size, iterations=n, seed=args.seed, init=init, device=args.device)
             outputs.append((method, r.image, time.perf_counter() - t + extra))
+            bar.update(1)
+        if args.finetune:
+            bar.set_description(f"{photo.name[:20]}: {methods[-1]}")
+            t = time.perf_counter()
+            tuned = finetuned_output(model.net, model.style_weights(index), content, style, args.finetune,
+                                     args.finetune_lr, args.device)
+            outputs.append((methods[-1], tuned, time.perf_counter() - t))
             bar.update(1)
         if args.sheet:
             sheet_images.append(content)

@@ -103,9 +103,15 @@ def test_quality_scores_the_bundled_model_and_gatys(tmp_path):
         assert all(x >= 0 for x in shares) and max(shares) > 0
         assert sum(shares) == pytest.approx(DEFAULT_STYLE_WEIGHT * float(r["style"]), rel=1e-4)
     assert "weighted style term per layer" in run.stdout
-    only_model = _run("quality.py", "--quick", "--budgets", "none", "--photos-dir",
-                      str(ROOT / "datasets/samples/photos"))
+    # --finetune: the network trained on the photo itself does better on it than the model, and the model is unchanged
+    tuned_csv = tmp_path / "tuned.csv"
+    only_model = _run("quality.py", "--quick", "--budgets", "none", "--finetune", "20", "--photos-dir",
+                      str(ROOT / "datasets/samples/photos"), "--csv", str(tuned_csv))
     assert only_model.returncode == 0 and "gatys L-BFGS" not in only_model.stdout, only_model.stderr[-2000:]
+    tuned_rows = {r["method"].split(" (")[0]: r for r in csv.DictReader(tuned_csv.open())}
+    assert set(tuned_rows) == {"fastst model", "model trained on the photo, 20 steps"}
+    assert float(tuned_rows["fastst model"]["objective"]) == pytest.approx(float(rows["fastst model"]["objective"]), rel=1e-6)
+    assert float(tuned_rows["model trained on the photo, 20 steps"]["objective"]) < 0.9 * float(rows["fastst model"]["objective"])
     # Johnson et al.'s protocol: Gatys from noise, whose content term is far from the photo's after 2 evaluations
     noise_csv = tmp_path / "noise.csv"
     noise = _run("quality.py", "--quick", "--budgets", "2", "--gatys-init", "noise", "--photos-dir",
@@ -126,6 +132,7 @@ def test_quality_scores_the_bundled_model_and_gatys(tmp_path):
     assert float(refined["content"]) > 0.5 * float(model_row["content"]) > 100 * float(rows["gatys L-BFGS 2 evals"]["content"])
     assert float(refined["seconds_per_image"]) > float(model_row["seconds_per_image"])
     assert _run("quality.py", "--budgets", "0").returncode == 2
+    assert _run("quality.py", "--finetune", "-1").returncode == 2
     bad_sheet = _run("quality.py", "--sheet", str(tmp_path / "sheet.txt"))
     assert bad_sheet.returncode == 2 and "sheet.txt" in bad_sheet.stderr
 

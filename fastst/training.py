@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 from lightning.pytorch.loggers import CSVLogger
 
 from .data import DEFAULT_CROP_SCALE, StyleDataModule, readable_images
@@ -239,6 +240,17 @@ class StyleTransferModule(L.LightningModule):
                 "style_images": [os.path.basename(p) for p in self.style_paths],
                 "steps_done": int(self.global_step) + int((self.init_info or {}).get("steps_done", 0)),
                 **({"init": self.init_info} if self.init_info else {})}
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's bar, which also gets its total on a resumed run: Lightning skips on_train_epoch_start,
+    where the bar learns it, when it restarts in the middle of an epoch (a fastst run is one epoch)."""
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        super().on_train_start(trainer, module)
+        if trainer.global_step:
+            self.train_progress_bar.total = convert_inf(self.total_train_batches)
+            self.train_progress_bar.set_description(f"resumed at step {trainer.global_step}")
 
 
 class PreviewGrid(Callback):
@@ -472,7 +484,7 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
         PreviewGrid(files[: min(3, len(files))], cfg.preview_every),
     ]
     if progress:
-        callbacks.append(TQDMProgressBar(refresh_rate=1))
+        callbacks.append(ProgressBar(refresh_rate=1))
     trainer = L.Trainer(
         accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision,
         max_steps=cfg.steps, max_epochs=-1, logger=loggers, callbacks=callbacks, log_every_n_steps=min(cfg.log_every, cfg.steps),

@@ -140,7 +140,7 @@ def test_a_framed_style_image_is_measured_and_warned_about(tmp_path, caplog):
     assert len(warnings) == 1 and "framed.jpg: flat border" in warnings[0] and "trim" in warnings[0]
 
 
-def test_train_resume_and_convert(tmp_path, photo_dir):
+def test_train_resume_and_convert(tmp_path, photo_dir, capfd):
     style = write_png(tmp_path / "style.png", synthetic_image(64, 64, seed=9))
     out = tmp_path / "m.fst"
     logs = tmp_path / "logs"
@@ -152,8 +152,11 @@ def test_train_resume_and_convert(tmp_path, photo_dir):
     last = logs / "checkpoints" / "last.ckpt"
     assert last.is_file()
     cfg4 = TrainConfig(**{**TINY.to_dict(), "steps": 4})
-    train([style], photo_dir, out, cfg4, log_dir=logs, resume=last, accelerator="cpu", devices=1, progress=False)
+    capfd.readouterr()
+    train([style], photo_dir, out, cfg4, log_dir=logs, resume=last, accelerator="cpu", devices=1, progress=True)
     assert load_model(out).config["steps_done"] == 4
+    bar = "".join(capfd.readouterr())  # the resumed leg's bar counts its 2 steps out of 2 (Lightning leaves the total out)
+    assert "resumed at step 2" in bar and "2/2 [" in bar, bar[-500:]
     assert (logs / "losses.png").is_file()
     # the first leg's logged losses survive the resume (Lightning's CSV logger deletes metrics.csv)
     assert (logs / "metrics.part0.csv").is_file()

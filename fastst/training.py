@@ -452,9 +452,11 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
     start = load_model(None if str(init) == "pretrained" else init) if init is not None else None
     if cfg.only_norms and start is None and resume is None:
         raise FaststError("--only-norms trains the norm parameters of a trained network: give --init MODEL")
+    resumed_width = (read_checkpoint(resume)["fastst"]["config"].get("width") or DEFAULT_WIDTH) if resume is not None else None
     if cfg.width is None:  # as wide as the model or checkpoint this run continues
-        cfg = dataclasses.replace(cfg, width=(start.net.width if start is not None else read_checkpoint(resume)[
-            "fastst"]["config"].get("width") if resume is not None else None) or DEFAULT_WIDTH)
+        cfg = dataclasses.replace(cfg, width=start.net.width if start is not None else resumed_width or DEFAULT_WIDTH)
+    if resumed_width is not None and cfg.width != resumed_width:
+        raise FaststError(f"the checkpoint's network has width {resumed_width}, not {cfg.width}", resume)
     if cfg.only_norms and start is not None and cfg.width != start.net.width:
         raise FaststError(f"--only-norms keeps the init model's convs: its width is {start.net.width}, not {cfg.width}")
     files, _ = readable_images(data)

@@ -277,6 +277,9 @@ def test_a_wider_run_grows_an_init_model_without_changing_what_it_computes(tmp_p
     train([style], photo_dir, resumed, TrainConfig(**{**TINY.to_dict(), "steps": 3}), log_dir=tmp_path / "l2",
           resume=tmp_path / "l2" / "checkpoints" / "last.ckpt", accelerator="cpu", devices=1, progress=False)
     assert load_model(resumed).net.width == 12
+    with pytest.raises(FaststError, match="has width 12, not 16"):
+        train([style], photo_dir, resumed, TrainConfig(**{**TINY.to_dict(), "steps": 4, "width": 16}), log_dir=tmp_path / "l2",
+              resume=tmp_path / "l2" / "checkpoints" / "last.ckpt", accelerator="cpu", devices=1, progress=False)
     assert load_model(checkpoint_to_model(tmp_path / "l2" / "checkpoints" / "last.ckpt", tmp_path / "c.fst")).net.width == 12
 
 
@@ -324,6 +327,7 @@ def test_bad_inputs(tmp_path, photo_dir, capsys):
         (["--style", str(style), "--data", str(photo_dir), "--crop-scale", "0.9", "0.2"], "crop scale"),
         (["--style", str(style), "--data", str(photo_dir), "--init", "pretrained", "--resume", str(style)], "not both"),
         (["--style", str(style), "--data", str(photo_dir), "--width", "0"], "--width ≥ 1"),
+        (["--style", str(style), "--data", str(photo_dir), "--resume", str(style)], "not a readable checkpoint"),
         (["--style", str(style), "--data", str(photo_dir), "--init", "pretrained", "--width", "16"], "narrowed"),
     ]
     for extra, needle in cases:

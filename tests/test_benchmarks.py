@@ -161,3 +161,33 @@ def test_edges_reads_each_style_and_its_style_image():
     bad = _run("edges.py", "--style", "nope")
     assert bad.returncode == 2 and "no style 'nope'" in bad.stderr
     assert _run("edges.py", "--size", "16").returncode == 2
+    assert _run("edges.py", "--size", "64", "--pad-bottom", "32").returncode == 2  # longer than a reflection
+
+
+def test_edges_turns_and_pads_the_photo_as_told():
+    """edges.stylized: upside down = the network on the turned photo, turned back; --pad-bottom = the
+    network on the photo with its bottom reflected further, cropped back to the photo; both run from
+    the command line."""
+    import torch.nn.functional as F
+
+    from conftest import synthetic_image
+    from fastst.modelfile import load_model
+    sys.path.insert(0, str(BENCH))
+    try:
+        from edges import stylized
+    finally:
+        sys.path.remove(str(BENCH))
+
+    model = load_model(None)
+    x, w = synthetic_image(40, 48, seed=3), model.style_weights("hokusai")
+    with torch.no_grad():
+        plain = stylized(model, x, "hokusai")
+        assert torch.equal(plain, model.net(x.unsqueeze(0), w)[0])
+        assert torch.equal(stylized(model, x, "hokusai", upside_down=True), model.net(x.flip(-2).unsqueeze(0), w)[0].flip(-2))
+        padded = stylized(model, x, "hokusai", pad_bottom=8)
+        assert padded.shape == x.shape
+        assert torch.equal(padded, model.net(F.pad(x.unsqueeze(0), (0, 0, 0, 8), mode="reflect"), w)[0][..., :40, :])
+        assert not torch.equal(padded, plain)
+    run = _run("edges.py", "--size", "64", "--style", "hokusai", "--upside-down", "--pad-bottom", "8",
+               "--photos-dir", str(ROOT / "datasets/samples/photos"))
+    assert run.returncode == 0 and "upside down and back, bottom padded 8 px" in run.stdout, run.stderr[-2000:]

@@ -61,9 +61,9 @@ def find_style_image(model, index: int) -> Path | None:
 
 def finetuned_output(net, weights, content, style, steps: int, lr: float, device: str):
     """The network trained on this one photo alone, with Adam on Gatys' objective (what the scorer
-    measures, plus TV) for `steps` steps, then run on it. It can only do better than the model on this
-    photo; how much better separates what the network can draw from what one network for every photo
-    reaches (the amortisation gap). The model itself is left untouched."""
+    measures, plus TV) for `steps` steps, then run on it. Trained for this photo alone it should beat
+    the model on it; by how much separates what the network can draw from what one network for every
+    photo reaches (the amortisation gap). The model itself is left untouched."""
     import copy
 
     import torch

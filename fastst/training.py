@@ -452,7 +452,7 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
     start = load_model(None if str(init) == "pretrained" else init) if init is not None else None
     if cfg.only_norms and start is None and resume is None:
         raise FaststError("--only-norms trains the norm parameters of a trained network: give --init MODEL")
-    resumed_width = (read_checkpoint(resume)["fastst"]["config"].get("width") or DEFAULT_WIDTH) if resume is not None else None
+    resumed_width = checkpoint_width(read_checkpoint(resume)) if resume is not None else None
     if cfg.width is None:  # as wide as the model or checkpoint this run continues
         cfg = dataclasses.replace(cfg, width=start.net.width if start is not None else resumed_width or DEFAULT_WIDTH)
     if resumed_width is not None and cfg.width != resumed_width:
@@ -538,12 +538,17 @@ def read_checkpoint(checkpoint: str | os.PathLike) -> dict[str, Any]:
     return blob
 
 
+def checkpoint_width(blob: dict[str, Any]) -> int:
+    """The network width of a checkpoint read by `read_checkpoint` (checkpoints from before `--width`: 32)."""
+    return int(blob["fastst"]["config"].get("width") or DEFAULT_WIDTH)
+
+
 def checkpoint_to_model(checkpoint: str | os.PathLike, out: str | os.PathLike, half: bool = False) -> Path:
     """Convert a Lightning checkpoint written by `fastst train` into a .fst model file."""
     blob = read_checkpoint(checkpoint)
     meta = blob["fastst"]
     styles = [StyleInfo(s["name"], s.get("sha256", ""), s.get("thumbnail")) for s in meta["styles"]]
-    net = TransformerNet(num_styles=len(styles), width=int(meta["config"].get("width") or DEFAULT_WIDTH))
+    net = TransformerNet(num_styles=len(styles), width=checkpoint_width(blob))
     net.load_state_dict({k[4:]: v for k, v in blob["state_dict"].items() if k.startswith("net.")})
     earlier = int((meta["config"].get("init") or {}).get("steps_done", 0))  # steps of an --init model
     config = dict(meta["config"], steps_done=int(blob.get("global_step", 0)) + earlier)

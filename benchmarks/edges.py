@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 import benchutil as bu  # noqa: E402 - also puts the repository on sys.path
+from fastst.errors import FaststError
 from fastst.images import edge_brightness, find_images, load_image, resize_long_side
 from fastst.modelfile import load_model
 from quality import find_style_image
@@ -55,7 +56,15 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [n for n in args.style or [] if n not in model.style_names]
     if unknown:
         p.error(f"{model.path.name} has no style {unknown[0]!r} (it has {', '.join(model.style_names)})")
-    photos = [resize_long_side(load_image(f), args.size) for f in find_images(args.photos_dir)]
+    try:
+        photos = [resize_long_side(load_image(f), args.size) for f in find_images(args.photos_dir)]
+    except FaststError as e:
+        p.error(str(e))
+    if not photos:
+        p.error(f"{args.photos_dir}: no images found")
+    lowest = min(x.shape[-2] for x in photos)
+    if args.pad_bottom >= lowest:
+        p.error(f"--pad-bottom {args.pad_bottom}: a reflection must be shorter than the lowest photo ({lowest} px)")
     how = "".join([", upside down and back" if args.upside_down else "",
                    f", bottom padded {args.pad_bottom} px" if args.pad_bottom else ""])
     print(f"{model.path.name}: {len(photos)} photo(s) at {args.size} px{how}, outer {args.width} px over the interior")

@@ -147,6 +147,20 @@ def test_allocator_benchmark_compares_both_settings(tmp_path):
     assert "with freed memory kept" in run.stdout
 
 
+def test_edges_refuses_folders_without_photos_and_pads_taller_than_a_photo(tmp_path):
+    """A missing or empty --photos-dir, or a --pad-bottom that a wide photo's reflection cannot give
+    (a 4:1 panorama is 64 px high at --size 256), are one-line usage errors naming the problem."""
+    from conftest import synthetic_image, write_png
+
+    missing = _run("edges.py", "--photos-dir", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "no such folder" in missing.stderr and "Traceback" not in missing.stderr
+    empty = _run("edges.py", "--photos-dir", str(tmp_path))
+    assert empty.returncode == 2 and "no images found" in empty.stderr
+    write_png(tmp_path / "pano.png", synthetic_image(32, 128))
+    tall = _run("edges.py", "--photos-dir", str(tmp_path), "--style", "hokusai", "--pad-bottom", "100")
+    assert tall.returncode == 2 and "lowest photo (64 px)" in tall.stderr and "Traceback" not in tall.stderr
+
+
 def test_edges_reads_each_style_and_its_style_image():
     """benchmarks/edges.py prints, per style of the bundled model, its outputs' edge brightness (four
     sides, around 1 for a clean model) and, below Starry Night, that of the bundled style image it was

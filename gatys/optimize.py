@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 from .defaults import (CSV_COLUMNS, DEFAULT_BACKBONE, DEFAULT_CONTENT_WEIGHT, DEFAULT_ITERATIONS,  # noqa: F401
                        DEFAULT_SIZE, DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT, DEVICES, INITS, MIN_PYRAMID_SIDE,
-                       OPTIMIZER_LRS, SCORER_BACKBONE, SGD_AUTO_STEP)
+                       NORMALIZED_CONTENT_WEIGHT, NORMALIZED_LBFGS_LR, NORMALIZED_STYLE_WEIGHT, NORMALIZED_TV_WEIGHT,
+                       OPTIMIZER_LRS, SCORER_BACKBONE, SGD_AUTO_STEP, default_weights)
 
 
 @dataclass(frozen=True)
@@ -43,12 +44,14 @@ class OptimizerSpec:
     lr: float | None
 
 
-def _lbfgs(params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+def _lbfgs(params: list[torch.Tensor], lr: float, line_search: bool = True) -> torch.optim.Optimizer:
     # No early stopping: the evaluation budget alone ends a run, so optimizers are compared on equal work.
     # The strong-Wolfe line search is needed: from the content image the quartic style loss is concave
-    # along the gradient, L-BFGS gets no curvature pair and an unsearched unit step diverges.
-    return torch.optim.LBFGS(params, lr=lr, max_iter=1, history_size=50,
-                             tolerance_grad=-1.0, tolerance_change=-1.0, line_search_fn="strong_wolfe")
+    # along the gradient, L-BFGS gets no curvature pair and an unsearched unit step diverges. Normalised
+    # gradients (neural-style's) are no loss's gradient, so a search on the loss stalls (100 evaluations
+    # barely moved the style term): fixed steps there, as neural-style takes, of NORMALIZED_LBFGS_LR.
+    return torch.optim.LBFGS(params, lr=lr, max_iter=1, history_size=50, tolerance_grad=-1.0,
+                             tolerance_change=-1.0, line_search_fn="strong_wolfe" if line_search else None)
 
 
 _BUILDERS: dict[str, Callable[[list[torch.Tensor], float], torch.optim.Optimizer]] = {
@@ -69,13 +72,17 @@ def bf16_default(device: torch.device) -> bool:
     return device.type == "cpu" and cpu_has_native_bf16()
 
 
-def make_optimizer(name: str, params: list[torch.Tensor], lr: float | None = None) -> torch.optim.Optimizer:
-    """An optimizer from the registry; lr=None takes its default."""
+def make_optimizer(name: str, params: list[torch.Tensor], lr: float | None = None,
+                   normalized_gradients: bool = False) -> torch.optim.Optimizer:
+    """An optimizer from the registry; lr=None takes its default. With `normalized_gradients`
+    L-BFGS takes neural-style's fixed steps instead of a line search on the loss."""
     spec = OPTIMIZERS.get(name)
     if spec is None:
         raise FaststError(f"unknown optimizer '{name}'; choose one of {', '.join(OPTIMIZERS)}")
     if lr is not None and not (lr > 0 and math.isfinite(lr)):
         raise FaststError(f"learning rate must be a positive number, got {lr}")
+    if name == "lbfgs" and normalized_gradients:
+        return _lbfgs(params, NORMALIZED_LBFGS_LR if lr is None else lr, line_search=False)
     return spec.build(params, (spec.lr or 1.0) if lr is None else lr)
 
 
@@ -115,15 +122,18 @@ class Objective:
 
     content: Σ over content layers of Σ (F − P)²; style: Σ_l (1/|L|) · ¼ Σ (G_l − A_l)² with Gram
     matrices normalised by C·H·W (= 1/(4N²M²) Σ (G_raw − A_raw)², Gatys' E_l); tv: Σ |neighbour
-    differences| of the [0, 1] image. Targets are computed once, without gradients.
+    differences| of the [0, 1] image. Targets are computed once, without gradients. With
+    `normalize_gradients` the values are the same, but each layer's gradient reaches the features
+    with L1 norm α or β/|L| (neural-style's -normalize_gradients).
     """
 
     def __init__(self, net: LossNetwork, content: torch.Tensor, styles: Sequence[torch.Tensor],
                  content_layers: Sequence[str], style_layers: Sequence[str],
                  style_blend: Sequence[float] | None = None, content_weight: float = DEFAULT_CONTENT_WEIGHT,
                  style_weight: float = DEFAULT_STYLE_WEIGHT, tv_weight: float = DEFAULT_TV_WEIGHT,
-                 bf16: bool = False) -> None:
+                 bf16: bool = False, normalize_gradients: bool = False) -> None:
         self.net = net
+        self.normalize_gradients = bool(normalize_gradients)
         self.content_layers = list(content_layers)
         self.style_layers = list(style_layers)
         self.weights = (float(content_weight), float(style_weight), float(tv_weight))
@@ -152,14 +162,34 @@ class Objective:
         `per_layer` adds each style layer's share of the style term as "style_<layer>"."""
         x = _batch(image)
         feats = self.features(x)
-        c = sum(content_loss(feats[n], self.content_targets[n], "sum") for n in self.content_layers)
-        shares = {n: style_loss({n: feats[n]}, {n: self.style_targets[n]}, self.layer_weights, reduction="sum",
-                                scale=0.25) for n in self.style_layers}
+        a, b, t = self.weights
+        content_feats, style_feats = feats, feats
+        if self.normalize_gradients and torch.is_grad_enabled():  # each layer's loss gets its own branch
+            content_feats = {n: _NormalizedGradient.apply(feats[n], a) for n in self.content_layers}
+            style_feats = {n: _NormalizedGradient.apply(feats[n], b * self.layer_weights[n]) for n in self.style_layers}
+        c = sum(content_loss(content_feats[n], self.content_targets[n], "sum") for n in self.content_layers)
+        shares = {n: style_loss({n: style_feats[n]}, {n: self.style_targets[n]}, self.layer_weights,
+                                reduction="sum", scale=0.25) for n in self.style_layers}
         s = sum(shares.values())
         tv = total_variation(x, "sum")
-        a, b, t = self.weights
         extra = {f"style_{n}": v for n, v in shares.items()} if per_layer else {}
         return {"content": c, "style": s, "tv": tv, "total": a * c + b * s + t * tv, **extra}
+
+
+class _NormalizedGradient(torch.autograd.Function):
+    """Identity forward; the backward rescales the incoming gradient to L1 norm `weight`
+    (jcjohnson/neural-style's -normalize_gradients: each loss layer's gradient divided by its
+    own L1 norm, then multiplied by that loss's weight)."""
+
+    @staticmethod
+    def forward(ctx, features: torch.Tensor, weight: float) -> torch.Tensor:  # noqa: ANN001
+        ctx.weight = weight
+        return features.view_as(features)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: ANN001
+        norm = grad.abs().sum(dtype=torch.float32) + 1e-8  # a tensor: no device sync on a GPU
+        return grad * (ctx.weight / norm).to(grad.dtype), None
 
 
 def _batch(image: torch.Tensor) -> torch.Tensor:
@@ -241,8 +271,8 @@ def _check_settings(size: int, iterations: int, scales: int, style_scale: float,
 def stylize(content: torch.Tensor | str | os.PathLike,
             styles: Sequence[torch.Tensor | str | os.PathLike] | torch.Tensor | str | os.PathLike,
             *, backbone: str = DEFAULT_BACKBONE, content_layers: Sequence[str] | None = None,
-            style_layers: Sequence[str] | None = None, content_weight: float = DEFAULT_CONTENT_WEIGHT,
-            style_weight: float = DEFAULT_STYLE_WEIGHT, tv_weight: float = DEFAULT_TV_WEIGHT,
+            style_layers: Sequence[str] | None = None, content_weight: float | None = None,
+            style_weight: float | None = None, tv_weight: float | None = None,
             style_blend: Sequence[float] | None = None, optimizer: str = "lbfgs", lr: float | None = None,
             iterations: int = DEFAULT_ITERATIONS, init: str | os.PathLike | torch.Tensor = "content",
             size: int = DEFAULT_SIZE,
@@ -250,7 +280,8 @@ def stylize(content: torch.Tensor | str | os.PathLike,
             device: str | torch.device = "auto", bf16: bool | None = None, progress: bool = False,
             log: str | os.PathLike | None = None, pooling: str = "max",
             callback: Callable[[dict[str, float]], None] | None = None,
-            snapshot_every: int = 0, snapshot: Callable[[int, torch.Tensor], None] | None = None) -> StylizeResult:
+            snapshot_every: int = 0, snapshot: Callable[[int, torch.Tensor], None] | None = None,
+            normalize_gradients: bool = False) -> StylizeResult:
     """Stylize one content image with one or more (blended) style images by optimising its pixels.
 
     `iterations` counts loss evaluations (forward + backward) for every optimizer, L-BFGS included,
@@ -260,7 +291,13 @@ def stylize(content: torch.Tensor | str | os.PathLike,
     `pooling` "avg" replaces the loss network's max pooling (Gatys et al. found it slightly more
     appealing). `snapshot(evaluation, image)` receives the image as it stands (colours restored
     with `original_colors`) after every `snapshot_every` evaluations, for progress pictures.
+    `normalize_gradients` (neural-style's -normalize_gradients) divides each loss layer's gradient by
+    its L1 norm before weighting it, which balances the layers whatever their scale; the result is
+    then the last evaluated image, as the gradient no longer descends the loss. Weights left None
+    take `gatys.defaults.default_weights(normalize_gradients)`.
     """
+    content_weight, style_weight, tv_weight = (d if w is None else w for w, d in zip(
+        (content_weight, style_weight, tv_weight), default_weights(normalize_gradients)))
     style_list = [styles] if isinstance(styles, (torch.Tensor, str, os.PathLike)) else list(styles)
     _check_settings(size, iterations, scales, style_scale, init, (content_weight, style_weight, tv_weight),
                     len(style_list), style_blend)
@@ -310,7 +347,7 @@ def stylize(content: torch.Tensor | str | os.PathLike,
             style_side = max(MIN_PYRAMID_SIDE // 2, round(style_scale * level_size))
             s_imgs = [resize_long_side(s, style_side).to(dev) for s in style_full]
             objective = Objective(net, c.to(dev), s_imgs, c_layers, s_layers, blend,
-                                  content_weight, style_weight, tv_weight, use_bf16)
+                                  content_weight, style_weight, tv_weight, use_bf16, normalize_gradients)
             if image is None:
                 image = _initial_image(starting, c, style_full, blend, seed)
             else:
@@ -328,7 +365,8 @@ def stylize(content: torch.Tensor | str | os.PathLike,
                     style_blend=blend, optimizer=optimizer, lr=used_lr,
                     iterations=iterations, init="image" if isinstance(init, torch.Tensor) else str(init),
                     size=size, style_scale=style_scale,
-                    original_colors=original_colors, scales=len(sizes), seed=seed, device=str(dev), bf16=use_bf16)
+                    original_colors=original_colors, scales=len(sizes), seed=seed, device=str(dev), bf16=use_bf16,
+                    normalize_gradients=bool(normalize_gradients))
     result = StylizeResult(out, rows, seconds, len(rows), settings, dict(output_row))
     if log is not None:
         write_log(rows, log)
@@ -357,13 +395,13 @@ def _optimise(objective: Objective, pixels: torch.Tensor, name: str, lr: float |
     """Spend exactly `budget` loss evaluations on `pixels` with the named optimizer, then leave in
     `pixels` the evaluated image with the lowest loss (at a budget's end L-BFGS's line search may hold
     an older, worse point). Returns the lr used and that image's log row."""
-    opt = make_optimizer(name, [pixels], lr)
+    opt = make_optimizer(name, [pixels], lr, objective.normalize_gradients)
     auto_lr = lr is None and OPTIMIZERS[name].lr is None
     # L-BFGS sees the loss times 1/mean|first gradient|: the minimiser is unchanged, but torch's
     # scale-dependent fallbacks (the first step, and a unit step along -g when no curvature pair is
     # accepted yet, which happens where the quartic style loss is concave) become steps of about one
     # pixel range instead of ~1e8, which overflowed to inf/NaN with Caffe-scale features.
-    normalise = name == "lbfgs"
+    normalise = name == "lbfgs" and not objective.normalize_gradients
     # L-BFGS cannot clamp between steps, so it sees the image clamp(x) with the gradient passed straight
     # through: the logged loss is the output's, and at 256 px / 150 evaluations the saved image scored
     # 30% lower than optimising x unconstrained and clamping at the end (sigmoid(x) was within 2%, but
@@ -395,7 +433,7 @@ def _optimise(objective: Objective, pixels: torch.Tensor, name: str, lr: float |
             raise FaststError(f"the loss became {row['total']} at evaluation {row['iteration']}; "
                               f"lower the learning rate (--lr) or the loss weights")
         rows.append(row)
-        if row["total"] < best_total:
+        if row["total"] < best_total or objective.normalize_gradients:  # normalised: not descending the total
             best_total, best_row = row["total"], row
             best.copy_(image.detach())
         bar.update(1)

@@ -23,7 +23,8 @@ from fastst.sheets import contact_sheet
 from . import optimize as go
 
 AXES = ("optimizer", "weight_ratio", "content_layers", "style_layers", "backbone", "pooling")
-SUMMARY_COLUMNS = ("run", "optimizer", "lr", "content_weight", "style_weight", "tv_weight", "content_layers",
+SUMMARY_COLUMNS = ("run", "optimizer", "lr", "content_weight", "style_weight", "tv_weight", "normalize_gradients",
+                   "content_layers",
                    "style_layers", "backbone", "pooling", "evaluations", "seconds", "passes_per_s",
                    "content", "style", "tv", "total", "objective_total", "image", "log")
 
@@ -112,6 +113,10 @@ def run_sweep(content: str | os.PathLike, style: str | os.PathLike, out_dir: str
     match_weights multiplies each run's β and tv weight by its backbone's matched_weights factors
     (relative to vgg16-caffe), so that one α:β pair means the same balance on every backbone.
     """
+    normalized = bool(stylize_options.get("normalize_gradients", False))
+    if match_weights and normalized:
+        raise FaststError("--match-weights has nothing to match with --normalize-gradients: each layer's gradient "
+                          "is normalised whatever the backbone's feature scale")
     runs = grid(optimizers, weight_ratios, content_layer_sets, style_layer_sets, backbones, poolings or ("max",))
     content_img = load_image(content)
     style_img = load_image(style)
@@ -124,7 +129,7 @@ def run_sweep(content: str | os.PathLike, style: str | os.PathLike, out_dir: str
         raise FaststError("exists and is not a folder", out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     tv_weight = stylize_options.pop("tv_weight", None)
-    tv_weight = go.DEFAULT_TV_WEIGHT if tv_weight is None else tv_weight
+    tv_weight = go.default_weights(normalized)[2] if tv_weight is None else tv_weight
     factors = {}
     for spec in runs:
         key = (spec.backbone, spec.content_layers, spec.style_layers)
@@ -156,6 +161,7 @@ def run_sweep(content: str | os.PathLike, style: str | os.PathLike, out_dir: str
         s = result.settings
         summary.append({"run": name, "optimizer": spec.optimizer, "lr": s["lr"], "content_weight": spec.content_weight,
                         "style_weight": f"{s['style_weight']:.6g}", "tv_weight": f"{s['tv_weight']:.6g}",
+                        "normalize_gradients": int(s["normalize_gradients"]),
                         "content_layers": "+".join(c_layers), "style_layers": "+".join(s_layers),
                         "backbone": spec.backbone, "pooling": spec.pooling, "evaluations": result.evaluations,
                         "seconds": round(result.seconds, 3), "passes_per_s": round(result.passes_per_second, 4),

@@ -168,6 +168,68 @@ def test_local_weights_file_backbone_matches_vgg16_caffe(tmp_path, content, styl
     assert torch.allclose(a.image, b.image, atol=1e-6)
 
 
+def test_normalized_gradient_has_the_weight_as_l1_norm_whatever_the_loss_scale():
+    f = torch.randn(1, 4, 5, 5, requires_grad=True)
+    grads = []
+    for scale in (1.0, 1e6):
+        f.grad = None
+        (scale * (go._NormalizedGradient.apply(f, 3.0) - 0.5).pow(2).sum()).backward()
+        grads.append(f.grad.clone())
+    assert float(grads[0].abs().sum()) == pytest.approx(3.0, rel=1e-5)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-5, atol=1e-9)
+    expected = 2 * (f.detach() - 0.5)  # the direction of the plain gradient
+    assert torch.allclose(grads[0], 3.0 * expected / expected.abs().sum(), rtol=1e-5, atol=1e-9)
+
+
+def test_normalize_gradients_makes_a_run_independent_of_the_feature_scale(tmp_path, content, style):
+    """neural-style's -normalize_gradients: every layer's features ×16 (first conv and all biases ×16)
+    changes a plain run, not a normalised one (without TV, a pixel term that is not normalised)."""
+    from fastst.lossnet import load_vgg16_caffe
+    state, _ = load_vgg16_caffe()
+    scaled = {k: v * 16 if (k.endswith("bias") or k == "0.weight") else v for k, v in state.items()}
+    path = tmp_path / "vgg16x16.pth"
+    torch.save({"normalization": "caffe", "state_dict": scaled}, path)
+    for optimizer in ("adam", "lbfgs"):
+        kwargs = dict(iterations=4, size=32, device="cpu", bf16=False, optimizer=optimizer, init="noise",
+                      style_layers=["relu1_1", "relu2_1"], content_layers=["relu2_2"])
+        plain = [go.stylize(content, [style], backbone=b, content_weight=1, style_weight=5e3, tv_weight=0, **kwargs)
+                 for b in ("vgg16-caffe", str(path))]
+        assert (plain[0].image - plain[1].image).abs().max() > 1e-3, optimizer
+        normed = [go.stylize(content, [style], backbone=b, normalize_gradients=True, tv_weight=0, **kwargs)
+                  for b in ("vgg16-caffe", str(path))]
+        assert torch.allclose(normed[0].image, normed[1].image, atol=1e-5), optimizer
+        assert (normed[0].image - resize_exact(content, 24, 32)).abs().mean() > 1e-3, optimizer  # it did move
+
+
+@pytest.mark.parametrize("name", ["adam", "lbfgs"])
+def test_normalize_gradients_run_transfers_style_and_returns_its_last_image(name, content, style):
+    result = go.stylize(content, [style], optimizer=name, iterations=20, size=SIZE, device="cpu", bf16=False,
+                        normalize_gradients=True)
+    s = result.settings
+    assert s["normalize_gradients"] is True
+    assert (s["content_weight"], s["style_weight"], s["tv_weight"]) == go.default_weights(True)
+    assert result.evaluations == 20 and result.final == result.rows[-1]  # the last image, not the lowest total
+    before = go.score(content, [style], content)
+    after = go.score(content, [style], result.image)
+    assert after["style"] < 0.5 * before["style"], (name, before["style"], after["style"])
+    if name == "lbfgs":  # fixed steps: a line search on the loss stalls on gradients that are not its own
+        opt = go.make_optimizer("lbfgs", [torch.zeros(1, requires_grad=True)], normalized_gradients=True)
+        assert opt.defaults["line_search_fn"] is None and opt.defaults["lr"] == go.NORMALIZED_LBFGS_LR
+        assert s["lr"] == go.NORMALIZED_LBFGS_LR
+        assert go.make_optimizer("lbfgs", [torch.zeros(1, requires_grad=True)]).defaults["line_search_fn"]
+
+
+def test_cli_normalize_gradients_flag(tmp_path, content, style, capsys):
+    c, s = _write(tmp_path / "c.png", content), _write(tmp_path / "s.png", style)
+    out = tmp_path / "o.png"
+    assert main(["stylize", str(c), str(s), "-o", str(out), "--size", "32", "--iterations", "3", "--device", "cpu",
+                 "--no-bf16", "--normalize-gradients", "--tv-weight", "0"]) == 0
+    rows = go.read_log(tmp_path / "o.csv")
+    assert len(rows) == 3 and out.exists()
+    a, b, _ = go.default_weights(True)
+    assert rows[0]["total"] == pytest.approx(a * rows[0]["content"] + b * rows[0]["style"], rel=1e-5)
+
+
 def test_sweep_2x2_writes_summary_plots_and_contact_sheet(tmp_path, content, style, capsys):
     c, s = _write(tmp_path / "c.png", content), _write(tmp_path / "s.png", style)
     out = tmp_path / "sweep"
@@ -250,7 +312,8 @@ def inputs(tmp_path, content, style):
 
 
 @pytest.mark.parametrize("case", ["missing", "corrupt", "layer", "optimizer", "size0", "size-neg", "blend",
-                                  "sweep-optimizer", "sweep-layer", "init", "init-file", "pooling", "sweep-pooling", "save-every"])
+                                  "sweep-optimizer", "sweep-layer", "init", "init-file", "pooling", "sweep-pooling", "save-every",
+                                  "sweep-match-normalized"])
 def test_bad_inputs_give_one_line_errors(case, inputs, tmp_path, capsys):
     c, s = inputs
     out = tmp_path / "out.png"
@@ -275,6 +338,8 @@ def test_bad_inputs_give_one_line_errors(case, inputs, tmp_path, capsys):
         "sweep-pooling": (["sweep", str(c), str(s), "--out", str(tmp_path / "sw"), "--poolings", "max,median"],
                           "unknown pooling 'median'"),
         "save-every": (base + ["--save-every", "-1"], "--save-every must be a positive"),
+        "sweep-match-normalized": (["sweep", str(c), str(s), "--out", str(tmp_path / "sw"), "--match-weights",
+                                    "--normalize-gradients"], "--match-weights has nothing to match"),
     }[case]
     assert main(argv) == 2
     err = capsys.readouterr().err

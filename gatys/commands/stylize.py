@@ -14,11 +14,18 @@ from .. import defaults as go
 def add_common_options(p: argparse.ArgumentParser) -> None:
     """Options shared by stylize and sweep (loss, optimisation and device settings)."""
     p.add_argument("--tv-weight", type=float, default=None,
-                   help=f"total-variation weight (default: {go.DEFAULT_TV_WEIGHT:g} for vgg16-caffe)")
+                   help=f"total-variation weight (default: {go.DEFAULT_TV_WEIGHT:g} for vgg16-caffe; "
+                        f"{go.NORMALIZED_TV_WEIGHT:g} with --normalize-gradients)")
+    p.add_argument("--normalize-gradients", action="store_true",
+                   help="neural-style's -normalize_gradients: divide each loss layer's gradient by its L1 norm, "
+                        "then weight it: every layer counts by its weight alone, on any backbone (default weights "
+                        f"then {go.NORMALIZED_CONTENT_WEIGHT:g}, {go.NORMALIZED_STYLE_WEIGHT:g}, "
+                        f"{go.NORMALIZED_TV_WEIGHT:g}; L-BFGS takes fixed steps, as neural-style's)")
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate, pixels in [0, 1] (default: per optimizer: "
                         + ", ".join(f"{k} {lr:g}" if lr else f"{k} auto" for k, lr in go.OPTIMIZER_LRS.items())
-                        + "; sgd auto: the first step moves the mean pixel by " + f"{go.SGD_AUTO_STEP:g})")
+                        + "; sgd auto: the first step moves the mean pixel by " + f"{go.SGD_AUTO_STEP:g}; "
+                        + f"lbfgs {go.NORMALIZED_LBFGS_LR:g} with --normalize-gradients)")
     p.add_argument("--iterations", type=int, default=go.DEFAULT_ITERATIONS,
                    help="loss evaluations (forward + backward passes), for every optimizer (default: %(default)s)")
     p.add_argument("--init", default="content", metavar="{content,noise,style,IMAGE}",
@@ -51,10 +58,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="style layers (default: relu1_1,relu2_1,relu3_1,relu4_1,relu5_1 for VGG; "
                         "conv1,layer1,layer2,layer3,layer4 for ResNet50)")
     p.add_argument("--content-weight", type=float, default=None,
-                   help=f"alpha (default: {go.DEFAULT_CONTENT_WEIGHT:g})")
+                   help=f"alpha (default: {go.DEFAULT_CONTENT_WEIGHT:g}; {go.NORMALIZED_CONTENT_WEIGHT:g} with "
+                        "--normalize-gradients)")
     p.add_argument("--style-weight", type=float, default=None,
                    help=f"beta (default: {go.DEFAULT_STYLE_WEIGHT:g} for vgg16-caffe; with another backbone and "
-                        "no weight given, alpha, beta and the tv weight are matched to it, see gatys.optimize.matched_weights)")
+                        "no weight given, alpha, beta and the tv weight are matched to it, see "
+                        f"gatys.optimize.matched_weights; {go.NORMALIZED_STYLE_WEIGHT:g} with --normalize-gradients)")
     p.add_argument("--style-blend", default=None, metavar="W1,W2,...",
                    help="weights of the style images (default: equal)")
     p.add_argument("--optimizer", default="lbfgs", metavar="{" + ",".join(go.OPTIMIZER_LRS) + "}",
@@ -129,9 +138,9 @@ def write_progress_sheet(snapshots: list[tuple[int, Path]], rows: list[dict[str,
 def loss_weights(args: argparse.Namespace, style: str) -> tuple[float, float, float]:
     """α, β, tv from the flags; the vgg16-caffe defaults, or their match for another backbone when none is given."""
     given = (args.content_weight, args.style_weight, args.tv_weight)
-    defaults = {"content_weight": go.DEFAULT_CONTENT_WEIGHT, "style_weight": go.DEFAULT_STYLE_WEIGHT,
-                "tv_weight": go.DEFAULT_TV_WEIGHT}
-    if all(g is None for g in given) and args.backbone != go.DEFAULT_BACKBONE:
+    defaults = dict(zip(("content_weight", "style_weight", "tv_weight"), go.default_weights(args.normalize_gradients)))
+    # normalised gradients do not depend on the backbone's feature scale: nothing to match
+    if all(g is None for g in given) and args.backbone != go.DEFAULT_BACKBONE and not args.normalize_gradients:
         from ..optimize import matched_weights
         defaults = matched_weights(args.backbone, args.content, style,
                                    parse_list(args.content_layers, "--content-layers"),
@@ -176,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         style_blend=parse_floats(args.style_blend, "--style-blend"), optimizer=args.optimizer, lr=args.lr,
         iterations=args.iterations, init=args.init, size=args.size, style_scale=args.style_scale,
         original_colors=args.original_colors, scales=args.scales, seed=args.seed, device=args.device,
-        bf16=args.bf16, progress=args.progress, pooling=args.pooling,
+        bf16=args.bf16, progress=args.progress, pooling=args.pooling, normalize_gradients=args.normalize_gradients,
         snapshot_every=args.save_every, snapshot=save_snapshot if args.save_every else None)
     save_image(result.image, out)
     write_log(result.rows, log)

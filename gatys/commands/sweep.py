@@ -27,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="optimizers, e.g. lbfgs adam or lbfgs,adam (from: " + ", ".join(go.OPTIMIZER_LRS) + ")")
     p.add_argument("--weight-ratios", nargs="+", default=None, metavar="ALPHA:BETA",
                    help=f"content:style weight pairs, e.g. 1:1e3 1:1e4 (default: "
-                        f"{go.DEFAULT_CONTENT_WEIGHT:g}:{go.DEFAULT_STYLE_WEIGHT:g})")
+                        f"{go.DEFAULT_CONTENT_WEIGHT:g}:{go.DEFAULT_STYLE_WEIGHT:g}; with --normalize-gradients "
+                        f"{go.NORMALIZED_CONTENT_WEIGHT:g}:{go.NORMALIZED_STYLE_WEIGHT:g})")
     p.add_argument("--content-layer-sets", nargs="+", default=None, metavar="L1,L2",
                    help="content layer sets, one argument each, layers comma-separated (default: the backbone's)")
     p.add_argument("--style-layer-sets", nargs="+", default=None, metavar="L1,L2",
@@ -57,7 +58,7 @@ def _layer_sets(values: list[str] | None, what: str) -> list[list[str] | None]:
 def run(args: argparse.Namespace) -> int:
     from .. import sweep as gs
     ratios = [gs.parse_ratio(r) for r in _split(args.weight_ratios)] or \
-        [(go.DEFAULT_CONTENT_WEIGHT, go.DEFAULT_STYLE_WEIGHT)]
+        [go.default_weights(args.normalize_gradients)[:2]]
     start = time.perf_counter()
     rows = gs.run_sweep(
         args.content, args.style, args.out, optimizers=_split(args.optimizers), weight_ratios=ratios,
@@ -66,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         backbones=_split(args.backbones), poolings=_split(args.poolings), match_weights=args.match_weights,
         progress=args.progress,
         tv_weight=args.tv_weight, lr=args.lr, iterations=args.iterations, init=args.init, size=args.size,
-        style_scale=args.style_scale, scales=args.scales, seed=args.seed, device=args.device, bf16=args.bf16)
+        style_scale=args.style_scale, scales=args.scales, seed=args.seed, device=args.device, bf16=args.bf16,
+        normalize_gradients=args.normalize_gradients)
     seconds = time.perf_counter() - start
     evaluations = sum(int(r["evaluations"]) for r in rows)
     best = min(rows, key=lambda r: float(r["total"]))

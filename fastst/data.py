@@ -15,19 +15,19 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms.v2 import functional as F
 
 from .errors import FaststError
-from .images import find_images, load_pil, pil_to_tensor
+from .images import find_images, load_pil, pil_to_tensor, resize_long_side
 
 log = logging.getLogger(__name__)
 HEADER_CHECK_LIMIT = 20000  # folders up to this size are header-checked up front; larger ones lazily
 
 
-def readable_images(folder: str | os.PathLike) -> tuple[list[Path], int]:
-    """Image files under `folder` whose headers parse, and how many did not."""
+def readable_images(folder: str | os.PathLike, option: str = "--data") -> tuple[list[Path], int]:
+    """Image files under `folder` whose headers parse, and how many did not; errors name `option`."""
     folder = Path(folder)
     if not folder.exists():
-        raise FaststError("no such data folder", folder)
+        raise FaststError(f"no such data folder ({option})", folder)
     if not folder.is_dir():
-        raise FaststError("not a folder (--data takes a folder of images)", folder)
+        raise FaststError(f"not a folder ({option} takes a folder of images)", folder)
     files = find_images(folder)
     if not files:
         raise FaststError("no images found (searched recursively for .jpg, .png, .webp, .bmp …)", folder)
@@ -127,6 +127,20 @@ class ResumableSampler(Sampler[int]):
             yield int(perm[pos]) + n * k  # the id keeps the global position k: styles cycle by k
 
 
+class ValidationPhotos(Dataset):
+    """Held-out photos, whole, resized to a long side of `size`: the same pictures at every validation,
+    scored as `benchmarks/quality.py` scores a model (whole photos, not crops)."""
+
+    def __init__(self, files: list[Path], size: int) -> None:
+        self.files, self.size = files, size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return resize_long_side(pil_to_tensor(load_pil(self.files[index])), self.size)
+
+
 class StyleDataModule(L.LightningDataModule):
     """Crops of a folder of photos paired with style indices, in a seeded resumable order."""
 
@@ -138,6 +152,7 @@ class StyleDataModule(L.LightningDataModule):
         self.num_styles, self.steps, self.seed, self.workers = num_styles, steps, seed, workers
         self.crop_scale = crop_scale
         self.files: list[Path] = []
+        self.val_files: list[Path] = []  # held-out photos for validation (train(val_data=...)); none: no validation
 
     def setup(self, stage: str | None = None) -> None:
         if not self.files:
@@ -154,3 +169,7 @@ class StyleDataModule(L.LightningDataModule):
         return DataLoader(StyledCrops(self.files, self.image_size, self.num_styles, self.seed, self.crop_scale),
                           batch_size=self.batch_size, sampler=sampler, num_workers=self.workers,
                           persistent_workers=self.workers > 0, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """One whole held-out photo per batch (sizes differ); the module scores it in every style."""
+        return DataLoader(ValidationPhotos(self.val_files, self.image_size), batch_size=1, num_workers=0)

@@ -201,6 +201,21 @@ class StyleTransferModule(L.LightningModule):
             self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True)
         return parts["loss"]
 
+    def validation_step(self, photo: torch.Tensor, batch_idx: int) -> None:
+        """One held-out photo in every style: the run's loss on pictures it never trains on, overall
+        (val/loss, val/content, val/style, val/tv) and per style (val/loss_<style>); means over the photos."""
+        n = self.net.num_styles
+        styles = torch.arange(n, device=photo.device)
+        out = self.net(photo.expand(n, -1, -1, -1), torch.nn.functional.one_hot(styles, n).to(photo.dtype))
+        # every term is a mean over the batch, so the mean of the per-style terms is the whole batch's
+        per_style = [self.loss_terms(out[s:s + 1], photo, styles[s:s + 1]) for s in range(n)]
+        parts = {k: torch.stack([p[k].float() for p in per_style]).mean() for k in per_style[0]}
+        self.log_dict({f"val/{k}": v for k, v in parts.items()}, batch_size=1, sync_dist=True)
+        self.log("val_loss", parts["loss"], batch_size=1, prog_bar=True, logger=False, sync_dist=True)
+        if n > 1:
+            self.log_dict({f"val/loss_{name}": p["loss"] for name, p in zip(self.style_names, per_style)},
+                          batch_size=1, sync_dist=True)
+
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         if self.cfg.only_norms:  # Dumoulin et al.: a new style is learnt by its norm parameters alone
             self.net.requires_grad_(False)
@@ -340,15 +355,25 @@ def plot_losses(metrics_csv: Path, out_png: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     series: dict[str, list[tuple[int, float]]] = {}
+    val: dict[str, list[tuple[int, float]]] = {}  # --val-data: drawn over the training curve of the same name
     for row in read_metrics(metrics_csv):
         for key, value in row.items():
-            if key.startswith("train/") and value:
-                series.setdefault(key[6:], []).append((int(row["step"]), float(value)))
+            if value and key.startswith(("train/", "val/")):
+                kind, _, name = key.partition("/")
+                (series if kind == "train" else val).setdefault(name, []).append((int(row["step"]), float(value)))
     if not series:
         return None
-    fig, axes = plt.subplots(1, len(series), figsize=(3.2 * len(series), 2.8))
-    for ax, (name, points) in zip(axes if len(series) > 1 else [axes], sorted(series.items())):
-        ax.plot([p[0] for p in points], [p[1] for p in points], lw=1)
+    per_style = {name[5:]: points for name, points in val.items() if name.startswith("loss_")}
+    panels = sorted(series.items()) + ([("validation loss per style", [])] if per_style else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.8))
+    for ax, (name, points) in zip(axes if len(panels) > 1 else [axes], panels):
+        lines = per_style.items() if name == "validation loss per style" else \
+            [("train", points)] + ([("validation", val[name])] if name in val else [])
+        for label, pts in lines:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1, label=label,
+                    marker="o" if label == "validation" or per_style.get(label) is pts else None, ms=3)
+        if len(lines) > 1:
+            ax.legend(fontsize=6)
         ax.set_title(name)
         ax.set_xlabel("step")
         ax.set_yscale("log")
@@ -427,10 +452,12 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
           resume: str | os.PathLike | None = None, accelerator: str = "auto", devices: int | str = "auto",
           precision: str | None = None, strategy: str = "auto", style_names: Sequence[str] | None = None,
           num_nodes: int = 1, tensorboard: bool = False, progress: bool = True, half: bool = False,
-          init: str | os.PathLike | None = None) -> Path:
+          init: str | os.PathLike | None = None, val_data: str | os.PathLike | None = None) -> Path:
     """Train a TransformerNet on the photos in `data` for the given style images; write the model
     file `out` atomically and return its path. Checkpoints, previews and logs go to `log_dir`.
-    `init` starts from a trained .fst model ("pretrained": the bundled one), see `warm_start`."""
+    `init` starts from a trained .fst model ("pretrained": the bundled one), see `warm_start`.
+    `val_data`: a folder of held-out photos, scored whole in every style at every checkpoint
+    (`StyleTransferModule.validation_step`); their final loss goes into the model file."""
     cfg = config or TrainConfig()
     out = Path(out)
     style_paths = [str(Path(s)) for s in styles]
@@ -460,6 +487,10 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
     if cfg.only_norms and start is not None and cfg.width != start.net.width:
         raise FaststError(f"--only-norms keeps the init model's convs: its width is {start.net.width}, not {cfg.width}")
     files, _ = readable_images(data)
+    val_files = readable_images(val_data, "--val-data")[0] if val_data is not None else []
+    if val_files and {f.resolve() for f in val_files} <= {f.resolve() for f in files}:
+        log.warning("%s: every validation photo is also a training photo: val/loss will not show how the model "
+                    "does on photos it has not seen", val_data)
     if cfg.image_size < 32 or cfg.batch_size < 1 or cfg.steps < 1 or cfg.width < 1:
         raise FaststError("need --image-size ≥ 32, --batch-size ≥ 1, --steps ≥ 1 and --width ≥ 1")
 
@@ -474,7 +505,7 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
                             "new_styles": new}
     datamodule = StyleDataModule(data, cfg.image_size, cfg.batch_size, len(style_paths), cfg.steps, cfg.seed, cfg.workers,
                                  cfg.crop_scale)
-    datamodule.files = files
+    datamodule.files, datamodule.val_files = files, val_files
     keep_metrics_history(log_dir, resuming=resume is not None)
     loggers: list = [CSVLogger(str(log_dir), name="", version="")]
     if tensorboard:
@@ -487,18 +518,28 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
     ]
     if progress:
         callbacks.append(ProgressBar(refresh_rate=1))
+    # validation at every checkpoint, counted in global steps (so a resumed run keeps the schedule)
+    validation: dict[str, Any] = dict(limit_val_batches=0)
+    if val_files:
+        validation = dict(check_val_every_n_epoch=None, val_check_interval=min(cfg.checkpoint_every, cfg.steps))
     trainer = L.Trainer(
         accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision,
         max_steps=cfg.steps, max_epochs=-1, logger=loggers, callbacks=callbacks, log_every_n_steps=min(cfg.log_every, cfg.steps),
         enable_progress_bar=progress, enable_model_summary=False, use_distributed_sampler=False,
-        default_root_dir=str(log_dir), deterministic=False, num_sanity_val_steps=0,
+        default_root_dir=str(log_dir), deterministic=False, num_sanity_val_steps=0, **validation,
     )
     started = time.time()
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+    if val_files and trainer.global_step % validation["val_check_interval"]:  # the final model's score too
+        trainer.validate(module, datamodule=datamodule, verbose=False)
     if trainer.is_global_zero:
         config_out = module.model_config()
         config_out.update(precision=str(precision), seconds=round(time.time() - started, 1),
                           devices=int(trainer.world_size), accelerator=type(trainer.accelerator).__name__)
+        if val_files and "val/loss" in trainer.callback_metrics:
+            config_out["validation"] = {"photos": len(val_files), "step": int(trainer.global_step),
+                                        **{k[4:]: round(float(v), 6) for k, v in trainer.callback_metrics.items()
+                                           if k.startswith("val/")}}
         net, infos = module.net.float().cpu(), module.style_infos()
         if cfg.only_norms and start is not None:  # the convs are the init model's: its other styles still hold
             net, infos = keep_other_styles(start, net, infos)

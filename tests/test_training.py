@@ -169,6 +169,53 @@ def test_train_resume_and_convert(tmp_path, photo_dir, capfd):
     assert torch.allclose(m.net(x, style_vector(1)), load_model(out).net(x, style_vector(1)), atol=1e-6)
 
 
+def test_validation_scores_held_out_photos_at_checkpoints_and_at_the_end(tmp_path, photo_dir, caplog, capsys):
+    """--val-data: whole held-out photos in every style, at every checkpoint and after the last step;
+    the logged figures are the module's loss of the saved network on those photos."""
+    from fastst.images import load_image, resize_long_side
+
+    styles = [write_png(tmp_path / f"s{i}.png", synthetic_image(64, 64, seed=20 + i)) for i in range(2)]
+    val = tmp_path / "val"
+    val.mkdir()
+    photos = [write_png(val / "v0.png", synthetic_image(40, 56, seed=31)), write_png(val / "v1.png", synthetic_image(50, 36, seed=32))]
+    cfg = TrainConfig(**{**TINY.to_dict(), "steps": 3, "checkpoint_every": 2})
+    logs, out = tmp_path / "logs", tmp_path / "m.fst"
+    train(styles, photo_dir, out, cfg, log_dir=logs, accelerator="cpu", devices=1, precision="32-true",
+          progress=False, val_data=val)
+    rows = [r for r in read_metrics(logs / "metrics.csv") if r.get("val/loss")]
+    # after step 2 (the checkpoint; Lightning logs it at the step's 0-based index, 1), then the final model
+    assert [int(r["step"]) for r in rows] == [1, 3]
+    model = load_model(out)
+    saved = model.config["validation"]
+    assert saved["photos"] == 2 and saved["step"] == 3
+    module = StyleTransferModule([str(s) for s in styles], ["s0", "s1"], cfg.to_dict())
+    module.setup("fit")
+    module.net.load_state_dict(model.net.state_dict())
+    per_style = [[], []]
+    with torch.no_grad():
+        for p in photos:
+            x = resize_long_side(load_image(p), cfg.image_size).unsqueeze(0)
+            for s in range(2):
+                w = torch.nn.functional.one_hot(torch.tensor([s]), 2).float()
+                per_style[s].append(float(module.loss_terms(module.net(x, w), x, torch.tensor([s]))["loss"]))
+    expected = {f"loss_s{s}": sum(v) / 2 for s, v in enumerate(per_style)}
+    expected["loss"] = (expected["loss_s0"] + expected["loss_s1"]) / 2
+    for key, value in expected.items():
+        assert saved[key] == pytest.approx(value, rel=1e-4), key
+        assert float(rows[-1][f"val/{key}"]) == pytest.approx(value, rel=1e-4), key
+    assert saved["loss_s0"] != pytest.approx(saved["loss_s1"], rel=1e-3)  # the styles are scored apart
+    assert (logs / "losses.png").is_file()
+    caplog.clear()  # validation photos that the run also trains on: said, not refused
+    train(styles, photo_dir, tmp_path / "m2.fst", TrainConfig(**{**TINY.to_dict(), "steps": 1}), log_dir=tmp_path / "l2",
+          accelerator="cpu", devices=1, progress=False, val_data=photo_dir)
+    assert "also a training photo" in caplog.text
+    assert load_model(tmp_path / "m2.fst").config["validation"]["photos"] == 6
+    capsys.readouterr()  # the command line prints the saved figures
+    assert main(["styles", str(out)]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.strip().startswith("validation:")][0]
+    assert f"loss {saved['loss']:.4g} on 2 held-out photo(s) at step 3" in line and f"s1 {saved['loss_s1']:.4g}" in line
+
+
 def test_cosine_schedule_decays_the_rate_and_continues_after_resume(tmp_path, photo_dir):
     """--lr-schedule cosine: lr·(1 + cos(π·step/steps))/2 at each step; a run resumed with more steps
     continues from its step on the longer decay instead of restarting it."""
@@ -329,6 +376,8 @@ def test_bad_inputs(tmp_path, photo_dir, capsys):
         (["--style", str(style), "--data", str(photo_dir), "--width", "0"], "--width ≥ 1"),
         (["--style", str(style), "--data", str(photo_dir), "--resume", str(style)], "not a readable checkpoint"),
         (["--style", str(style), "--data", str(photo_dir), "--init", "pretrained", "--width", "16"], "narrowed"),
+        (["--style", str(style), "--data", str(photo_dir), "--val-data", str(tmp_path / "noval")], "--val-data"),
+        (["--style", str(style), "--data", str(photo_dir), "--val-data", str(empty)], "no images found"),
     ]
     for extra, needle in cases:
         code, err = _run_cli(["train", *extra, "--out", str(out), "--steps", "1"], capsys)

@@ -26,4 +26,9 @@ def run(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg)
     if summary:
         print(f"  trained: {summary}")
+    val = cfg.get("validation")
+    if val:
+        per_style = ", ".join(f"{s.name} {val[f'loss_{s.name}']:.4g}" for s in model.styles if f"loss_{s.name}" in val)
+        print(f"  validation: loss {val['loss']:.4g} on {val['photos']} held-out photo(s) at step {val['step']}"
+              + (f" ({per_style})" if per_style else ""))
     return 0

@@ -16,6 +16,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="folder of training photos, searched recursively "
                    "(default: the bundled samples in datasets/samples/photos; use COCO for real models)")
     p.add_argument("--out", "-o", required=True, help="model file to write (.fst)")
+    p.add_argument("--val-data", metavar="FOLDER",
+                   help="held-out photos, scored whole (long side --image-size) in every style at every checkpoint "
+                        "and at the end: val/loss in the CSV log, on the loss plot and in the model file")
     p.add_argument("--preset", choices=["quick", "full"], default=None,
                    help="quick: ~10 min on a CPU; full: the published recipe (256 px, batch 4, 40k steps)")
     p.add_argument("--image-size", type=int, help="training crop size in px [256]")
@@ -114,6 +117,6 @@ def run(args: argparse.Namespace) -> int:
     out = train(paths, args.data or default_data(), args.out, cfg, log_dir=args.log_dir, resume=args.resume,
                 accelerator=args.accelerator, devices=devices, precision=precision, strategy=args.strategy,
                 style_names=names, num_nodes=args.num_nodes, tensorboard=args.tensorboard, half=args.half,
-                init=args.init)
+                init=args.init, val_data=args.val_data)
     print(f"fastst train: wrote {out}")
     return 0

@@ -268,6 +268,16 @@ class ProgressBar(TQDMProgressBar):
             self.train_progress_bar.set_description(f"resumed at step {trainer.global_step}")
 
 
+class ValidateLastStep(Callback):
+    """Validation also after the last step when it is no checkpoint: Lightning validates a stopping
+    run's last batch, so the final model's score is logged in the same loop and at the same kind of
+    step as the others."""
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+            trainer.should_stop = True
+
+
 class PreviewGrid(Callback):
     """Every `every` steps, a PNG grid of fixed photos (rows) × styles (columns) in the log folder;
     at the end, a loss plot from the CSV log."""
@@ -518,6 +528,8 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
     ]
     if progress:
         callbacks.append(ProgressBar(refresh_rate=1))
+    if val_files:
+        callbacks.append(ValidateLastStep())
     # validation at every checkpoint, counted in global steps (so a resumed run keeps the schedule)
     validation: dict[str, Any] = dict(limit_val_batches=0)
     if val_files:
@@ -530,8 +542,6 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
     )
     started = time.time()
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
-    if val_files and trainer.global_step % validation["val_check_interval"]:  # the final model's score too
-        trainer.validate(module, datamodule=datamodule, verbose=False)
     if trainer.is_global_zero:
         config_out = module.model_config()
         config_out.update(precision=str(precision), seconds=round(time.time() - started, 1),

@@ -183,8 +183,8 @@ def test_validation_scores_held_out_photos_at_checkpoints_and_at_the_end(tmp_pat
     train(styles, photo_dir, out, cfg, log_dir=logs, accelerator="cpu", devices=1, precision="32-true",
           progress=False, val_data=val)
     rows = [r for r in read_metrics(logs / "metrics.csv") if r.get("val/loss")]
-    # after step 2 (the checkpoint; Lightning logs it at the step's 0-based index, 1), then the final model
-    assert [int(r["step"]) for r in rows] == [1, 3]
+    # after step 2 (the checkpoint) and step 3 (the end), logged like the training losses at 0-based indices
+    assert [int(r["step"]) for r in rows] == [1, 2]
     model = load_model(out)
     saved = model.config["validation"]
     assert saved["photos"] == 2 and saved["step"] == 3

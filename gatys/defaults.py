@@ -15,6 +15,7 @@ NORMALIZED_TV_WEIGHT = 0.01
 # L-BFGS's fixed step with normalised gradients: 1 (neural-style's) diverged on one of four sample photos at
 # 256 px; 0.5 and 0.3 converged on all four and at 512 px.
 NORMALIZED_LBFGS_LR = 0.3
+LBFGS_HISTORY = 50  # L-BFGS's remembered steps, two image-sized vectors each (neural-style: -lbfgs_num_correction)
 DEFAULT_SIZE = 512
 DEFAULT_ITERATIONS = 300
 DEFAULT_BACKBONE = "vgg16-caffe"

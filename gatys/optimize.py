@@ -28,7 +28,8 @@ from fastst.lossnet import LossNetwork, default_layers
 logger = logging.getLogger(__name__)
 
 from .defaults import (CSV_COLUMNS, DEFAULT_BACKBONE, DEFAULT_CONTENT_WEIGHT, DEFAULT_ITERATIONS,  # noqa: F401
-                       DEFAULT_SIZE, DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT, DEVICES, INITS, MIN_PYRAMID_SIDE,
+                       DEFAULT_SIZE, DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT, DEVICES, INITS, LBFGS_HISTORY,
+                       MIN_PYRAMID_SIDE,
                        NORMALIZED_CONTENT_WEIGHT, NORMALIZED_LBFGS_LR, NORMALIZED_STYLE_WEIGHT, NORMALIZED_TV_WEIGHT,
                        OPTIMIZER_LRS, SCORER_BACKBONE, SGD_AUTO_STEP, default_weights)
 
@@ -44,13 +45,14 @@ class OptimizerSpec:
     lr: float | None
 
 
-def _lbfgs(params: list[torch.Tensor], lr: float, line_search: bool = True) -> torch.optim.Optimizer:
+def _lbfgs(params: list[torch.Tensor], lr: float, line_search: bool = True,
+           history: int = LBFGS_HISTORY) -> torch.optim.Optimizer:
     # No early stopping: the evaluation budget alone ends a run, so optimizers are compared on equal work.
     # The strong-Wolfe line search is needed: from the content image the quartic style loss is concave
     # along the gradient, L-BFGS gets no curvature pair and an unsearched unit step diverges. Normalised
     # gradients (neural-style's) are no loss's gradient, so a search on the loss stalls (100 evaluations
     # barely moved the style term): fixed steps there, as neural-style takes, of NORMALIZED_LBFGS_LR.
-    return torch.optim.LBFGS(params, lr=lr, max_iter=1, history_size=50, tolerance_grad=-1.0,
+    return torch.optim.LBFGS(params, lr=lr, max_iter=1, history_size=history, tolerance_grad=-1.0,
                              tolerance_change=-1.0, line_search_fn="strong_wolfe" if line_search else None)
 
 
@@ -73,16 +75,18 @@ def bf16_default(device: torch.device) -> bool:
 
 
 def make_optimizer(name: str, params: list[torch.Tensor], lr: float | None = None,
-                   normalized_gradients: bool = False) -> torch.optim.Optimizer:
+                   normalized_gradients: bool = False, lbfgs_history: int = LBFGS_HISTORY) -> torch.optim.Optimizer:
     """An optimizer from the registry; lr=None takes its default. With `normalized_gradients`
-    L-BFGS takes neural-style's fixed steps instead of a line search on the loss."""
+    L-BFGS takes neural-style's fixed steps instead of a line search on the loss; `lbfgs_history`
+    is how many steps it remembers."""
     spec = OPTIMIZERS.get(name)
     if spec is None:
         raise FaststError(f"unknown optimizer '{name}'; choose one of {', '.join(OPTIMIZERS)}")
     if lr is not None and not (lr > 0 and math.isfinite(lr)):
         raise FaststError(f"learning rate must be a positive number, got {lr}")
-    if name == "lbfgs" and normalized_gradients:
-        return _lbfgs(params, NORMALIZED_LBFGS_LR if lr is None else lr, line_search=False)
+    if name == "lbfgs":
+        rate = (NORMALIZED_LBFGS_LR if normalized_gradients else spec.lr or 1.0) if lr is None else lr
+        return _lbfgs(params, rate, line_search=not normalized_gradients, history=lbfgs_history)
     return spec.build(params, (spec.lr or 1.0) if lr is None else lr)
 
 
@@ -281,7 +285,7 @@ def stylize(content: torch.Tensor | str | os.PathLike,
             log: str | os.PathLike | None = None, pooling: str = "max",
             callback: Callable[[dict[str, float]], None] | None = None,
             snapshot_every: int = 0, snapshot: Callable[[int, torch.Tensor], None] | None = None,
-            normalize_gradients: bool = False) -> StylizeResult:
+            normalize_gradients: bool = False, lbfgs_history: int = LBFGS_HISTORY) -> StylizeResult:
     """Stylize one content image with one or more (blended) style images by optimising its pixels.
 
     `iterations` counts loss evaluations (forward + backward) for every optimizer, L-BFGS included,
@@ -294,13 +298,16 @@ def stylize(content: torch.Tensor | str | os.PathLike,
     `normalize_gradients` (neural-style's -normalize_gradients) divides each loss layer's gradient by
     its L1 norm before weighting it, which balances the layers whatever their scale; the result is
     then the last evaluated image, as the gradient no longer descends the loss. Weights left None
-    take `gatys.defaults.default_weights(normalize_gradients)`.
+    take `gatys.defaults.default_weights(normalize_gradients)`. `lbfgs_history`: the steps L-BFGS
+    remembers (neural-style's -lbfgs_num_correction), two image-sized fp32 vectors each.
     """
     content_weight, style_weight, tv_weight = (d if w is None else w for w, d in zip(
         (content_weight, style_weight, tv_weight), default_weights(normalize_gradients)))
     style_list = [styles] if isinstance(styles, (torch.Tensor, str, os.PathLike)) else list(styles)
     _check_settings(size, iterations, scales, style_scale, init, (content_weight, style_weight, tv_weight),
                     len(style_list), style_blend)
+    if not isinstance(lbfgs_history, int) or lbfgs_history < 1:
+        raise FaststError(f"the L-BFGS history must be at least 1 step, got {lbfgs_history}")
     if snapshot_every < 0:
         raise FaststError(f"the snapshot interval must be ≥ 0 evaluations, got {snapshot_every}")
     if optimizer not in OPTIMIZERS:
@@ -354,7 +361,8 @@ def stylize(content: torch.Tensor | str | os.PathLike,
                 image = resize_exact(image.detach().cpu().clamp(0, 1), h, w)
             pixels = image.to(dev).clone(memory_format=torch.contiguous_format).requires_grad_(True)
             if budget > 0:
-                used_lr, output_row = _optimise(objective, pixels, optimizer, lr, budget, rows, start, bar, on_row)
+                used_lr, output_row = _optimise(objective, pixels, optimizer, lr, budget, rows, start, bar, on_row,
+                                                lbfgs_history)
             image = pixels.detach()
     finally:
         bar.close()
@@ -366,7 +374,7 @@ def stylize(content: torch.Tensor | str | os.PathLike,
                     iterations=iterations, init="image" if isinstance(init, torch.Tensor) else str(init),
                     size=size, style_scale=style_scale,
                     original_colors=original_colors, scales=len(sizes), seed=seed, device=str(dev), bf16=use_bf16,
-                    normalize_gradients=bool(normalize_gradients))
+                    normalize_gradients=bool(normalize_gradients), lbfgs_history=lbfgs_history)
     result = StylizeResult(out, rows, seconds, len(rows), settings, dict(output_row))
     if log is not None:
         write_log(rows, log)
@@ -391,11 +399,12 @@ def _initial_image(init: str | torch.Tensor, content: torch.Tensor, styles: Sequ
 
 def _optimise(objective: Objective, pixels: torch.Tensor, name: str, lr: float | None, budget: int,
               rows: list[dict[str, float]], start: float, bar: tqdm,
-              callback: Callable[[dict[str, float], torch.Tensor], None]) -> tuple[float, dict[str, float]]:
+              callback: Callable[[dict[str, float], torch.Tensor], None],
+              lbfgs_history: int = LBFGS_HISTORY) -> tuple[float, dict[str, float]]:
     """Spend exactly `budget` loss evaluations on `pixels` with the named optimizer, then leave in
     `pixels` the evaluated image with the lowest loss (at a budget's end L-BFGS's line search may hold
     an older, worse point). Returns the lr used and that image's log row."""
-    opt = make_optimizer(name, [pixels], lr, objective.normalize_gradients)
+    opt = make_optimizer(name, [pixels], lr, objective.normalize_gradients, lbfgs_history)
     auto_lr = lr is None and OPTIMIZERS[name].lr is None
     # L-BFGS sees the loss times 1/mean|first gradient|: the minimiser is unchanged, but torch's
     # scale-dependent fallbacks (the first step, and a unit step along -g when no curvature pair is

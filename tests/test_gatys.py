@@ -230,6 +230,15 @@ def test_cli_normalize_gradients_flag(tmp_path, content, style, capsys):
     assert rows[0]["total"] == pytest.approx(a * rows[0]["content"] + b * rows[0]["style"], rel=1e-5)
 
 
+def test_lbfgs_history_is_how_many_steps_lbfgs_remembers(content, style):
+    """--lbfgs-history (neural-style's -lbfgs_num_correction): the optimizer's memory, which changes its steps."""
+    assert go.make_optimizer("lbfgs", [torch.zeros(1, requires_grad=True)], lbfgs_history=3).defaults["history_size"] == 3
+    runs = {h: go.stylize(content, [style], iterations=10, size=32, device="cpu", bf16=False, lbfgs_history=h)
+            for h in (1, go.LBFGS_HISTORY)}
+    assert runs[1].settings["lbfgs_history"] == 1 and runs[1].evaluations == 10
+    assert (runs[1].image - runs[go.LBFGS_HISTORY].image).abs().max() > 1e-3
+
+
 def test_sweep_2x2_writes_summary_plots_and_contact_sheet(tmp_path, content, style, capsys):
     c, s = _write(tmp_path / "c.png", content), _write(tmp_path / "s.png", style)
     out = tmp_path / "sweep"
@@ -313,7 +322,7 @@ def inputs(tmp_path, content, style):
 
 @pytest.mark.parametrize("case", ["missing", "corrupt", "layer", "optimizer", "size0", "size-neg", "blend",
                                   "sweep-optimizer", "sweep-layer", "init", "init-file", "pooling", "sweep-pooling", "save-every",
-                                  "sweep-match-normalized"])
+                                  "sweep-match-normalized", "lbfgs-history"])
 def test_bad_inputs_give_one_line_errors(case, inputs, tmp_path, capsys):
     c, s = inputs
     out = tmp_path / "out.png"
@@ -338,6 +347,7 @@ def test_bad_inputs_give_one_line_errors(case, inputs, tmp_path, capsys):
         "sweep-pooling": (["sweep", str(c), str(s), "--out", str(tmp_path / "sw"), "--poolings", "max,median"],
                           "unknown pooling 'median'"),
         "save-every": (base + ["--save-every", "-1"], "--save-every must be a positive"),
+        "lbfgs-history": (base + ["--lbfgs-history", "0"], "L-BFGS history must be at least 1"),
         "sweep-match-normalized": (["sweep", str(c), str(s), "--out", str(tmp_path / "sw"), "--match-weights",
                                     "--normalize-gradients"], "--match-weights has nothing to match"),
     }[case]

@@ -26,6 +26,9 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
                         + ", ".join(f"{k} {lr:g}" if lr else f"{k} auto" for k, lr in go.OPTIMIZER_LRS.items())
                         + "; sgd auto: the first step moves the mean pixel by " + f"{go.SGD_AUTO_STEP:g}; "
                         + f"lbfgs {go.NORMALIZED_LBFGS_LR:g} with --normalize-gradients)")
+    p.add_argument("--lbfgs-history", type=int, default=go.LBFGS_HISTORY, metavar="N",
+                   help="steps L-BFGS remembers (neural-style's -lbfgs_num_correction); each holds two image-sized "
+                        "vectors (6 MB at 512 px), so fewer save memory on large images (default: %(default)s)")
     p.add_argument("--iterations", type=int, default=go.DEFAULT_ITERATIONS,
                    help="loss evaluations (forward + backward passes), for every optimizer (default: %(default)s)")
     p.add_argument("--init", default="content", metavar="{content,noise,style,IMAGE}",
@@ -186,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
         iterations=args.iterations, init=args.init, size=args.size, style_scale=args.style_scale,
         original_colors=args.original_colors, scales=args.scales, seed=args.seed, device=args.device,
         bf16=args.bf16, progress=args.progress, pooling=args.pooling, normalize_gradients=args.normalize_gradients,
+        lbfgs_history=args.lbfgs_history,
         snapshot_every=args.save_every, snapshot=save_snapshot if args.save_every else None)
     save_image(result.image, out)
     write_log(result.rows, log)

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         progress=args.progress,
         tv_weight=args.tv_weight, lr=args.lr, iterations=args.iterations, init=args.init, size=args.size,
         style_scale=args.style_scale, scales=args.scales, seed=args.seed, device=args.device, bf16=args.bf16,
-        normalize_gradients=args.normalize_gradients)
+        normalize_gradients=args.normalize_gradients, lbfgs_history=args.lbfgs_history)
     seconds = time.perf_counter() - start
     evaluations = sum(int(r["evaluations"]) for r in rows)
     best = min(rows, key=lambda r: float(r["total"]))

@@ -125,6 +125,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The published recipe (Johnson et al., Turi Create): 256 px crops, batch 4, ~40k steps per style.
     "full": dict(image_size=256, batch_size=4, steps=40000, preview_every=1000, checkpoint_every=1000),
 }
+# The model a preset starts from when no --init is given (as Turi Create starts from its own trained
+# network): from the bundled one, 200 quick steps of a new style (mosaic) reached a held-out loss 28 %
+# lower than from scratch, and its 50 steps beat scratch's 200 (see the README).
+PRESET_INIT: dict[str, str] = {"quick": "pretrained"}
 # seconds per step at 160 px, batch 4, on a 2-core CPU: bf16 on AMX (Xeon), fp32 on AVX2 (EPYC)
 QUICK_SECONDS_PER_STEP = {"bf16": 0.85, "fp32": 5.0}
 
@@ -505,6 +509,10 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
         raise FaststError("need --image-size ≥ 32, --batch-size ≥ 1, --steps ≥ 1 and --width ≥ 1")
 
     quiet_lightning()
+    if resume is not None:  # a resumed run reuses its folders on purpose, and keeps its loss history
+        import warnings
+
+        warnings.filterwarnings("ignore", message=r".*(Experiment logs|Checkpoint) directory .* exists and is not empty")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     log_dir = Path(log_dir) if log_dir else out.with_suffix("").parent / (out.stem + "_logs")
     precision = precision or default_precision(accelerator)

@@ -216,6 +216,32 @@ def test_validation_scores_held_out_photos_at_checkpoints_and_at_the_end(tmp_pat
     assert f"loss {saved['loss']:.4g} on 2 held-out photo(s) at step 3" in line and f"s1 {saved['loss_s1']:.4g}" in line
 
 
+def test_preset_quick_starts_from_the_pretrained_model_unless_told_otherwise(tmp_path, photo_dir, capsys):
+    """Like Turi Create, the quick preset fine-tunes the bundled network; --init none, --width or --resume
+    train from scratch (or from the checkpoint)."""
+    from fastst.pretrained import pretrained_path
+
+    style = write_png(tmp_path / "mosaic.png", synthetic_image(64, 64, seed=5))
+    tiny = ["--image-size", "32", "--batch-size", "2", "--steps", "1", "--checkpoint-every", "1", "--preview-every", "1"]
+    base = ["train", "--preset", "quick", "--style", str(style), "--data", str(photo_dir), *tiny]
+    pretrained = load_model(pretrained_path())
+    assert main([*base, "--out", str(tmp_path / "a.fst")]) == 0
+    assert "starts from the bundled pretrained model" in capsys.readouterr().out
+    a = load_model(tmp_path / "a.fst")
+    assert a.config["init"] == {"model": pretrained.path.name, "steps_done": pretrained.config["steps_done"],
+                                "new_styles": ["mosaic"]}
+    assert a.config["steps_done"] == pretrained.config["steps_done"] + 1
+    for i, extra in enumerate((["--init", "none"], ["--width", "16"])):
+        assert main([*base, "--out", str(tmp_path / f"b{i}.fst"), *extra]) == 0
+        assert "starts from the bundled" not in capsys.readouterr().out
+        b = load_model(tmp_path / f"b{i}.fst")
+        assert "init" not in b.config and b.config["steps_done"] == 1, extra
+    # --resume continues its checkpoint, which already counts the pretrained model's steps
+    assert main([*base, "--out", str(tmp_path / "a.fst"), "--steps", "2",
+                 "--resume", str(tmp_path / "a_logs" / "checkpoints" / "last.ckpt")]) == 0
+    assert load_model(tmp_path / "a.fst").config["steps_done"] == pretrained.config["steps_done"] + 2
+
+
 def test_cosine_schedule_decays_the_rate_and_continues_after_resume(tmp_path, photo_dir):
     """--lr-schedule cosine: lr·(1 + cos(π·step/steps))/2 at each step; a run resumed with more steps
     continues from its step on the longer decay instead of restarting it."""

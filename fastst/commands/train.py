@@ -47,7 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed [0]")
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (e.g. OUT_logs/checkpoints/last.ckpt)")
     p.add_argument("--init", metavar="MODEL", help="start from a trained .fst model ('pretrained': the bundled one): "
-                   "its convs, and the norms of styles with the same names; new styles start from its mean style")
+                   "its convs, and the norms of styles with the same names; new styles start from its mean style "
+                   "[--preset quick: pretrained, unless --resume or --width is given; 'none': from scratch]")
     p.add_argument("--width", type=int, help="channels of the first conv; the others have 2× and 4× [32, or the --init "
                    "model's]: narrower runs faster, wider has more capacity; a wider run grows an --init model")
     p.add_argument("--only-norms", action="store_true", default=None,
@@ -90,6 +91,19 @@ def build_config(args: argparse.Namespace):
     return TrainConfig(**values)
 
 
+def resolve_init(args: argparse.Namespace) -> str | None:
+    """The model to start from: --init as given ('none': from scratch), else the preset's (quick: the
+    bundled pretrained model) where --resume or --width does not rule it out."""
+    from ..training import PRESET_INIT
+
+    if args.init is not None:
+        return None if args.init.lower() == "none" and not Path(args.init).exists() else args.init
+    if args.resume is None and args.width is None and args.preset in PRESET_INIT:
+        print(f"fastst train: preset {args.preset} starts from the bundled pretrained model (--init none: from scratch)")
+        return PRESET_INIT[args.preset]
+    return None
+
+
 def default_data() -> Path:
     d = Path(__file__).resolve().parents[2] / "datasets" / "samples" / "photos"
     if not d.is_dir():
@@ -117,6 +131,6 @@ def run(args: argparse.Namespace) -> int:
     out = train(paths, args.data or default_data(), args.out, cfg, log_dir=args.log_dir, resume=args.resume,
                 accelerator=args.accelerator, devices=devices, precision=precision, strategy=args.strategy,
                 style_names=names, num_nodes=args.num_nodes, tensorboard=args.tensorboard, half=args.half,
-                init=args.init, val_data=args.val_data)
+                init=resolve_init(args), val_data=args.val_data)
     print(f"fastst train: wrote {out}")
     return 0

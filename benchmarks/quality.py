@@ -19,7 +19,6 @@ evaluations, and seconds, Gatys needs to reach the model's level.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import time
 from pathlib import Path
@@ -42,21 +41,10 @@ def style_dirs() -> list[Path]:
 
 
 def find_style_image(model, index: int) -> Path | None:
-    """The style image a model was trained on: a file whose sha256 the model stores, else one with the
-    file name its config lists, in the bundled and shared style folders."""
-    from fastst.images import find_images
+    """The style image a model was trained on, in the bundled and shared style folders."""
+    from fastst.refine import find_style_image as find
 
-    info = model.styles[index]
-    names = model.config.get("style_images") or []
-    wanted_name = names[index] if index < len(names) else None
-    by_name = None
-    for folder in style_dirs():
-        for f in find_images(folder):
-            if info.sha256 and hashlib.sha256(f.read_bytes()).hexdigest() == info.sha256:
-                return f
-            if wanted_name and f.name == wanted_name and by_name is None:
-                by_name = f
-    return by_name
+    return find(model, index, style_dirs())
 
 
 def finetuned_output(net, weights, content, style, steps: int, lr: float, device: str):

@@ -439,12 +439,7 @@ class Stylizer:
             return images.cpu().clone()  # the content, exactly; no network run
 
         def post(content: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            content = content.float().cpu()
-            if preserve_colors:
-                y = _preserve_colors(content, y)
-            if strength < 1.0:
-                y = torch.lerp(content, y, strength)
-            return y
+            return finish(content, y, strength, preserve_colors)
 
         h, w = images.shape[-2:]
         if tile is None:
@@ -454,6 +449,18 @@ class Stylizer:
                                        **tile_options) for i in range(images.shape[0])]
             return torch.cat(outs)
         return post(images, self.forward(images, weights)).clamp_(0, 1)
+
+
+def finish(content: torch.Tensor, stylized: torch.Tensor, strength: float = 1.0,
+           preserve_colors: bool = False) -> torch.Tensor:
+    """A stylized image's last touches: the content's colours back (`preserve_colors`), then a blend
+    towards the content (`strength` < 1). Works on (3,H,W) and (N,3,H,W) tensors on the CPU."""
+    content = content.float().cpu()
+    if preserve_colors:
+        stylized = _preserve_colors(content, stylized)
+    if strength < 1.0:
+        stylized = torch.lerp(content, stylized, strength)
+    return stylized
 
 
 def _progress(total: int | None, unit: str, enabled: bool = True, desc: str | None = None) -> Any:

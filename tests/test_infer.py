@@ -391,12 +391,18 @@ def _bad_cases(tmp: Path, model_path: Path) -> dict[str, list[str]]:
         "missing input": [str(model_path), str(tmp / "missing.png"), "-o", str(out)],
         "unsupported input": [str(model_path), str(tmp / "weights.fst.txt")],
         "onnx backend with tiles": [str(model_path), str(good), "--backend", "onnx", "--tile", "64", "-o", str(out)],
+        "refine a video": [str(model_path), str(not_video), "--refine", "2", "--style-image", str(good), "-o", str(out)],
+        "refine a blend": [str(model_path), str(good), "--refine", "2", "--style", "starry=1", "--style", "scream=1",
+                           "--style-image", str(good), "-o", str(out)],
+        "refine without the style image": [str(model_path), str(good), "--refine", "2", "-o", str(out)],
+        "style image without refine": [str(model_path), str(good), "--style-image", str(good), "-o", str(out)],
     }
 
 
 @pytest.mark.parametrize("case", ["missing model", "model of the wrong kind", "image as model", "corrupt image",
                                   "unreadable video", "output equals input", "missing input",
-                                  "unsupported input", "onnx backend with tiles"])
+                                  "unsupported input", "onnx backend with tiles", "refine a video", "refine a blend",
+                                  "refine without the style image", "style image without refine"])
 def test_bad_input_is_one_line_exit_2_nothing_written(capsys, tmp_path, model_path, case):
     cases = _bad_cases(tmp_path, model_path)
     (tmp_path / "weights.fst.txt").write_text("hello")
@@ -412,8 +418,38 @@ def test_bad_input_is_one_line_exit_2_nothing_written(capsys, tmp_path, model_pa
                 "image as model": "not a fastst model file", "corrupt image": "corrupt.png",
                 "unreadable video": "clip.mp4: not a readable video", "output equals input": "is an input",
                 "missing input": "no such file", "unsupported input": "unsupported input type",
-                "onnx backend with tiles": "--tile needs the torch backend"}[case]
+                "onnx backend with tiles": "--tile needs the torch backend",
+                "refine a video": "--refine is for images", "refine a blend": "not a blend",
+                "refine without the style image": "needs the image of style 'starry'",
+                "style image without refine": "--style-image is for --refine"}[case]
     assert expected in lines[0]
+
+
+def test_refine_polishes_the_output_towards_the_style_found_by_its_hash(capsys, tmp_path):
+    """--refine N: N Gatys evaluations from the model's output lower Gatys' objective; the style image is
+    found in a --style-image folder by the hash the model stores; --strength blends the polished result."""
+    import gatys.optimize as go
+    from fastst.modelfile import file_sha256
+
+    styles = tmp_path / "styles"
+    styles.mkdir()
+    write_png(styles / "other.png", synthetic_image(48, 48, seed=3))
+    style = write_png(styles / "mine.png", synthetic_image(48, 48, seed=11))
+    model = tmp_path / "one.fst"
+    torch.manual_seed(0)
+    save_model(model, TransformerNet(1).eval(), [StyleInfo("mine", sha256=file_sha256(style))])
+    photo = write_png(tmp_path / "photo.png", synthetic_image(40, 48, seed=2))
+    outs = {name: tmp_path / f"{name}.png" for name in ("plain", "refined", "half")}
+    assert infer(capsys, model, photo, *FP32, "-o", outs["plain"])[0] == 0
+    for name, extra in (("refined", []), ("half", ["--strength", "0.5"])):
+        assert infer(capsys, model, photo, *FP32, "--refine", "8", "--style-image", styles, "-o", outs[name],
+                     *extra)[0] == 0
+    content = load_image(photo)
+    plain, refined = (go.score(content, [style], outs[n])["total"] for n in ("plain", "refined"))
+    assert refined < 0.8 * plain, (plain, refined)
+    half = pixels(outs["half"])
+    expected = (pixels(photo) + pixels(outs["refined"])) / 2
+    assert np.abs(half - expected).max() <= 1.0  # rounding of the two 8-bit files
 
 
 def test_existing_output_needs_overwrite(capsys, tmp_path, model_path):

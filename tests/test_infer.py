@@ -378,6 +378,8 @@ def _bad_cases(tmp: Path, model_path: Path) -> dict[str, list[str]]:
     torch.save({"state_dict": {}}, wrong_kind)
     png_as_model = tmp / "picture.fst"
     png_as_model.write_bytes(good.read_bytes())
+    big = tmp / "big.png"
+    Image.new("RGB", (1100, 1000), (90, 120, 150)).save(big)
     not_video = tmp / "clip.mp4"
     not_video.write_bytes(os.urandom(4096))
     out = tmp / "out"
@@ -396,13 +398,15 @@ def _bad_cases(tmp: Path, model_path: Path) -> dict[str, list[str]]:
                            "--style-image", str(good), "-o", str(out)],
         "refine without the style image": [str(model_path), str(good), "--refine", "2", "-o", str(out)],
         "style image without refine": [str(model_path), str(good), "--style-image", str(good), "-o", str(out)],
+        "refine a large image": [str(model_path), str(big), "--refine", "2", "--style-image", str(good), "-o", str(out)],
     }
 
 
 @pytest.mark.parametrize("case", ["missing model", "model of the wrong kind", "image as model", "corrupt image",
                                   "unreadable video", "output equals input", "missing input",
                                   "unsupported input", "onnx backend with tiles", "refine a video", "refine a blend",
-                                  "refine without the style image", "style image without refine"])
+                                  "refine without the style image", "style image without refine",
+                                  "refine a large image"])
 def test_bad_input_is_one_line_exit_2_nothing_written(capsys, tmp_path, model_path, case):
     cases = _bad_cases(tmp_path, model_path)
     (tmp_path / "weights.fst.txt").write_text("hello")
@@ -421,7 +425,8 @@ def test_bad_input_is_one_line_exit_2_nothing_written(capsys, tmp_path, model_pa
                 "onnx backend with tiles": "--tile needs the torch backend",
                 "refine a video": "--refine is for images", "refine a blend": "not a blend",
                 "refine without the style image": "needs the image of style 'starry'",
-                "style image without refine": "--style-image is for --refine"}[case]
+                "style image without refine": "--style-image is for --refine",
+                "refine a large image": "big.png: --refine optimises the whole 1100x1000 image"}[case]
     assert expected in lines[0]
 
 

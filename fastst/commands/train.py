@@ -132,5 +132,8 @@ def run(args: argparse.Namespace) -> int:
                 accelerator=args.accelerator, devices=devices, precision=precision, strategy=args.strategy,
                 style_names=names, num_nodes=args.num_nodes, tensorboard=args.tensorboard, half=args.half,
                 init=resolve_init(args), val_data=args.val_data)
-    print(f"fastst train: wrote {out}")
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0:  # under DDP every process returns here; rank 0 wrote the file
+        print(f"fastst train: wrote {out}")
     return 0

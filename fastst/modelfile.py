@@ -15,7 +15,7 @@ import torch
 
 from .errors import FaststError
 from .images import atomic_path
-from .transformer import DEFAULT_WIDTH, TransformerNet, style_vector
+from .transformer import DEFAULT_WIDTH, OUTPUTS, TransformerNet, style_vector
 
 FORMAT = "fastst-model"
 FORMAT_VERSION = 1
@@ -93,7 +93,7 @@ def save_model(path: str | os.PathLike, net: TransformerNet, styles: list[StyleI
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "architecture": {"name": "turi-transformer", "num_styles": net.num_styles,
-                         "residual_blocks": len(net.residual), "width": net.width},
+                         "residual_blocks": len(net.residual), "width": net.width, "output": net.output},
         "state_dict": state,
         "styles": [s.to_dict() for s in styles],
         "config": dict(config or {}),
@@ -124,8 +124,10 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     if blob.get("format_version", 0) > FORMAT_VERSION:
         raise FaststError(f"model format version {blob['format_version']} is newer than this fastst supports ({FORMAT_VERSION}); upgrade fastst", path)
     arch = blob["architecture"]
+    if arch.get("output", "sigmoid") not in OUTPUTS:
+        raise FaststError(f"unknown output head '{arch['output']}'; upgrade fastst", path)
     net = TransformerNet(num_styles=int(arch["num_styles"]), residual_blocks=int(arch.get("residual_blocks", 5)),
-                         width=int(arch.get("width", DEFAULT_WIDTH)))
+                         width=int(arch.get("width", DEFAULT_WIDTH)), output=str(arch.get("output", "sigmoid")))
     try:
         net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
     except RuntimeError as e:

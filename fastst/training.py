@@ -427,6 +427,9 @@ def warm_start(net: TransformerNet, style_names: Sequence[str], model: StyleMode
     the extra channels' outgoing weights start at zero, so training adds them to a working model.
     Returns the names that were new to the model."""
     source = model.net
+    if source.output != net.output:
+        raise FaststError(f"has a {source.output} output head (an imported model), which fastst training does not "
+                          f"use: it cannot be trained further", model.path)
     if len(source.residual) != len(net.residual):
         raise FaststError(f"has {len(source.residual)} residual blocks, this run {len(net.residual)}", model.path)
     if source.width > net.width:

@@ -141,6 +141,7 @@ def space_to_depth_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
 
 
 DEFAULT_WIDTH = 32  # channels of the first conv in Johnson et al.'s and Turi Create's network
+OUTPUTS = ("sigmoid", "clamp")  # the output head: fastst's norm + sigmoid, or pytorch/examples' clamped conv
 
 
 class TransformerNet(nn.Module):
@@ -148,16 +149,21 @@ class TransformerNet(nn.Module):
 
     One-hot style weights select a style, fractional ones blend. Any H, W: the input is
     reflection-padded to a multiple of 4 and the output cropped back. `width` is the first conv's
-    channels; the next two and the residual blocks have 2× and 4× as many.
+    channels; the next two and the residual blocks have 2× and 4× as many. `output` "sigmoid" (fastst's
+    models) normalises the output conv and squashes it; "clamp" clips the output conv's values, with no
+    norm, as pytorch/examples' fast_neural_style does (its models import into this network exactly).
     """
 
-    def __init__(self, num_styles: int = 1, residual_blocks: int = 5, width: int = DEFAULT_WIDTH) -> None:
+    def __init__(self, num_styles: int = 1, residual_blocks: int = 5, width: int = DEFAULT_WIDTH,
+                 output: str = "sigmoid") -> None:
         super().__init__()
         if num_styles < 1:
             raise ValueError("num_styles must be at least 1")
         if width < 1:
             raise ValueError("width must be at least 1")
-        self.num_styles, self.width = num_styles, width
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {', '.join(OUTPUTS)}")
+        self.num_styles, self.width, self.output = num_styles, width, output
         w = width
         self.down = nn.ModuleList([
             ConvNormAct(3, w, 9, 1, num_styles),
@@ -170,6 +176,8 @@ class TransformerNet(nn.Module):
             UpsampleConv(2 * w, w, 3, 1, num_styles),
         ])
         self.out = OutputConv(w, 3, 9, 1, num_styles, relu=False)
+        if output == "clamp":
+            self.out.norm = None  # type: ignore[assignment]
 
     def forward(self, image: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2:]
@@ -186,6 +194,8 @@ class TransformerNet(nn.Module):
             x = block(x, style_weights)
         for layer in self.up:
             x = layer(x, style_weights)
+        if self.output == "clamp":
+            return self.out.convolve(x).clamp(0, 1)
         return torch.sigmoid(self.out(x, style_weights))
 
     def norms(self) -> list[ConditionalInstanceNorm]:

@@ -97,6 +97,10 @@ def test_imported_model_computes_what_the_original_computes(reference, tmp_path,
     assert (got - expected).abs().max() < 1e-4
     assert main(["convert", str(pth), "-o", str(tmp_path / "named.fst"), "--style-name", "tiles"]) == 0
     assert load_model(tmp_path / "named.fst").style_names == ["tiles"]
+    capsys.readouterr()
+    assert main(["styles", str(out)]) == 0
+    listing = capsys.readouterr().out
+    assert "clamp output" in listing and "imported from pytorch/examples fast_neural_style (mosaic.pth)" in listing
 
 
 def test_imported_model_exports_to_onnx_and_cannot_seed_training(reference, tmp_path, capsys):

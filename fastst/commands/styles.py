@@ -20,8 +20,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {i}: {s.name}" + (f"  (sha256 {s.sha256[:12]})" if s.sha256 else ""))
     net = model.net
     params = sum(p.numel() for p in net.parameters())
-    print(f"  network: width {net.width}, {len(net.residual)} residual blocks, {params / 1e6:.2f} M parameters")
+    print(f"  network: width {net.width}, {len(net.residual)} residual blocks, {params / 1e6:.2f} M parameters"
+          + (f", {net.output} output" if net.output != "sigmoid" else ""))
     cfg = model.config
+    if cfg.get("imported_from"):
+        print(f"  imported from {cfg['imported_from']} ({cfg.get('source_file', '?')})")
     keys = ("steps_done", "image_size", "batch_size", "backbone", "precision", "seconds")
     summary = ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg)
     if summary:

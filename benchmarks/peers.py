@@ -52,22 +52,21 @@ VGG19_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 5
 
 # ------------------------------------------------------------------------ (1) fast_neural_style
 
-class _ReflectConv(nn.Sequential):
-    """Reflection padding of k//2, then a k x k convolution."""
+class _ConvLayer(nn.Module):
+    """fast_neural_style's ConvLayer (and, with `upsample`, its UpsampleConvLayer): nearest-neighbour ×2
+    upsampling if asked, reflection padding of k//2, then a k x k conv. Attribute names are the
+    published ones, so state dicts load into the original and into `fastst convert`."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1) -> None:
-        super().__init__(nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride))
-
-
-class _UpsampleConv(nn.Module):
-    """Nearest-neighbour x2 upsampling, then a reflection-padded conv."""
-
-    def __init__(self, cin: int, cout: int, kernel: int) -> None:
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, upsample: bool = False) -> None:
         super().__init__()
-        self.conv = _ReflectConv(cin, cout, kernel)
+        self.upsample = upsample
+        self.reflection_pad = nn.ReflectionPad2d(kernel // 2)
+        self.conv2d = nn.Conv2d(cin, cout, kernel, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+        if self.upsample:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+        return self.conv2d(self.reflection_pad(x))
 
 
 class _Residual(nn.Module):
@@ -75,34 +74,39 @@ class _Residual(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.conv1, self.in1 = _ReflectConv(channels, channels, 3), nn.InstanceNorm2d(channels, affine=True)
-        self.conv2, self.in2 = _ReflectConv(channels, channels, 3), nn.InstanceNorm2d(channels, affine=True)
+        self.conv1, self.in1 = _ConvLayer(channels, channels, 3), nn.InstanceNorm2d(channels, affine=True)
+        self.conv2, self.in2 = _ConvLayer(channels, channels, 3), nn.InstanceNorm2d(channels, affine=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.in2(self.conv2(F.relu(self.in1(self.conv1(x)))))
 
 
 class JohnsonNet(nn.Module):
-    """fast_neural_style's transformer: (N,3,H,W) in 0-255 -> (N,3,H,W) unbounded, nominally 0-255."""
+    """fast_neural_style's transformer: (N,3,H,W) in 0-255 -> (N,3,H,W) unbounded, nominally 0-255.
+    Its state dict has the published names (conv1.conv2d.weight, in1.weight, res1…res5, deconv1…3)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv1, self.in1 = _ReflectConv(3, 32, 9), nn.InstanceNorm2d(32, affine=True)
-        self.conv2, self.in2 = _ReflectConv(32, 64, 3, 2), nn.InstanceNorm2d(64, affine=True)
-        self.conv3, self.in3 = _ReflectConv(64, 128, 3, 2), nn.InstanceNorm2d(128, affine=True)
-        self.residual = nn.Sequential(*[_Residual(128) for _ in range(5)])
-        self.up1, self.in4 = _UpsampleConv(128, 64, 3), nn.InstanceNorm2d(64, affine=True)
-        self.up2, self.in5 = _UpsampleConv(64, 32, 3), nn.InstanceNorm2d(32, affine=True)
-        self.out = _ReflectConv(32, 3, 9)
+        self.conv1, self.in1 = _ConvLayer(3, 32, 9), nn.InstanceNorm2d(32, affine=True)
+        self.conv2, self.in2 = _ConvLayer(32, 64, 3, 2), nn.InstanceNorm2d(64, affine=True)
+        self.conv3, self.in3 = _ConvLayer(64, 128, 3, 2), nn.InstanceNorm2d(128, affine=True)
+        self.res1, self.res2, self.res3, self.res4, self.res5 = (_Residual(128) for _ in range(5))
+        self.deconv1, self.in4 = _ConvLayer(128, 64, 3, upsample=True), nn.InstanceNorm2d(64, affine=True)
+        self.deconv2, self.in5 = _ConvLayer(64, 32, 3, upsample=True), nn.InstanceNorm2d(32, affine=True)
+        self.deconv3 = _ConvLayer(32, 3, 9)
+
+    def residual_blocks(self) -> list[_Residual]:
+        return [self.res1, self.res2, self.res3, self.res4, self.res5]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.in1(self.conv1(x)))
         x = F.relu(self.in2(self.conv2(x)))
         x = F.relu(self.in3(self.conv3(x)))
-        x = self.residual(x)
-        x = F.relu(self.in4(self.up1(x)))
-        x = F.relu(self.in5(self.up2(x)))
-        return self.out(x)
+        for block in self.residual_blocks():
+            x = block(x)
+        x = F.relu(self.in4(self.deconv1(x)))
+        x = F.relu(self.in5(self.deconv2(x)))
+        return self.deconv3(x)
 
 
 def johnson_from_fastst(net: nn.Module, style: int = 0) -> JohnsonNet:
@@ -113,19 +117,19 @@ def johnson_from_fastst(net: nn.Module, style: int = 0) -> JohnsonNet:
     peer, 0-1 for fastst: the first instance norm removes the factor), the peer's output therefore
     equals the output of fastst's final conv (`net.out.conv`)."""
     peer = JohnsonNet()
-    pairs = [(peer.conv1[1], peer.in1, net.down[0]), (peer.conv2[1], peer.in2, net.down[1]),
-             (peer.conv3[1], peer.in3, net.down[2]), (peer.up1.conv[1], peer.in4, net.up[0]),
-             (peer.up2.conv[1], peer.in5, net.up[1])]
-    for block, theirs in zip(peer.residual, net.residual):
-        pairs += [(block.conv1[1], block.in1, theirs.a), (block.conv2[1], block.in2, theirs.b)]
+    pairs = [(peer.conv1.conv2d, peer.in1, net.down[0]), (peer.conv2.conv2d, peer.in2, net.down[1]),
+             (peer.conv3.conv2d, peer.in3, net.down[2]), (peer.deconv1.conv2d, peer.in4, net.up[0]),
+             (peer.deconv2.conv2d, peer.in5, net.up[1])]
+    for block, theirs in zip(peer.residual_blocks(), net.residual):
+        pairs += [(block.conv1.conv2d, block.in1, theirs.a), (block.conv2.conv2d, block.in2, theirs.b)]
     with torch.no_grad():
         for conv, norm, layer in pairs:
             conv.weight.copy_(layer.conv.weight)
             conv.bias.copy_(layer.conv.bias)
             norm.weight.copy_(layer.norm.scale[style])
             norm.bias.copy_(layer.norm.shift[style])
-        peer.out[1].weight.copy_(net.out.conv.weight)
-        peer.out[1].bias.copy_(net.out.conv.bias)
+        peer.deconv3.conv2d.weight.copy_(net.out.conv.weight)
+        peer.deconv3.conv2d.bias.copy_(net.out.conv.bias)
     return peer
 
 

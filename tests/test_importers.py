@@ -2,6 +2,7 @@
 outputs, the commands that run and export them, and files that are not such models."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,59 +15,21 @@ from fastst.modelfile import load_model
 from fastst.stylize import Stylizer
 
 
-class _Conv(nn.Module):
-    """Reflection padding, then a conv: fast_neural_style's ConvLayer (its state-dict names)."""
-
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, upsample: bool = False) -> None:
-        super().__init__()
-        self.upsample, self.pad = upsample, nn.ReflectionPad2d(kernel // 2)
-        self.conv2d = nn.Conv2d(cin, cout, kernel, stride)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.upsample:
-            x = nn.functional.interpolate(x, scale_factor=2, mode="nearest")
-        return self.conv2d(self.pad(x))
-
-
-class _Residual(nn.Module):
-    def __init__(self, c: int) -> None:
-        super().__init__()
-        self.conv1, self.in1 = _Conv(c, c, 3), nn.InstanceNorm2d(c, affine=True)
-        self.conv2, self.in2 = _Conv(c, c, 3), nn.InstanceNorm2d(c, affine=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.in2(self.conv2(torch.relu(self.in1(self.conv1(x)))))
-
-
-class ReferenceNet(nn.Module):
-    """The published fast_neural_style TransformerNet, written from its description: 0-255 in and out."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1, self.in1 = _Conv(3, 32, 9), nn.InstanceNorm2d(32, affine=True)
-        self.conv2, self.in2 = _Conv(32, 64, 3, 2), nn.InstanceNorm2d(64, affine=True)
-        self.conv3, self.in3 = _Conv(64, 128, 3, 2), nn.InstanceNorm2d(128, affine=True)
-        for i in range(1, 6):
-            setattr(self, f"res{i}", _Residual(128))
-        self.deconv1, self.in4 = _Conv(128, 64, 3, upsample=True), nn.InstanceNorm2d(64, affine=True)
-        self.deconv2, self.in5 = _Conv(64, 32, 3, upsample=True), nn.InstanceNorm2d(32, affine=True)
-        self.deconv3 = _Conv(32, 3, 9)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.relu(self.in1(self.conv1(x)))
-        y = torch.relu(self.in2(self.conv2(y)))
-        y = torch.relu(self.in3(self.conv3(y)))
-        for i in range(1, 6):
-            y = getattr(self, f"res{i}")(y)
-        y = torch.relu(self.in4(self.deconv1(y)))
-        y = torch.relu(self.in5(self.deconv2(y)))
-        return self.deconv3(y)
+def reference_net() -> nn.Module:
+    """The published fast_neural_style network with its state-dict names (benchmarks/peers.py, which the
+    speed comparison also runs)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        from peers import JohnsonNet
+    finally:
+        sys.path.pop(0)
+    return JohnsonNet()
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[ReferenceNet, Path]:
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[nn.Module, Path]:
     torch.manual_seed(0)
-    net = ReferenceNet().eval()
+    net = reference_net().eval()
     with torch.no_grad():  # a trained model's norms are far from identity, and its output spans 0-255
         for m in net.modules():
             if isinstance(m, nn.InstanceNorm2d):

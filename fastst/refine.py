@@ -10,10 +10,11 @@ from typing import Any, Sequence
 
 import torch
 
+from .demo import SAMPLES
 from .errors import FaststError
 from .images import find_images
 
-BUNDLED_STYLES = Path(__file__).resolve().parents[1] / "datasets" / "samples" / "styles"
+BUNDLED_STYLES = SAMPLES / "styles"
 
 
 def _candidates(places: Sequence[str | os.PathLike]) -> list[Path]:
@@ -63,10 +64,8 @@ def refine(content: torch.Tensor, stylized: torch.Tensor, style_image: str | os.
            evaluations: int, device: str | torch.device = "auto", progress: bool = False) -> torch.Tensor:
     """`evaluations` L-BFGS evaluations of Gatys' objective (gatys' defaults) at the content's size,
     starting from `stylized`; returns the (3, H, W) image in [0, 1]."""
-    from gatys.optimize import stylize
+    from gatys.optimize import stylize  # which refuses fewer than 1 evaluation
 
-    if evaluations < 1:
-        raise FaststError(f"--refine takes at least 1 evaluation, got {evaluations}")
     result = stylize(content, [style_image], init=stylized, iterations=evaluations, size=max(content.shape[-2:]),
                      device=device, progress=progress)
     return result.image

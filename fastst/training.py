@@ -381,11 +381,12 @@ def plot_losses(metrics_csv: Path, out_png: Path) -> Path | None:
     panels = sorted(series.items()) + ([("validation loss per style", [])] if per_style else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.8))
     for ax, (name, points) in zip(axes if len(panels) > 1 else [axes], panels):
-        lines = per_style.items() if name == "validation loss per style" else \
-            [("train", points)] + ([("validation", val[name])] if name in val else [])
-        for label, pts in lines:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1, label=label,
-                    marker="o" if label == "validation" or per_style.get(label) is pts else None, ms=3)
+        if name == "validation loss per style":
+            lines = [(label, pts, "o") for label, pts in per_style.items()]
+        else:
+            lines = [("train", points, None)] + ([("validation", val[name], "o")] if name in val else [])
+        for label, pts, marker in lines:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1, label=label, marker=marker, ms=3)
         if len(lines) > 1:
             ax.legend(fontsize=6)
         ax.set_title(name)

@@ -259,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
     from ..hardware import cpu_has_fast_bf16
     from ..images import MIN_SIDE, load_image, load_pil, resize_long_side, save_image
     from ..hardware import resolve_device
-    from ..stylize import Stylizer, _progress, choose_backend, default_precision, onnx_for, open_model
+    from ..stylize import Stylizer, _progress, choose_backend, default_precision, finish, onnx_for, open_model
     from ..video import output_size, probe_video, stylize_video
 
     model_path, input_args = _split_paths(args.paths)
@@ -274,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
     jobs, folders = plan(inputs, styles, args.output, args.overwrite)
     style_images: dict[int, Path] = {}  # --refine: the image of every style it polishes towards
     if args.refine:
-        from ..refine import style_image_for
+        from ..refine import refine, style_image_for
 
         if any(job.kind == "video" for job in jobs):
             raise FaststError("--refine is for images: optimising every frame of a video would take hours")
@@ -322,9 +322,6 @@ def run(args: argparse.Namespace) -> int:
     tile = args.tile  # None: automatic; 0: never
     options = dict(strength=args.strength, preserve_colors=args.preserve_colors)
 
-    if args.refine:
-        from ..refine import refine
-        from ..stylize import finish
     image_jobs = [j for j in jobs if j.kind == "image"]
     bar = _progress(len(image_jobs), "images", enabled=progress and len(image_jobs) > 1)
     try:

@@ -105,7 +105,9 @@ def resolve_init(args: argparse.Namespace) -> str | None:
 
 
 def default_data() -> Path:
-    d = Path(__file__).resolve().parents[2] / "datasets" / "samples" / "photos"
+    from ..demo import SAMPLES
+
+    d = SAMPLES / "photos"
     if not d.is_dir():
         raise FaststError("no --data folder given and the bundled samples are not here (installed without the repository?)")
     return d

@@ -3,18 +3,25 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import synthetic_image, write_png
+
 from fastst.cli import main
-from fastst.errors import FaststError
 from fastst.data import ResumableSampler, StyledCrops, readable_images
+from fastst.errors import FaststError
 from fastst.modelfile import load_model
-from fastst.training import (StyleTransferModule, TrainConfig, checkpoint_to_model, keep_metrics_history, metrics_parts,
-                             plot_losses, read_metrics, train)
+from fastst.training import (
+    StyleTransferModule,
+    TrainConfig,
+    checkpoint_to_model,
+    keep_metrics_history,
+    metrics_parts,
+    plot_losses,
+    read_metrics,
+    train,
+)
 from fastst.transformer import TransformerNet, style_vector
 
 TINY = TrainConfig(image_size=32, batch_size=2, steps=2, checkpoint_every=1, preview_every=1, log_every=1)
@@ -415,7 +422,7 @@ def test_bad_inputs(tmp_path, photo_dir, capsys):
 def test_gatys_objective_is_gatys_loss_rescaled(tmp_path):
     """--objective gatys: the trainer's loss of an output × the content layer's size is Gatys' objective."""
     import gatys.optimize as go
-    from fastst.training import gatys_objective
+    from fastst.objectives.settings import gatys_objective
 
     size = 64
     style = write_png(tmp_path / "style.png", synthetic_image(size, size, seed=3))
@@ -443,7 +450,7 @@ def test_gatys_objective_is_gatys_loss_rescaled(tmp_path):
 def test_layer_weights_and_objective_from_the_command_line():
     from fastst.cli import build_parser
     from fastst.commands.train import build_config
-    from fastst.training import gatys_objective
+    from fastst.objectives.settings import gatys_objective
 
     parse = build_parser().parse_args
     cfg = build_config(parse(["train", "--style", "s.png", "-o", "m.fst", "--style-layers", "relu1_1:0.5, relu2_1"]))

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from ..errors import FaststError
 from ..training.config import PRESETS, TrainConfig
@@ -69,21 +69,23 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def with_flag_names(error: FaststError) -> FaststError:
-    """The library's error with each quoted setting ('width', 'val_data') named by its flag (--width, --val-data)."""
-    names = {f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(TrainConfig)} | RUN_FLAGS
+def with_flag_names(error: FaststError, flags: Mapping[str, str]) -> FaststError:
+    """The library's error with each quoted setting that `flags` knows ('width', 'val_data') named by
+    its flag instead (--width, --val-data)."""
     message = str(error)[len(error.path) + 2:] if error.path else str(error)
-    flagged = re.sub(r"'([a-z_]+)'", lambda m: names.get(m.group(1), m.group(0)), message)
+    flagged = re.sub(r"'([a-z_]+)'", lambda m: flags.get(m.group(1), m.group(0)), message)
     return FaststError(flagged, error.path)
 
 
 def flag_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Run `func`, re-raising the library's errors with flag names."""
+    """`func`, re-raising the library's errors with the flag names of TrainConfig's fields and RUN_FLAGS."""
+    flags = {f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(TrainConfig)} | RUN_FLAGS
+
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except FaststError as e:
-            raise with_flag_names(e) from None
+            raise with_flag_names(e, flags) from None
     return wrapped
 
 

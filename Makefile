@@ -7,7 +7,7 @@ venv:
 	@echo "virtual environment: $(VENV)"
 
 demo:
-	$(PY) -m fastst.demo --out demo-out
+	$(PY) -m fastst.commands.demo --out demo-out
 
 # ruff, the import-layer contracts (pyproject.toml, docs/architecture.md) and the test suite; all three
 # run, and the target fails if any of them does (with pytest's exit code when the tests fail)

@@ -127,7 +127,7 @@ def test_the_installed_commands_work_outside_the_checkout(fresh_env, tmp_path):
     assert (work / "out.png").stat().st_size > 0
 
     # --refine finds the model's style image among the installed samples by the hash the model stores
-    refine = _run(["fastst", "infer", "photo.png", "-o", "refined.png", "--refine", "1"], cwd=work, env=env)
+    refine = _run(["fastst", "infer", "photo.png", "-o", "refined.png", "--refine", "5"], cwd=work, env=env)
     assert refine.returncode == 0, refine.stdout[-2000:] + refine.stderr[-3000:]
     assert (work / "refined.png").read_bytes() != (work / "out.png").read_bytes()
 

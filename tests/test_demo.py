@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from conftest import synthetic_image
-from fastst.demo import run_demo
+from fastst.commands.demo import run_demo
 from fastst.images import edge_brightness
 from fastst.modelfile import load_model
 from fastst.pretrained import pretrained_path

@@ -15,7 +15,8 @@ from fastst import cli
 from fastst.colors import rgb_to_ycbcr
 from fastst.images import load_image
 from fastst.modelfile import StyleInfo, load_model, save_model
-from fastst.stylize import Stylizer, blend_weights, stylize, tile_spans
+from fastst.inference.stylizer import Stylizer, stylize
+from fastst.inference.tiling import blend_weights, tile_spans
 from fastst.transformer import TransformerNet
 
 STYLES = ["starry", "scream"]
@@ -193,7 +194,7 @@ def test_preserve_colors_keeps_content_chroma(model_path):
 
 def test_package_level_stylize_is_callable(model_path):
     import fastst
-    import fastst.stylize  # noqa: F401 - the submodule shadows the function name in the package
+    import fastst.inference.stylizer  # noqa: F401 - importing the submodule must not shadow the function
     x = synthetic_image(24, 40, seed=12)
     out = fastst.stylize(load_model(model_path), x, style="scream", strength=0.0)
     assert torch.equal(out, x)
@@ -341,7 +342,7 @@ def test_fst_model_on_onnx_backend_is_exported_once_and_cached(capsys, tmp_path,
 
 
 def test_auto_backend_picks_onnx_runtime_only_where_it_is_faster_and_equal(capsys, tmp_path, model_path, monkeypatch):
-    from fastst import stylize as st
+    from fastst.inference import backends as st
 
     big = [1920 * 1080] * 30  # 62 megapixels of 1080p frames
     assert st.choose_backend(big, "cpu", "fp32", None) == "onnx"

@@ -34,7 +34,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from export.common import check_output_path, human_size
-    from export.coreml_export import PRECISIONS, check_coreml_path, check_sizes, parse_sizes
+    from export.coreml_export import (
+        PRECISIONS,
+        check_coreml_path,
+        check_sizes,
+        parse_sizes,
+    )
     from export.onnx_export import DEFAULT_OPSET, MIN_OPSET
 
     if not args.onnx and not args.coreml:
@@ -47,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
     sizes = check_sizes(parse_sizes(args.coreml_sizes)) if args.coreml_sizes else None
     coreml_path = str(args.coreml).rstrip("/") if args.coreml else None
 
-    model = _load(args.model)
+    from ..modelfile import load_model
+
+    model = load_model(args.model)  # None: the pretrained model
     # Every output is checked before the first slow export starts.
     if args.onnx:
         check_output_path(args.onnx, model, "ONNX")
@@ -83,18 +90,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     return 0
-
-
-def _load(path: str | None) -> Any:
-    """The model at `path`, or the pretrained one when no path is given."""
-    from ..modelfile import load_model
-
-    if path is not None:
-        return load_model(path)
-    try:
-        return load_model(None)
-    except ImportError:
-        raise FaststError("no pretrained model in this install: give a MODEL file (.fst)") from None
 
 
 def _summary(r: dict[str, Any], human_size: Any) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,9 +17,6 @@ if TYPE_CHECKING:
     from ..inference.stylizer import AnyModel, Stylizer
 
 log = logging.getLogger("fastst.infer")
-
-MODEL_SUFFIXES = (".fst", ".onnx", ".ckpt", ".pt", ".pth")  # the first PATH is a model if it ends so
-
 
 REFINE_MAX_PIXELS = 1024 * 1024  # above this --refine asks for --max-size: Gatys' memory and time grow with the pixels
 
@@ -33,7 +31,7 @@ def _fraction(text: str) -> float:
     return v
 
 
-def _positive(minimum: int):
+def _positive(minimum: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             v = int(text)
@@ -96,6 +94,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _split_paths(paths: list[str]) -> tuple[str | None, list[str]]:
+    """(model or None, inputs): the first PATH is the model when it has a model file's suffix."""
+    from ..inference.planning import MODEL_SUFFIXES
+
     if Path(paths[0]).suffix.lower() in MODEL_SUFFIXES:
         model, inputs = paths[0], paths[1:]
     else:
@@ -229,7 +230,7 @@ def _stylize_images(args: argparse.Namespace, stylizer: Stylizer, jobs: list[Job
 
     progress = not args.quiet
     one = progress and len(jobs) == 1  # a single image shows its tiles' progress instead
-    options = dict(strength=args.strength, preserve_colors=args.preserve_colors)
+    options = {"strength": args.strength, "preserve_colors": args.preserve_colors}
     by_src: dict[Path, list[Job]] = {}
     for job in jobs:
         by_src.setdefault(job.src, []).append(job)

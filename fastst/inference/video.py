@@ -93,7 +93,7 @@ def stylize_video(stylizer: Any, src: str | os.PathLike, dst: str | os.PathLike,
         raise FaststError(f"video output must be .mp4, .mov or .mkv (H.264), not '{dst.suffix}'", dst)
     info = probe_video(src)
     size = output_size(info.width, info.height, max_size)
-    frame_options = dict(strength=strength, preserve_colors=preserve_colors, tile=tile)
+    frame_options = {"strength": strength, "preserve_colors": preserve_colors, "tile": tile}
     old_level = av.logging.get_level()
     t0 = time.perf_counter()
     with atomic_path(dst) as tmp:

@@ -1,5 +1,7 @@
-"""`fastst` command line: thin argparse layer over the library. Each subcommand lives in
-fastst/commands/<name>.py with add_parser() and run(); FaststError becomes one line and exit 2."""
+"""`fastst` command line: thin argparse layer over the library, and the one place that ties in the
+layers built on it (`export`, `gatys`). Each subcommand lives in fastst/commands/<name>.py with
+add_parser() and run(); commands/demo.py is the `make demo` program (`python -m fastst.commands.demo`).
+FaststError becomes one line and exit 2."""
 from __future__ import annotations
 
 import argparse

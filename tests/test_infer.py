@@ -360,12 +360,7 @@ def test_core_library_imports_neither_export_gatys_nor_the_cli(tmp_path, model_p
 
 def test_library_messages_name_values_not_flags(tmp_path, model_path):
     from fastst.errors import first_line
-    from fastst.inference.planning import (
-        OutputExistsError,
-        find_inputs,
-        parse_styles,
-        plan,
-    )
+    from fastst.inference.planning import OutputExistsError, find_inputs, parse_styles, plan
 
     model = load_model(model_path)
     for specs, words in ((["starry=x"], "weight 'x' is not a number"), (["starry=0"], "all zero")):

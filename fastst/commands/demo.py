@@ -39,13 +39,7 @@ def run_demo(out: Path, tiny: bool = False, photos: int = 6) -> dict[str, list[P
 def _train_quick(out: Path, tiny: bool) -> Path:
     """Step 1: a quick one-style Starry Night model trained on the bundled photos."""
     from ..samples import sample_photos, sample_styles
-    from ..training import (
-        PRESETS,
-        QUICK_SECONDS_PER_STEP,
-        TrainConfig,
-        default_precision,
-        train,
-    )
+    from ..training import PRESETS, QUICK_SECONDS_PER_STEP, TrainConfig, default_precision, train
 
     preset = dict(PRESETS["quick"])
     if tiny:

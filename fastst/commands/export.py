@@ -34,12 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from export.common import check_output_path, human_size
-    from export.coreml_export import (
-        PRECISIONS,
-        check_coreml_path,
-        check_sizes,
-        parse_sizes,
-    )
+    from export.coreml_export import PRECISIONS, check_coreml_path, check_sizes, parse_sizes
     from export.onnx_export import DEFAULT_OPSET, MIN_OPSET
 
     if not args.onnx and not args.coreml:

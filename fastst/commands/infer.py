@@ -51,7 +51,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "model. MODEL is a .fst model file or an exported .onnx; without it the bundled pretrained "
                     "model is used. Outputs are named <input>_<style>.<ext>; inputs are never overwritten.")
     p.add_argument("paths", nargs="+", metavar="PATH",
-                   help="[MODEL] INPUT [INPUT ...]: an optional model file (.fst, .onnx), then images, folders or videos")
+                   help="[MODEL] INPUT [INPUT ...]: an optional model file (.fst, .onnx), then images, folders "
+                        "or videos")
     p.add_argument("-o", "--output", metavar="OUT",
                    help="output file (one input, one style) or folder (created if missing); "
                         "default: beside each input (folders: a sibling <folder>_stylized)")
@@ -196,8 +197,8 @@ def _pick_backend(args: argparse.Namespace, model: AnyModel, jobs: list[Job], is
     if args.refine:
         for src, (w, h, _) in sizes.items():
             if w * h > REFINE_MAX_PIXELS:
-                raise FaststError(f"--refine optimises the whole {w}x{h} image through the loss network (at "
-                                  f"1024x1024, 60 evaluations took 2 minutes and 4.5 GiB): add --max-size 1024 or less", src)
+                raise FaststError(f"--refine optimises the whole {w}x{h} image through the loss network (at 1024x1024, "
+                                  "60 evaluations took 2 minutes and 4.5 GiB): add --max-size 1024 or less", src)
     if is_onnx:
         return model
     backend = args.backend
@@ -221,7 +222,8 @@ def _warn_emulated_bf16(stylizer: Stylizer) -> None:
         log.warning("this CPU has no hardware bf16: --precision bf16 is emulated and much slower than fp32")
 
 
-def _stylize_images(args: argparse.Namespace, stylizer: Stylizer, jobs: list[Job], style_images: dict[int, Path]) -> None:
+def _stylize_images(args: argparse.Namespace, stylizer: Stylizer, jobs: list[Job],
+                    style_images: dict[int, Path]) -> None:
     """Every image job, each input loaded once and run with up to --batch-size styles at a time."""
     import torch
 

@@ -7,26 +7,14 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from ..errors import FaststError
-from ..images import (
-    IMAGE_EXTENSIONS,
-    IMAGE_OUTPUT_SUFFIXES,
-    MIN_SIDE,
-    find_files,
-    load_pil,
-)
-from .videoio import (
-    OUTPUT_FORMATS,
-    VIDEO_EXTENSIONS,
-    output_size,
-    output_suffix,
-    probe_video,
-)
+from ..images import IMAGE_EXTENSIONS, IMAGE_OUTPUT_SUFFIXES, MIN_SIDE, find_files, load_pil
+from .videoio import OUTPUT_FORMATS, VIDEO_EXTENSIONS, output_size, output_suffix, probe_video
 
 MODEL_SUFFIXES = (".fst", ".onnx", ".ckpt", ".pt", ".pth")
-Style = Union[int, dict[str, float]]  # a style index, or a {name: weight} blend summing to 1
+Style = int | dict[str, float]  # a style index, or a {name: weight} blend summing to 1
 
 
 @dataclass
@@ -205,8 +193,8 @@ def measure_inputs(jobs: list[Job], max_size: int | None = None) -> dict[Path, t
         if max_size and max(w, h) > max_size:
             w, h = round(w * max_size / max(w, h)), round(h * max_size / max(w, h))
         if min(w, h) < MIN_SIDE:
-            raise FaststError(f"image too small to stylize ({w}x{h}{f' downscaled to {max_size} px' if max_size else ''}; "
-                              f"need at least {MIN_SIDE} px a side)", src)
+            scaled = f" downscaled to {max_size} px" if max_size else ""
+            raise FaststError(f"image too small to stylize ({w}x{h}{scaled}; need at least {MIN_SIDE} px a side)", src)
         sizes[src] = (w, h, 1)
     for src in dict.fromkeys(job.src for job in jobs if job.kind == "video"):
         info = probe_video(src)

@@ -7,7 +7,7 @@ import copy
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 from PIL import Image
@@ -18,26 +18,12 @@ from ..hardware import resolve_device
 from ..images import _to_rgb, load_image, pil_to_tensor, resize_long_side, tensor_to_pil
 from ..modelfile import StyleInfo, StyleModel, load_model
 from ..transformer import TransformerNet
-from .backends import (
-    PRECISIONS,
-    ExternalModel,
-    autocast,
-    backend_for_file,
-    default_precision,
-    network_dtype,
-)
-from .tiling import (
-    AUTO_TILE,
-    AUTO_TILE_PIXELS,
-    CONTEXT,
-    RAMP,
-    STATS_PIXELS,
-    tiled_forward,
-)
+from .backends import PRECISIONS, ExternalModel, autocast, backend_for_file, default_precision, network_dtype
+from .tiling import AUTO_TILE, AUTO_TILE_PIXELS, CONTEXT, RAMP, STATS_PIXELS, tiled_forward
 
-StyleSpec = Union[int, str, dict, list, None]
-ImageLike = Union[torch.Tensor, Image.Image, str, os.PathLike]
-AnyModel = Union[StyleModel, ExternalModel]
+StyleSpec = int | str | dict | list | None
+ImageLike = torch.Tensor | Image.Image | str | os.PathLike
+AnyModel = StyleModel | ExternalModel
 
 
 def open_model(path: str | os.PathLike | None = None, device: str = "cpu") -> AnyModel:
@@ -79,13 +65,16 @@ class Stylizer:
             if precision not in ("auto", "fp32"):
                 raise FaststError(f"precision {precision} applies to the torch backend; a {self.model.backend} "
                                   "model runs in the precision it was exported in", self.model.path)
-            self.device, self.precision, self.channels_last, self.dtype = torch.device("cpu"), "fp32", False, torch.float32
+            self.device, self.precision, self.dtype = torch.device("cpu"), "fp32", torch.float32
+            self.channels_last = False
             return
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.precision = default_precision(self.device) if precision == "auto" else precision
         # Channels-last is slower on CPU here (reflection padding reorders memory); on CUDA with
         # half precision it feeds the tensor cores.
-        self.channels_last = (self.device.type == "cuda" and self.precision != "fp32") if channels_last is None else channels_last
+        if channels_last is None:
+            channels_last = self.device.type == "cuda" and self.precision != "fp32"
+        self.channels_last = channels_last
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         self.dtype = network_dtype(self.precision)
         net = self.model.net if self.dtype == torch.float32 else copy.deepcopy(self.model.net)  # the model stays fp32

@@ -173,7 +173,8 @@ def tiled_forward(runner: Stylizer, image: torch.Tensor, weights: torch.Tensor, 
     tile = max(MIN_TILE, int(tile) // 4 * 4)
     context, ramp = int(context) // 4 * 4, int(ramp) // 4 * 4
     ys, xs = tile_spans(h, tile, context + ramp // 2), tile_spans(w, tile, context + ramp // 2)
-    tiles: Tiles = [(ty, tx) for ty in zip(ys, blend_weights(h, ys, ramp)) for tx in zip(xs, blend_weights(w, xs, ramp))]
+    wy, wx = blend_weights(h, ys, ramp), blend_weights(w, xs, ramp)
+    tiles: Tiles = [(ty, tx) for ty in zip(ys, wy) for tx in zip(xs, wx)]
     exact = stats == "exact" and h * w > stats_pixels
     bar = progress_bar((len(runner.net.norms()) + 1 if exact else 1) * len(tiles), "tiles",
                        enabled=progress and len(tiles) > 1)

@@ -25,11 +25,11 @@ from .videoio import (
     Timestamps,
     VideoInfo,
     VideoResult,
+    damage_report,
     open_input,
     open_output,
     output_size,
     probe_video,
-    ranges,
 )
 
 log = logging.getLogger(__name__)
@@ -110,21 +110,10 @@ def stylize_video(stylizer: Any, src: str | os.PathLike, dst: str | os.PathLike,
             raise FaststError("no frame could be decoded", src)
     result.path = dst
     result.seconds = time.perf_counter() - t0
-    _warn_damage(src, result)
+    report = damage_report(result)
+    if report:
+        log.warning("%s: damaged video: %s", src, report)
     return result
-
-
-def _warn_damage(src: Path, result: VideoResult) -> None:
-    """One warning naming the frames lost or damaged, if any."""
-    problems = []
-    if result.skipped:
-        problems.append(f"skipped {len(result.skipped)} frame(s) that could not be decoded: {ranges(result.skipped)}")
-    if result.damaged:
-        problems.append(f"{len(result.damaged)} frame(s) decoded with errors (kept as the decoder concealed them): "
-                        f"{ranges(result.damaged)}")
-    if problems:
-        log.warning("%s: damaged video: %s; wrote %d frames (frame numbers count from 0)",
-                    src, "; ".join(problems), result.frames)
 
 
 class VideoRun:
@@ -167,7 +156,8 @@ class VideoRun:
 
         new = self.logs[self.logs_seen:]
         self.logs_seen += len(new)
-        self.decoder_log_errors += sum(1 for lvl, name, _ in new if lvl <= av.logging.ERROR and name == self.decoder_name)
+        errors = [name for level, name, _ in new if level <= av.logging.ERROR]
+        self.decoder_log_errors += errors.count(self.decoder_name)
         return self.decoder_log_errors
 
     def to_rgb(self, frame: Any) -> np.ndarray:
@@ -336,5 +326,6 @@ class VideoRun:
         if frames and stamps.next is not None and written + len(skipped) < frames:
             # the container announced more frames than could be read: the rest are lost at the end
             skipped.extend(range(stamps.next, stamps.next + frames - written - len(skipped)))
+        damaged = sorted(set(self.damaged) - set(skipped))
         return VideoResult(path=Path(), frames=written, width=self.width, height=self.height, fps=self.info.fps,
-                           seconds=0.0, audio=self.audio, skipped=skipped, damaged=sorted(set(self.damaged) - set(skipped)))
+                           seconds=0.0, audio=self.audio, skipped=skipped, damaged=damaged)

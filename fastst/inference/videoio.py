@@ -103,11 +103,25 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
 
 
 def output_size(width: int, height: int, max_size: int | None = None) -> tuple[int, int]:
-    """Even (width, height) for yuv420p: scaled to a long side of at most `max_size` if larger, else cropped by 1 px if odd."""
+    """Even (width, height) for yuv420p: scaled to a long side of at most `max_size` if larger, else
+    cropped by 1 px if odd."""
     if max_size and max(width, height) > max_size:
         s = max_size / max(width, height)
         return max(2, int(width * s) // 2 * 2), max(2, int(height * s) // 2 * 2)
     return max(2, width // 2 * 2), max(2, height // 2 * 2)
+
+
+def damage_report(result: VideoResult) -> str | None:
+    """The frames a run skipped or found damaged, in words; None for a clean input."""
+    problems = []
+    if result.skipped:
+        problems.append(f"skipped {len(result.skipped)} frame(s) that could not be decoded: {ranges(result.skipped)}")
+    if result.damaged:
+        problems.append(f"{len(result.damaged)} frame(s) decoded with errors (kept as the decoder concealed them): "
+                        f"{ranges(result.damaged)}")
+    if not problems:
+        return None
+    return f"{'; '.join(problems)}; wrote {result.frames} frames (frame numbers count from 0)"
 
 
 def ranges(indices: list[int]) -> str:

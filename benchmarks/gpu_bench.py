@@ -108,7 +108,7 @@ def inference_model() -> tuple[Any, str]:
 def inference_variants(net: Any, device: torch.device, compile_ok: bool, quick: bool
                        ) -> list[tuple[str, Callable[[], Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]]]:
     """(name, builder) pairs; a builder returns f(x fp32 NCHW on device, style weights) -> image."""
-    from fastst.stylize import Stylizer
+    from fastst.inference.stylizer import Stylizer
 
     cuda = device.type == "cuda"
     fp32 = copy.deepcopy(net).to(device).eval().requires_grad_(False)

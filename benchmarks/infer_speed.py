@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 from fastst.allocator import keep_freed_memory  # noqa: E402
 from fastst.hardware import cpu_flags, cpu_has_fast_bf16  # noqa: E402
 from fastst.modelfile import StyleInfo, StyleModel, save_model  # noqa: E402
-from fastst.stylize import AUTO_TILE, Stylizer  # noqa: E402
+from fastst.inference.stylizer import Stylizer  # noqa: E402
+from fastst.inference.tiling import AUTO_TILE  # noqa: E402
 from fastst.transformer import TransformerNet  # noqa: E402
 
 MEGAMIND = ROOT.parent / "shared" / "data" / "video" / "megamind.avi"
@@ -90,7 +91,7 @@ def bench_images(model: StyleModel, sizes: list[int], repeats: int, onnx_path: P
             print(f"  {label} {s}: {cells[-1]}", file=sys.stderr, flush=True)
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     if onnx_path is not None:
-        from fastst.stylize import OnnxModel
+        from export.runtime import OnnxModel
         onnx = Stylizer(OnnxModel(onnx_path))
         cells = []
         for s in sizes:
@@ -110,7 +111,7 @@ def bench_images(model: StyleModel, sizes: list[int], repeats: int, onnx_path: P
         if fast_bf16:
             runners.append(("torch bf16", Stylizer(model, device="cpu", precision="bf16")))
         if onnx_path is not None:
-            from fastst.stylize import OnnxModel
+            from export.runtime import OnnxModel
             runners.append(("onnxruntime (CPU EP)", Stylizer(OnnxModel(onnx_path, threads=1))))
         for label, runner in runners:
             cells = []
@@ -148,7 +149,7 @@ def make_video(path: Path, frames: int, width: int = 720, height: int = 528, fps
 
 
 def bench_video(model: StyleModel, frames: int, batch_size: int, tmp: Path, use_megamind: bool) -> list[str]:
-    from fastst.video import stylize_video
+    from fastst.inference.video import stylize_video
 
     if use_megamind and MEGAMIND.exists():
         src, what = MEGAMIND, f"{MEGAMIND.name} (720×528, MPEG-4 + AC-3 audio, all 270 frames)"

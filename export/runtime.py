@@ -15,7 +15,7 @@ import torch
 
 from fastst.errors import FaststError, first_line
 from fastst.inference.backends import Backend, register_backend
-from fastst.lossnet import cache_dir
+from fastst.backbones import cache_dir
 from fastst.modelfile import StyleInfo, StyleModel
 from fastst.version import fastst_version
 

@@ -13,7 +13,6 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from ..errors import FaststError
-from ..hardware import cpu_has_fast_bf16
 from ..modelfile import StyleInfo, StyleModel
 from .tiling import AUTO_TILE_PIXELS
 
@@ -25,16 +24,6 @@ AUTO_ONNX_PIXELS = 50_000_000
 
 
 # ----------------------------------------------------------------------------------------- precision
-
-def default_precision(device: torch.device) -> str:
-    """bf16 on CPUs that compute it in hardware (AMX / AVX512-BF16: ~2x faster, visually equal),
-    fp16 on CUDA, else fp32 (on AVX2-only CPUs bf16 is emulated: ~50x slower, measured)."""
-    if device.type == "cpu":
-        return "bf16" if cpu_has_fast_bf16() else "fp32"
-    if device.type == "cuda":
-        return "fp16"
-    return "fp32"
-
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """fp16 runs under autocast; fp32 and bf16 need none (bf16 runs a bf16 copy of the network)."""

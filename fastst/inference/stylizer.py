@@ -18,7 +18,8 @@ from ..hardware import resolve_device
 from ..images import _to_rgb, load_image, pil_to_tensor, resize_long_side, tensor_to_pil
 from ..modelfile import StyleInfo, StyleModel, load_model
 from ..transformer import TransformerNet
-from .backends import PRECISIONS, ExternalModel, autocast, backend_for_file, default_precision, network_dtype
+from ..hardware import default_precision
+from .backends import PRECISIONS, ExternalModel, autocast, backend_for_file, network_dtype
 from .tiling import AUTO_TILE, AUTO_TILE_PIXELS, CONTEXT, RAMP, STATS_PIXELS, tiled_forward
 
 StyleSpec = int | str | dict | list | None
@@ -69,7 +70,7 @@ class Stylizer:
             self.channels_last = False
             return
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
-        self.precision = default_precision(self.device) if precision == "auto" else precision
+        self.precision = default_precision(self.device, "inference") if precision == "auto" else precision
         # Channels-last is slower on CPU here (reflection padding reorders memory); on CUDA with
         # half precision it feeds the tensor cores.
         if channels_last is None:

@@ -137,7 +137,8 @@ def _annotate(proto: Any, model: StyleModel, fp16: bool) -> None:
             dim.dim_param = name
 
 
-def verify_onnx(path: str | os.PathLike, model: StyleModel, sizes: tuple[tuple[int, int], ...] = VERIFY_SIZES) -> list[dict[str, Any]]:
+def verify_onnx(path: str | os.PathLike, model: StyleModel,
+                sizes: tuple[tuple[int, int], ...] = VERIFY_SIZES) -> list[dict[str, Any]]:
     """Run the ONNX file in onnxruntime (CPU) and PyTorch at `sizes` with a one-hot and a blended
     style vector; return one {size, style, max_abs} per case (max abs error on the [0, 1] scale)."""
     import onnxruntime as ort

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fastst.backbones import cache_dir
 from fastst.errors import FaststError, first_line
 from fastst.inference.backends import Backend, register_backend
-from fastst.backbones import cache_dir
 from fastst.modelfile import StyleInfo, StyleModel
 from fastst.version import fastst_version
 

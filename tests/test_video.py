@@ -14,9 +14,9 @@ import torch
 av = pytest.importorskip("av")
 
 from fastst import cli  # noqa: E402
+from fastst.inference.videoio import Timestamps, output_size  # noqa: E402
 from fastst.modelfile import StyleInfo, save_model  # noqa: E402
 from fastst.transformer import TransformerNet  # noqa: E402
-from fastst.inference.videoio import Timestamps, output_size  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -67,7 +67,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--refine", type=_positive(1), metavar="N",
                    help="images: polish each output with N Gatys evaluations (L-BFGS on Gatys' objective, started "
                         "from the model's output; about 0.09 s each at 256 px and 0.36 s at 512 px on a 2-core CPU "
-                        "with hardware bf16); see the README for what 50 and 100 buy")
+                        "with hardware bf16); see docs/inference.md for what 50 and 100 buy")
     p.add_argument("--style-image", action="append", default=[], metavar="FILE|FOLDER",
                    help="with --refine: the style's image, or a folder to find it in by the hash the model stores "
                         "(default: the bundled styles)")

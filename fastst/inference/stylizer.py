@@ -14,11 +14,10 @@ from PIL import Image
 
 from ..colors import preserve_colors as _preserve_colors
 from ..errors import FaststError
-from ..hardware import resolve_device
+from ..hardware import default_precision, resolve_device
 from ..images import _to_rgb, load_image, pil_to_tensor, resize_long_side, tensor_to_pil
 from ..modelfile import StyleInfo, StyleModel, load_model
 from ..transformer import TransformerNet
-from ..hardware import default_precision
 from .backends import PRECISIONS, ExternalModel, autocast, backend_for_file, network_dtype
 from .tiling import AUTO_TILE, AUTO_TILE_PIXELS, CONTEXT, RAMP, STATS_PIXELS, tiled_forward
 

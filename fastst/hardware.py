@@ -8,7 +8,7 @@ import platform
 import torch
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_flags() -> frozenset[str]:
     """CPU feature flags from /proc/cpuinfo (empty where unavailable)."""
     try:

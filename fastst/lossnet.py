@@ -3,7 +3,7 @@ layer asked for, with the backbone's own input normalisation inside. Its weights
 `fastst.backbones`."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -102,7 +102,7 @@ class LossNetwork(nn.Module):
             raise FaststError(f"weights do not fit {self.arch}: {len(missing)} missing keys, e.g. {missing[0]}",
                               self.backbone)
 
-    def train(self, mode: bool = True) -> "LossNetwork":
+    def train(self, mode: bool = True) -> LossNetwork:
         return super().train(False)  # always frozen: batch norm (ResNet) stays in eval mode
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:

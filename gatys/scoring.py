@@ -2,7 +2,7 @@
 give another backbone the default balance of content, style and TV."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

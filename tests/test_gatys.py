@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import synthetic_image
 from PIL import Image
 
 import gatys
 import gatys.optimize as go
+from conftest import synthetic_image
 from fastst import hardware
 from fastst.colors import rgb_to_ycbcr
 from fastst.images import load_image, resize_exact

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 import torch
-from conftest import synthetic_image, write_png
 
+from conftest import synthetic_image, write_png
 from fastst.cli import main
 from fastst.data import ResumableSampler, StyledCrops, readable_images
 from fastst.errors import FaststError
@@ -190,7 +190,8 @@ def test_validation_scores_held_out_photos_at_checkpoints_and_at_the_end(tmp_pat
     styles = [write_png(tmp_path / f"s{i}.png", synthetic_image(64, 64, seed=20 + i)) for i in range(2)]
     val = tmp_path / "val"
     val.mkdir()
-    photos = [write_png(val / "v0.png", synthetic_image(40, 56, seed=31)), write_png(val / "v1.png", synthetic_image(50, 36, seed=32))]
+    photos = [write_png(val / "v0.png", synthetic_image(40, 56, seed=31)),
+              write_png(val / "v1.png", synthetic_image(50, 36, seed=32))]
     cfg = TrainConfig(**{**TINY.to_dict(), "steps": 3, "checkpoint_every": 2})
     logs, out = tmp_path / "logs", tmp_path / "m.fst"
     train(styles, photo_dir, out, cfg, log_dir=logs, accelerator="cpu", devices=1, precision="32-true",

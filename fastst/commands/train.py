@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..errors import FaststError
 from ..training.config import PRESETS, TrainConfig
@@ -134,9 +135,9 @@ def resolve_init(args: argparse.Namespace) -> str | None:
 
 
 def default_data() -> Path:
-    from ..demo import SAMPLES
+    from ..samples import sample_photos
 
-    d = SAMPLES / "photos"
+    d = sample_photos()
     if not d.is_dir():
         raise FaststError("no --data folder given and the bundled samples are not here (installed without the repository?)")
     return d

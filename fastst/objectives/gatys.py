@@ -3,7 +3,7 @@ content image and blended style targets: what per-image optimisation minimises a
 from __future__ import annotations
 
 import contextlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -2,7 +2,7 @@
 fast trainer minimises: α·content + β·Σ_l w_l·style_l + γ·tv, every term a mean over its elements."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 

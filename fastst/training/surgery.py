@@ -2,7 +2,7 @@
 and an only-norms run merged back into it (keep_other_styles)."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

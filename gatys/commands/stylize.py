@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from fastst.commands.train import with_flag_names
 from fastst.errors import FaststError

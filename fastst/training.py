@@ -24,6 +24,7 @@ from .hardware import cpu_has_fast_bf16
 from .images import atomic_path, find_images, load_image, pil_to_tensor, resize_short_side, save_image, uniform_border
 from .lossnet import LossNetwork
 from .losses import content_loss, gram_matrix, style_loss, total_variation
+from .modelcheck import read_torch_file, validate_checkpoint
 from .modelfile import StyleInfo, StyleModel, file_sha256, load_model, save_model
 from .transformer import DEFAULT_WIDTH, TransformerNet
 
@@ -589,15 +590,8 @@ def keep_other_styles(start: StyleModel, net: TransformerNet, infos: list[StyleI
 
 def read_checkpoint(checkpoint: str | os.PathLike) -> dict[str, Any]:
     """A Lightning checkpoint written by `fastst train`, loaded on the CPU; bad files raise FaststError."""
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise FaststError("no such checkpoint", checkpoint)
-    try:
-        blob = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise FaststError(f"not a readable checkpoint ({type(e).__name__})", checkpoint) from None
-    if not isinstance(blob, dict) or "fastst" not in blob or "state_dict" not in blob:
-        raise FaststError("not a checkpoint written by fastst train", checkpoint)
+    blob = read_torch_file(checkpoint, "checkpoint")
+    validate_checkpoint(blob, checkpoint)
     return blob
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
+from .atomic import save_torch
 from .errors import FaststError
-from .images import atomic_path
 from .modelcheck import read_torch_file, validate_blob
 from .transformer import DEFAULT_WIDTH, TransformerNet, style_vector
 
@@ -97,10 +97,7 @@ def save_model(path: str | os.PathLike, net: TransformerNet, styles: list[StyleI
         "styles": [s.to_dict() for s in styles],
         "config": dict(config or {}),
     }
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(blob, tmp)
-    return path
+    return save_torch(blob, path, "model file")
 
 
 def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> StyleModel:

@@ -13,3 +13,13 @@ class FaststError(Exception):
         if path is not None:
             message = f"{os.fspath(path)}: {message}"
         super().__init__(message)
+
+
+def first_line(error: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message, at most `limit` characters, or its type's name when
+    the message is empty: how a third-party error is quoted inside a one-line FaststError."""
+    text = str(error).strip()
+    if not text:
+        return type(error).__name__
+    line = text.splitlines()[0]
+    return line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " …"  # never mid-word

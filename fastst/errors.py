@@ -15,6 +15,15 @@ class FaststError(Exception):
         super().__init__(message)
 
 
+class Interrupted(FaststError):
+    """The user stopped a run (Ctrl-C) at a point it can resume from: `checkpoint`. The CLIs exit 130."""
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None,
+                 checkpoint: str | os.PathLike | None = None) -> None:
+        super().__init__(message, path)
+        self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
+
+
 def first_line(error: BaseException, limit: int = 160) -> str:
     """The first line of an exception's message, at most `limit` characters, or its type's name when
     the message is empty: how a third-party error is quoted inside a one-line FaststError."""

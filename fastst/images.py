@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -156,6 +157,9 @@ def resize_exact(t: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return _resize(t, height, width)
 
 
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO)
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -171,7 +175,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise FaststError("output folder does not exist", parent)
     if not os.access(parent, os.W_OK):
         raise FaststError("output folder is not writable", parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=parent)
+    except OSError as e:
+        raise FaststError(f"cannot write here ({e.strerror or e})", path) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -181,9 +188,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.chmod(tmp_path, mode)
         yield tmp_path
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(e, OSError) and e.errno in DISK_ERRORS:  # a full or failing disk: one line, nothing left
+            raise FaststError(f"cannot write the file ({e.strerror or e})", path) from None
         raise
 
 

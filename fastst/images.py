@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import FaststError
 
 #: Image files read as inputs (folders are searched for these).
+log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 #: Image files written as outputs, by suffix, with Pillow's format name.
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
@@ -39,10 +42,15 @@ def load_pil(path: str | os.PathLike) -> Image.Image:
     path = Path(path)
     check_input_file(path)
     try:
-        with Image.open(path) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            return _to_rgb(im)
+        with warnings.catch_warnings(record=True) as caught:  # PIL's bomb warning, said our way
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                im = ImageOps.exif_transpose(im)
+        if any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught):
+            log.warning("%s: a very large image (%dx%d, %.0f megapixels): it takes a lot of memory and time",
+                        path, im.width, im.height, im.width * im.height / 1e6)
+        return _to_rgb(im)
     except FaststError:
         raise
     except UnidentifiedImageError:

@@ -349,16 +349,16 @@ def _cases() -> list[Case]:
              "--overwrite", setup=lambda d: (d / "sweep").mkdir() or (d / "sweep" / "summary.csv").write_text("run\n")),
         # training options checked before the first step
         *[Case(f"train-{opt.strip('-').replace(' ', '-')}", "fastst", f"{TRAIN} {opt}", needle) for opt, needle in [
-            ("--lr -1", "learning rate"), ("--lr nan", "learning rate"), ("--lr inf", "learning rate"),
-            ("--style-size -5", "style size"), ("--style-size 0", "style size"), ("--workers -1", "workers"),
-            ("--seed -1", "seed"), ("--content-layers ,", "content layers"), ("--style-layers ,", "style layers"),
+            ("--lr -1", "--lr"), ("--lr nan", "--lr"), ("--lr inf", "--lr"), ("--style-size -5", "--style-size"),
+            ("--style-size 0", "--style-size"), ("--workers -1", "--workers"), ("--seed -1", "--seed"),
+            ("--content-layers ,", "--content-layers"), ("--style-layers ,", "--style-layers"),
             ("--style-layers relu9_9", "relu9_9"), ("--precision nope", "nope"), ("--accelerator nope", "nope"),
-            ("--strategy nope", "nope"), ("--devices 0", "devices"), ("--devices -1", "devices"),
-            ("--accelerator gpu", "gpu"), ("--num-nodes 0", "nodes"),
-            ("--content-weight nan", "content weight"), ("--style-weight inf", "style weight"),
-            ("--tv-weight -1", "tv weight"), ("--crop-scale nan 1", "crop scale"), ("--steps 0", "steps"),
-            ("--batch-size 0", "batch size"), ("--checkpoint-every 0", "checkpoint"), ("--preview-every -1", "preview"),
-            ("--image-size 8", "image size"), ("--backbone nope", "nope"),
+            ("--strategy nope", "nope"), ("--devices 0", "--devices"), ("--devices -1", "--devices"),
+            ("--accelerator gpu", "gpu"), ("--num-nodes 0", "--num-nodes"),
+            ("--content-weight nan", "--content-weight"), ("--style-weight inf", "--style-weight"),
+            ("--tv-weight -1", "--tv-weight"), ("--crop-scale nan 1", "crop scale"), ("--steps 0", "--steps"),
+            ("--batch-size 0", "--batch-size"), ("--checkpoint-every 0", "--checkpoint-every"),
+            ("--preview-every -1", "--preview-every"), ("--image-size 8", "--image-size"), ("--backbone nope", "nope"),
         ]],
         Case("train-val-photo-too-thin", "fastst", TRAIN + " --val-data thin", "thin",
              setup=lambda d: (d / "thin").mkdir() or _noise_png(d / "thin" / "sliver.png", 2, 200)),
@@ -425,8 +425,13 @@ PROGRESS = re.compile(r"\d+%\||\[\d+:\d\d|\d+/\d+ \[|it/s|frames/s\]|^\s*$")  # 
 
 
 def _error_lines(stderr: str) -> list[str]:
-    """stderr's lines, progress bars (redrawn with carriage returns) left out."""
-    return [line for line in re.split(r"[\r\n]", stderr) if line.strip() and not PROGRESS.search(line)]
+    """stderr's lines, progress bars (redrawn with carriage returns) and argparse's usage block left out."""
+    lines, in_usage = [], False
+    for line in re.split(r"[\r\n]", stderr):
+        in_usage = line.startswith("usage: ") or (in_usage and line.startswith(" "))
+        if line.strip() and not in_usage and not PROGRESS.search(line):
+            lines.append(line)
+    return lines
 
 
 def problems(case: Case, result: Result, before: dict[str, str], after: dict[str, str]) -> list[str]:
@@ -454,7 +459,7 @@ def problems(case: Case, result: Result, before: dict[str, str], after: dict[str
     if case.rc == 2:
         if len(lines) != 1:
             found.append(f"STDERR {len(lines)} lines: {' | '.join(l[:100] for l in lines[-4:])}")
-        elif not lines[0].startswith(f"{case.prog}: error: "):
+        elif not re.match(rf"{case.prog}( \w+)?: error: ", lines[0]):  # "fastst infer: error:" from argparse
             found.append(f"STDERR not an error line: {lines[0][:200]}")
         if lines and case.needle and case.needle not in lines[-1]:
             found.append(f"MESSAGE lacks '{case.needle}': {lines[-1][:200]}")

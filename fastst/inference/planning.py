@@ -75,9 +75,11 @@ def parse_styles(model: Any, specs: list[str], all_styles: bool = False) -> list
             if (safe_label(names[i]), i) not in jobs:
                 jobs.append((safe_label(names[i]), i))
     if blend:
-        total = sum(blend.values())
-        if total <= 0:
+        top = max(blend.values())
+        if top <= 0:
             raise FaststError("blend weights are all zero; give at least one style a positive weight")
+        blend = {n: w / top for n, w in blend.items()}  # first by the largest: 1e308 + 1e308 would overflow
+        total = sum(blend.values())
         blend = {n: w / total for n, w in blend.items()}
         label = "+".join(f"{safe_label(n)}{round(100 * w)}" for n, w in blend.items() if w > 0)
         jobs.append((label, blend))
@@ -121,7 +123,7 @@ def _single_target(out: Path, kind: str) -> Path:
     """`out` as the one output file of a run: FaststError if it cannot hold a `kind` or has no folder."""
     ok = tuple(OUTPUT_FORMATS) if kind == "video" else IMAGE_OUTPUT_SUFFIXES
     if out.suffix.lower() not in ok:
-        raise FaststError(f"a {kind} output must end in {', '.join(ok)}", out)
+        raise FaststError(f"{'a video' if kind == 'video' else 'an image'} output must end in {', '.join(ok)}", out)
     if not out.parent.is_dir():
         raise FaststError("output folder does not exist", out.parent)
     return out
@@ -199,6 +201,9 @@ def measure_inputs(jobs: list[Job], max_size: int | None = None) -> dict[Path, t
     for src in dict.fromkeys(job.src for job in jobs if job.kind == "video"):
         info = probe_video(src)
         w, h = output_size(info.width, info.height, max_size)
+        if min(w, h) < MIN_SIDE:
+            scaled = f" downscaled to {max_size} px" if max_size else ""
+            raise FaststError(f"video too small to stylize ({w}x{h}{scaled}; need at least {MIN_SIDE} px a side)", src)
         sizes[src] = (w, h, info.frames)
     return sizes
 

@@ -46,6 +46,14 @@ def _mount_private(mounts: list[dict[str, Any]]) -> str | None:
     return None
 
 
+def _list_mounts(mounts: list[dict[str, Any]], listing: str) -> None:
+    found = []
+    for m in mounts:
+        for dirpath, _, filenames in os.walk(m["path"]):
+            found += [os.path.join(dirpath, f) for f in filenames]
+    Path(listing).write_text(json.dumps(found))
+
+
 def _limit_memory() -> None:
     import resource
 
@@ -94,6 +102,11 @@ def _child(req: dict[str, Any], out: int, err: int) -> None:
         import atexit
         atexit._run_exitfuncs()
     finally:
+        if req.get("mounts") and req.get("listing"):  # what the run left on its private mounts, which die with it
+            try:
+                _list_mounts(req["mounts"], req["listing"])
+            except Exception:  # noqa: BLE001 - never let the child return into the server
+                os._exit(99)
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
@@ -130,7 +143,12 @@ def _wait(pid: int, req: dict[str, Any]) -> int:
 
 def run_request(req: dict[str, Any]) -> dict[str, Any]:
     """Run one case in a forked child: {"rc", "stdout", "stderr", "signalled"}."""
+    # (no TemporaryDirectory: its atexit finalizer would run in the child, which runs the atexit hooks)
+    fd, listing_name = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    os.unlink(listing_name)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        req = {**req, "listing": listing_name}
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -139,7 +157,11 @@ def run_request(req: dict[str, Any]) -> dict[str, Any]:
         rc = _wait(pid, req)
         out.seek(0)
         err.seek(0)
-        return {"rc": rc, "stdout": out.read().decode(errors="replace"), "stderr": err.read().decode(errors="replace")}
+        listing = Path(listing_name)
+        mounted = json.loads(listing.read_text()) if listing.exists() else []
+        listing.unlink(missing_ok=True)
+        return {"rc": rc, "stdout": out.read().decode(errors="replace"), "stderr": err.read().decode(errors="replace"),
+                "mounted": mounted}
 
 
 def serve() -> None:
@@ -161,6 +183,7 @@ class Result:
     stdout: str
     stderr: str
     argv: list[str] = field(default_factory=list)
+    mounted: list[str] = field(default_factory=list)  # files on the private mounts when the run ended
 
     @property
     def skipped(self) -> bool:
@@ -197,7 +220,7 @@ class CliRunner:
             server.stdin.write(json.dumps(req) + "\n")
             server.stdin.flush()
             reply = json.loads(server.stdout.readline())
-        return Result(reply["rc"], reply["stdout"], reply["stderr"], req["argv"])
+        return Result(reply["rc"], reply["stdout"], reply["stderr"], req["argv"], reply.get("mounted", []))
 
     def close(self) -> None:
         if self.server is not None and self.server.poll() is None:
@@ -208,12 +231,16 @@ class CliRunner:
 def _run_fresh(req: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     """A fresh interpreter per case; mounts through `unshare -m` and `mount`, as a shell user would."""
     cmd = [sys.executable, "-m", req["module"], *req["argv"]]
+    listing = ""
     if req["mounts"]:
         script = " && ".join(
             f"mount --make-rprivate / && mount -t tmpfs -o size={m.get('size', '64k')}{',ro' if m.get('ro') else ''} "
             f"tmpfs '{m['path']}'" for m in req["mounts"])
         files = [f"printf %s '{data}' > '{m['path']}/{name}'" for m in req["mounts"] for name, data in (m.get("files") or {}).items()]
-        cmd = ["unshare", "-m", "sh", "-c", " && ".join([script, *files]) + ' && exec "$@" || exit 77', "sh", *cmd]
+        listing = os.path.join(tempfile.gettempdir(), f"fastst-mounts-{os.getpid()}.txt")
+        finds = "; ".join(f"find '{m['path']}' -type f >> '{listing}'" for m in req["mounts"])
+        cmd = ["unshare", "-m", "sh", "-c", " && ".join([script, *files]) + f' || exit 77; "$@"; rc=$?; {finds}; exit $rc',
+               "sh", *cmd]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, cwd=req["cwd"], env={**env, **req["env"]}, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=err, start_new_session=True, preexec_fn=_limit_memory)
@@ -223,7 +250,11 @@ def _run_fresh(req: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
         stderr = err.read().decode(errors="replace")
         if rc == SKIP_CODE and not stderr.startswith("SKIP"):
             stderr = "SKIP " + stderr
-        return {"rc": rc, "stdout": out.read().decode(errors="replace"), "stderr": stderr}
+        mounted = []
+        if req["mounts"] and os.path.exists(listing):
+            mounted = Path(listing).read_text().split()
+            os.unlink(listing)
+        return {"rc": rc, "stdout": out.read().decode(errors="replace"), "stderr": stderr, "mounted": mounted}
 
 
 def _wait_popen(proc: subprocess.Popen, req: dict[str, Any]) -> int:

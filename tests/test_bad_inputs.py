@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from cli_fork import CliRunner, Result
 from conftest import synthetic_image, write_png
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 # A tiny training run: 4 photos, batch 2 (one pass over the data = 2 steps), 32 px crops, width 4.
@@ -364,7 +365,7 @@ def _cases() -> list[Case]:
              setup=lambda d: (d / "thin").mkdir() or _noise_png(d / "thin" / "sliver.png", 2, 200)),
         Case("train-bad-photos", "fastst", TRAIN, "skipped", rc=0, outputs=("out.fst", "out_logs/**"),
              setup=_bad_photos),
-        Case("train-nan-loss", "fastst", TRAIN.replace("--steps 1", "--steps 4") + " --lr 1e30", "not finite",
+        Case("train-nan-loss", "fastst", TRAIN.replace("--steps 1", "--steps 4") + " --lr 1e30", "the loss became nan",
              outputs=("out_logs/**",)),
         # other commands
         Case("export-opset-999", "fastst", "export model.fst --onnx out.onnx --opset 999", "opset"),
@@ -388,7 +389,7 @@ def _cases() -> list[Case]:
              mounts=({"path": "disk", "size": "4k"},)),
         Case("disk-full-train-model", "fastst", TRAIN.replace("out.fst", "disk/m.fst") + " --log-dir logs", "disk/m.fst",
              outputs=("logs/**",), mounts=({"path": "disk", "size": "12k"},)),
-        Case("disk-full-train-checkpoint", "fastst", TRAIN + " --log-dir disk/logs", "disk",
+        Case("disk-full-train-checkpoint", "fastst", TRAIN + " --log-dir disk/logs", "disk", outputs=("disk/logs/**",),
              mounts=({"path": "disk", "size": "64k"},)),
         Case("disk-readonly-train", "fastst", TRAIN.replace("out.fst", "disk/m.fst"), "disk",
              mounts=({"path": "disk", "ro": True},)),
@@ -400,7 +401,7 @@ def _cases() -> list[Case]:
              "--iterations 40 --no-progress", "disk/run.csv", mounts=({"path": "disk", "size": "4k",
                                                                       "files": {"filler": "x" * 4000}},)),
         Case("disk-full-gatys-sweep", "gatys", "sweep photo.png style.png --out disk/sweep --size 32 --iterations 2 "
-             "--no-progress", "disk/sweep", mounts=({"path": "disk", "size": "16k"},)),
+             "--no-progress", "disk/sweep", outputs=("disk/sweep/**",), mounts=({"path": "disk", "size": "16k"},)),
     ]
     return cases
 
@@ -434,7 +435,8 @@ def _error_lines(stderr: str) -> list[str]:
     return lines
 
 
-def problems(case: Case, result: Result, before: dict[str, str], after: dict[str, str]) -> list[str]:
+def problems(case: Case, result: Result, before: dict[str, str], after: dict[str, str],
+             result_dir: Path = Path()) -> list[str]:
     """What is wrong with a case's outcome: [] when it behaved."""
     found = []
     err = result.stderr
@@ -448,8 +450,21 @@ def problems(case: Case, result: Result, before: dict[str, str], after: dict[str
         found.append(f"INPUT CHANGED: {', '.join(changed + gone)}")
     new = sorted(k for k in after if k not in before
                  and not any(fnmatch(k, pat) or fnmatch(k, pat.rstrip("*").rstrip("/") + "/*") for pat in case.outputs))
+    placed = {f"{m['path']}/{name}" for m in case.mounts for name in (m.get("files") or {})}
+    new += sorted(k for k in result.mounted if k not in placed  # on the private mounts (a full disk's part files)
+                  and not any(fnmatch(k, pat) or fnmatch(k, pat.rstrip("*").rstrip("/") + "/*") for pat in case.outputs))
     if new:
         found.append(f"LEFT BEHIND: {', '.join(new[:5])}{' …' if len(new) > 5 else ''}")
+    created = [k for k in list(after) + result.mounted if k not in before]
+    parts = [k for k in created if ".part" in Path(k).name and Path(k).name.startswith(".")]
+    if parts:  # an atomic write's temporary file: the write was interrupted and not cleaned up
+        found.append(f"PART FILE LEFT: {', '.join(parts[:3])}")
+    for k in created:  # a model or checkpoint a run leaves must be whole
+        if k in after and k.endswith((".fst", ".ckpt")):
+            try:
+                torch.load(result_dir / k, map_location="cpu", weights_only=True)
+            except Exception as e:  # noqa: BLE001
+                found.append(f"TRUNCATED: {k} ({type(e).__name__})")
     if "PWNED" in after:
         found.append("CODE RAN from a pickle")
     lines = _error_lines(err)
@@ -485,7 +500,8 @@ def run_case(case: Case, corpus: Path, work: Path, cli: CliRunner) -> tuple[Resu
     result = cli.run(case.prog, shlex.split(case.argv), cwd=work, timeout=case.timeout, mounts=mounts)
     if result.skipped:
         pytest.skip(f"private tmpfs mounts are not allowed here ({result.stderr.strip()})")
-    return result, problems(case, result, before, _tree(work))
+    result.mounted = [Path(p).relative_to(work).as_posix() for p in result.mounted]
+    return result, problems(case, result, before, _tree(work), work)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

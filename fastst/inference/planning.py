@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import FaststError
 from ..images import IMAGE_EXTENSIONS, IMAGE_OUTPUT_SUFFIXES, MIN_SIDE, find_files, load_pil
+from ..paths import check_writable_folder
 from .videoio import OUTPUT_FORMATS, VIDEO_EXTENSIONS, output_size, output_suffix, probe_video
 
 MODEL_SUFFIXES = (".fst", ".onnx", ".ckpt", ".pt", ".pth")
@@ -124,8 +125,7 @@ def _single_target(out: Path, kind: str) -> Path:
     ok = tuple(OUTPUT_FORMATS) if kind == "video" else IMAGE_OUTPUT_SUFFIXES
     if out.suffix.lower() not in ok:
         raise FaststError(f"{'a video' if kind == 'video' else 'an image'} output must end in {', '.join(ok)}", out)
-    if not out.parent.is_dir():
-        raise FaststError("output folder does not exist", out.parent)
+    check_writable_folder(out.parent)
     return out
 
 
@@ -178,12 +178,15 @@ def _check_outputs(jobs: list[Job], sources: set[str], overwrite: bool) -> None:
 
 
 def _check_folders(folders: set[Path]) -> None:
+    """Every output folder exists or can be created, and takes files (a read-only one fails here, not
+    after the work)."""
     for d in folders:
         p = d
         while not p.exists():
             p = p.parent
         if not p.is_dir():
             raise FaststError("cannot create the output folder: a file is in the way", p)
+        check_writable_folder(d, create=True)
 
 
 def measure_inputs(jobs: list[Job], max_size: int | None = None) -> dict[Path, tuple[int, int, int]]:

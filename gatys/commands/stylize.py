@@ -197,10 +197,16 @@ def run(args: argparse.Namespace) -> int:
         result = _stylize(args, (alpha, beta, tv), save_snapshot)
     except FaststError as e:
         raise with_flag_names(e, {"lr": "--lr"}) from None
-    save_image(result.image, out)
-    write_log(result.rows, log)
-    if snapshots:
-        write_progress_sheet(snapshots, result.rows, progress_path(out))
+    written: list[Path] = []
+    try:  # the image, its log and sheet as one: a failed write (a full disk) leaves none of them
+        written.append(save_image(result.image, out))
+        written.append(write_log(result.rows, log))
+        if snapshots:
+            written.append(write_progress_sheet(snapshots, result.rows, progress_path(out)))
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     final = result.final
     print(f"{out}: {result.evaluations} evaluations in {result.seconds:.1f} s "
           f"({result.passes_per_second:.2f} passes/s) on {result.settings['device']}"

@@ -31,4 +31,7 @@ def first_line(error: BaseException, limit: int = 160) -> str:
     if not text:
         return type(error).__name__
     line = text.splitlines()[0]
-    return line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " …"  # never mid-word
+    if len(line) <= limit:
+        return line
+    head, space, _ = line[:limit + 1].rpartition(" ")  # cut at a word, marked; mid-word only in one long word
+    return head.rstrip(",;:") + " …" if space and head else line[:limit] + "…"

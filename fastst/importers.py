@@ -57,7 +57,7 @@ def import_model(path: str | os.PathLike, out: str | os.PathLike, style_name: st
     """Convert a pytorch/examples fast_neural_style model (`.pth`, e.g. saved_models/mosaic.pth) into
     a fastst model file with one style, named `style_name` (default: the file's stem)."""
     path = Path(path)
-    state = read_torch_file(path, "PyTorch model file")
+    state = read_torch_file(path, "PyTorch file")
     if not is_pytorch_examples_state(state):
         raise FaststError("not a fast_neural_style model (pytorch/examples) nor a fastst checkpoint", path)
     check_tensors({k: v for k, v in state.items() if not _RUNNING_STATS.search(str(k))}, None, path)

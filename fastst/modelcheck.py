@@ -25,9 +25,11 @@ STYLE_KINDS = ("style", "identity")
 FLOAT_TYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def read_torch_file(path: str | os.PathLike, what: str = "model file") -> Any:
+def read_torch_file(path: str | os.PathLike, what: str = "model file", kind: str | None = None) -> Any:
     """torch.load(path, weights_only=True) on the CPU, as a FaststError naming the file when it cannot
-    be read: no code in the file runs, and torch's warnings and multi-line advice stay off the console."""
+    be read ("no such `what`", "not a `kind` (why)"; `kind` defaults to "readable `what`"): no code in
+    the file runs, and torch's warnings and multi-line advice stay off the console."""
+    kind = kind or f"readable {what}"
     import pickle
     import warnings
 
@@ -50,11 +52,11 @@ def read_torch_file(path: str | os.PathLike, what: str = "model file") -> Any:
             found = text.split("GLOBAL", 1)[-1].split()[0] if "GLOBAL" in text else "objects"
             raise FaststError(f"refused: the file holds Python objects ({found}), not just weights; loading them "
                               f"could run code", path) from None
-        raise FaststError(f"not a {what} (not a PyTorch weights file, or damaged)", path) from None
+        raise FaststError(f"not a {kind} (not a PyTorch weights file, or damaged)", path) from None
     except EOFError:
-        raise FaststError(f"not a {what} (the file ends too early: truncated?)", path) from None
+        raise FaststError(f"not a {kind} (the file ends too early: truncated?)", path) from None
     except Exception:  # noqa: BLE001 - whatever a damaged or foreign file makes torch's reader raise
-        raise FaststError(f"not a {what} (not a PyTorch weights file, or damaged or truncated)", path) from None
+        raise FaststError(f"not a {kind} (not a PyTorch weights file, or damaged or truncated)", path) from None
 
 
 def _int(value: Any, what: str, low: int, high: int, path: str | os.PathLike | None) -> int:

@@ -106,7 +106,7 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
         from .pretrained import pretrained_path
         path = pretrained_path()
     path = Path(path)
-    blob = read_torch_file(path, "fastst model file")
+    blob = read_torch_file(path, "model file", "fastst model file")
     validate_blob(blob, path, FORMAT, FORMAT_VERSION)
     arch = blob["architecture"]
     net = TransformerNet(num_styles=arch["num_styles"], residual_blocks=arch.get("residual_blocks", 5),

@@ -175,7 +175,7 @@ def test_declared_sizes_are_checked_against_bounds_and_weights(blob, field, valu
         validate_blob(bad, "m.fst")
 
 
-@settings(max_examples=120, deadline=None, derandomize=True, database=None,
+@settings(max_examples=60, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_any_damaged_model_file_loads_sanely_or_raises_fastst_error(blob, tmp_path, data):
@@ -192,7 +192,7 @@ def test_any_damaged_model_file_loads_sanely_or_raises_fastst_error(blob, tmp_pa
     assert out.shape == (1, 3, 16, 16) and bool(torch.isfinite(out).all())
 
 
-@settings(max_examples=80, deadline=None, derandomize=True, database=None,
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_any_damaged_checkpoint_converts_sanely_or_raises_fastst_error(tmp_path, data):

@@ -101,10 +101,10 @@ def test_ctrl_c_stops_at_a_step_boundary_and_the_resumed_run_is_identical(cli, w
 
 
 def test_sigkill_between_checkpoints_then_resume_equals_the_uninterrupted_run(cli, work, uninterrupted):
-    # checkpoints at steps 2 and 4; the kill lands after step 2's, during a later step
+    # checkpoints at steps 2 and 4; the kill lands after step 2's last.ckpt (renamed into place whole), during a
+    # later step
     rc, err = train(cli, work, "killed", f"--steps {STEPS} --checkpoint-every 2",
-                    signal_when="killed_logs/checkpoints/epoch=0-step=2.ckpt", signal_number=signal.SIGKILL,
-                    signal_delay=0.2)
+                    signal_when="killed_logs/checkpoints/last.ckpt", signal_number=signal.SIGKILL, signal_delay=0.05)
     assert rc == -signal.SIGKILL, err[-2000:]
     ckpts = work / "killed_logs" / "checkpoints"
     step = torch.load(ckpts / "last.ckpt", weights_only=True)["global_step"]  # whole, never truncated

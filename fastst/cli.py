@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .allocator import keep_freed_memory
-from .errors import FaststError
+from .errors import FaststError, Interrupted
 from .version import fastst_version
 
 COMMANDS = ("train", "infer", "export", "convert", "styles")
@@ -52,6 +52,9 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None, prog: s
     keep_freed_memory()
     try:
         return int(func(args) or 0)
+    except Interrupted as e:  # stopped by the user where the run can resume
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 130
     except FaststError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2

@@ -374,7 +374,7 @@ def test_library_messages_name_values_not_flags(tmp_path, model_path):
     assert "--" not in str(e.value) and e.value.path == str(tmp_path / "in_a.png")
     jobs, _ = plan(find_inputs([src]), [("a", 0)], None, overwrite=True)
     assert [j.out for j in jobs] == [tmp_path / "in_a.png"]
-    assert first_line(ValueError("first\nsecond"), 3) == "fir" and first_line(KeyError()) == "KeyError"
+    assert first_line(ValueError("first\nsecond"), 3) == "fir…" and first_line(KeyError()) == "KeyError"
 
 
 def test_fst_model_on_onnx_backend_is_exported_once_and_cached(capsys, tmp_path, model_path):

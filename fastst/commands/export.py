@@ -35,15 +35,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from export.common import check_output_path, human_size
     from export.coreml_export import PRECISIONS, check_coreml_path, check_sizes, parse_sizes
-    from export.onnx_export import DEFAULT_OPSET, MIN_OPSET
+    from export.onnx_export import DEFAULT_OPSET, check_opset
 
     if not args.onnx and not args.coreml:
         raise FaststError("nothing to export: give --onnx OUT.onnx and/or --coreml OUT.mlpackage")
     if args.coreml_precision not in PRECISIONS:
         raise FaststError(f"unknown Core ML precision '{args.coreml_precision}'; use one of: {', '.join(PRECISIONS)}")
     opset = DEFAULT_OPSET if args.opset is None else args.opset
-    if opset < MIN_OPSET:
-        raise FaststError(f"ONNX opset must be {MIN_OPSET} or newer, got {opset}")
+    check_opset(opset)
     sizes = check_sizes(parse_sizes(args.coreml_sizes)) if args.coreml_sizes else None
     coreml_path = str(args.coreml).rstrip("/") if args.coreml else None
 

@@ -321,6 +321,23 @@ def test_imported_fast_neural_style_head(browser: Any, workdir: Path, runtime: P
     assert_matches(got, want)
 
 
+def test_webgpu_when_the_browser_has_it(tiny_site: dict, tiny_file: Path, workdir: Path) -> None:
+    """With WebGPU on (Chromium's software adapter, SwiftShader, here) the page runs on it, says so, and
+    gives fastst infer's result."""
+    small = write_png(workdir / "small.png", synthetic_image(36, 52, seed=6))
+    want = infer(tiny_file, small, workdir / "ref-small.png", "--style", "gamma")
+    with _sync_playwright()() as p:
+        gpu_browser = p.chromium.launch(executable_path=CHROMIUM, args=[*ARGS, "--enable-unsafe-webgpu"])
+        try:
+            with open_page(gpu_browser, tiny_site["dir"]) as page:
+                assert page.inner_text("#backend") == "Running on WebGPU.", page.inner_text("#backend")
+                set_controls(page, style="gamma")
+                got = new_result(page, lambda: page.set_input_files("#file", str(small)))
+        finally:
+            gpu_browser.close()
+    assert_matches(got, want)
+
+
 # ------------------------------------------------------------------------------------------ controls spec
 
 def test_strength_and_stroke_follow_the_controls_spec(browser: Any, workdir: Path, runtime: Path, photo: Path) -> None:
@@ -397,11 +414,15 @@ def test_unloadable_model_shows_an_error(damage: str, browser: Any, tiny_site: d
         graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 16, 16]),
                                                helper.make_tensor_value_info("style", TensorProto.FLOAT, [1, 3])],
                                   [helper.make_tensor_value_info("stylized", TensorProto.FLOAT, [1, 3, 16, 16])])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20), helper.make_opsetid("example.unknown", 1)])
+        model = helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 20),
+                                                                       helper.make_opsetid("example.unknown", 1)])
         onnx.save(model, str(site / "model.onnx"))
     with open_page(browser, site, isolate=False, wait="error") as page:
         assert page.is_visible("#error")
-        assert page.inner_text("#error").startswith("Could not load the model: ")
+        text = page.inner_text("#error")
+        assert text.startswith("Could not load the model: ") and "\n" not in text and ".cc:" not in text, text
+        if damage == "unknown operator":
+            assert "example.unknown" in text or "Stylize" in text, text
         assert page.inner_text("#backend") == "The model did not load."
         assert page.is_disabled("#camera")
         page.screenshot(path=str(tmp_path / "error.png"))

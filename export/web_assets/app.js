@@ -16,7 +16,10 @@
   self.fastst = app;
 
   function message(e) {
-    return (e && e.message) ? e.message : String(e);
+    // One readable line: onnxruntime's errors carry a C++ source location and signature before the reason.
+    const text = (e && e.message) ? e.message : String(e);
+    const reason = text.replace(/^[\s\S]*ERROR_MESSAGE:\s*/, '').replace(/^\S+\.(cc|h|cpp):\d+\s+[\s\S]*?\)\s+(?=[A-Z])/, '');
+    return reason.trim() || text;
   }
 
   function setState(state) {
@@ -280,6 +283,7 @@
     $('camera').textContent = 'Stop camera';
     $('camera').setAttribute('aria-pressed', 'true');
     setState('camera');
+    $('status').textContent = 'Camera on: every frame is stylized as it comes.';
     cameraLoop(stream, video);
   }
 

@@ -29,7 +29,7 @@ def runtime_files(folder: str | os.PathLike | None = None) -> Path:
     just these files) when given, else fastst's cache, filled from the npm registry on first use."""
     if folder is not None:
         return _check_folder(Path(folder))
-    from fastst.lossnet import cache_dir
+    from fastst.backbones import cache_dir
 
     cached = cache_dir() / "web" / f"{PACKAGE}-{VERSION}"
     if all((cached / name).is_file() for name in FILES):
@@ -61,8 +61,9 @@ def _fetch(dest: Path) -> None:
             subprocess.run([npm, "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", tmp, "--silent"],
                            check=True, capture_output=True, text=True, timeout=NPM_TIMEOUT_S, cwd=tmp)
         except subprocess.CalledProcessError as e:
-            last = (e.stderr or e.stdout or "").strip().splitlines()
-            raise FaststError(f"npm pack {PACKAGE}@{VERSION} failed ({last[-1][:200] if last else f'exit {e.returncode}'})") from None
+            lines = (e.stderr or e.stdout or "").strip().splitlines()
+            last = lines[-1][:200] if lines else f"exit {e.returncode}"
+            raise FaststError(f"npm pack {PACKAGE}@{VERSION} failed ({last})") from None
         except subprocess.TimeoutExpired:
             raise FaststError(f"npm pack {PACKAGE}@{VERSION} took over {NPM_TIMEOUT_S} s; no network?") from None
         tarballs = sorted(Path(tmp).glob("*.tgz"))

@@ -12,8 +12,9 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -217,7 +218,8 @@ def drop_file(page: Any, path: Path) -> None:
     """Drop a file on the picture area, as a drag from the desktop does."""
     page.evaluate("""([b64, name]) => { const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
         const dt = new DataTransfer(); dt.items.add(new File([bytes], name, {type: 'image/png'}));
-        document.getElementById('stage').dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true})); }""",
+        const drop = new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true});
+        document.getElementById('stage').dispatchEvent(drop); }""",
                   [base64.b64encode(path.read_bytes()).decode(), path.name])
 
 
@@ -430,7 +432,8 @@ def test_unloadable_model_shows_an_error(damage: str, browser: Any, tiny_site: d
 
 def test_not_isolated_runs_one_thread_and_says_so(browser: Any, tiny_site: dict, photo: Path) -> None:
     with open_page(browser, tiny_site["dir"], isolate=False) as page:
-        assert "WebAssembly, 1 thread (not cross-origin isolated: serve the page with `fastst serve`" in page.inner_text("#backend")
+        text = page.inner_text("#backend")
+        assert "WebAssembly, 1 thread (not cross-origin isolated: serve the page with `fastst serve`" in text
         new_result(page, lambda: page.set_input_files("#file", str(photo)))
 
 

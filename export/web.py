@@ -15,9 +15,10 @@ from typing import Any
 
 from fastst.errors import FaststError
 from fastst.modelfile import StyleModel
+from fastst.version import fastst_version
 
 from . import web_runtime
-from .common import fastst_version, human_size
+from .common import human_size
 
 ASSETS = Path(__file__).with_name("web_assets")
 #: The page's own files, copied from ASSETS.

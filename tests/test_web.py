@@ -149,11 +149,16 @@ def photo(workdir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def playwright() -> Iterator[Any]:
     with _sync_playwright()() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Any) -> Iterator[Any]:
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    yield b
+    b.close()
 
 
 @contextlib.contextmanager
@@ -315,7 +320,7 @@ def test_styles_differ_and_size_cap_applies(browser: Any, tiny_site: dict, tiny_
 def test_imported_fast_neural_style_head(browser: Any, workdir: Path, runtime: Path, photo: Path) -> None:
     """pytorch/examples' network (output conv clamped, no norm) runs the same in the page."""
     path = save_model(workdir / "clamp.fst", tiny_net(1, seed=2, output="clamp"), [StyleInfo("mosaic")])
-    report = write_site(load_model(path), workdir / "clamp-site", runtime=runtime, weights="fp32")
+    report = write_site(load_model(path), workdir / "clamp-site", runtime=runtime, weights="fp32", verify=False)
     assert report["weights"] == "fp32"
     want = infer(path, photo, workdir / "ref-clamp.png")
     with open_page(browser, workdir / "clamp-site") as page:
@@ -323,20 +328,19 @@ def test_imported_fast_neural_style_head(browser: Any, workdir: Path, runtime: P
     assert_matches(got, want)
 
 
-def test_webgpu_when_the_browser_has_it(tiny_site: dict, tiny_file: Path, workdir: Path) -> None:
+def test_webgpu_when_the_browser_has_it(playwright: Any, tiny_site: dict, tiny_file: Path, workdir: Path) -> None:
     """With WebGPU on (Chromium's software adapter, SwiftShader, here) the page runs on it, says so, and
     gives fastst infer's result."""
     small = write_png(workdir / "small.png", synthetic_image(36, 52, seed=6))
     want = infer(tiny_file, small, workdir / "ref-small.png", "--style", "gamma")
-    with _sync_playwright()() as p:
-        gpu_browser = p.chromium.launch(executable_path=CHROMIUM, args=[*ARGS, "--enable-unsafe-webgpu"])
-        try:
-            with open_page(gpu_browser, tiny_site["dir"]) as page:
-                assert page.inner_text("#backend") == "Running on WebGPU.", page.inner_text("#backend")
-                set_controls(page, style="gamma")
-                got = new_result(page, lambda: page.set_input_files("#file", str(small)))
-        finally:
-            gpu_browser.close()
+    gpu_browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*ARGS, "--enable-unsafe-webgpu"])
+    try:
+        with open_page(gpu_browser, tiny_site["dir"]) as page:
+            assert page.inner_text("#backend") == "Running on WebGPU.", page.inner_text("#backend")
+            set_controls(page, style="gamma")
+            got = new_result(page, lambda: page.set_input_files("#file", str(small)))
+    finally:
+        gpu_browser.close()
     assert_matches(got, want)
 
 

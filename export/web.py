@@ -198,10 +198,17 @@ def _write_thumbnails(model: StyleModel, folder: Path) -> None:
 
 
 def summary(report: dict[str, Any]) -> str:
-    """The report as the two lines `fastst export --web` prints."""
+    """The report as the three lines `fastst export --web` prints: what was written, how the model was
+    checked, how to open it."""
     half = report.get("half_error")
-    check = (f"; fp16 weights vs PyTorch fp32: max abs error {half:.1e}" if half is not None else "")
-    return (f"web      {report['path']}/  {human_size(report['bytes'])} (model {human_size(report['model_bytes'])}, "
+    if half is not None:
+        check = (f"fp16 weights vs PyTorch fp32: max abs error {half:.1e} on [0, 1]"
+                 + ("" if report["weights"] == "fp16" else f" (over {HALF_WEIGHTS_TOLERANCE:.1e}: fp32 weights kept)"))
+    elif report.get("max_error") is not None:
+        check = f"onnxruntime vs PyTorch: max abs error {report['max_error']:.1e} on [0, 1]"
+    else:
+        check = "not verified (--no-verify)"
+    return (f"web      {report['path']}  {human_size(report['bytes'])} (model {human_size(report['model_bytes'])}, "
             f"{report['weights']} weights; {report['runtime']} {human_size(report['runtime_bytes'])})\n"
-            f"         serve it: fastst serve {report['path']}   (or python -m http.server -d {report['path']}: "
-            f"one WebAssembly thread){check}")
+            f"         {check}\n"
+            f"         open it: fastst serve {report['path']}, then http://localhost:8000")

@@ -23,7 +23,7 @@ from PIL import Image
 
 from conftest import synthetic_image, write_png
 from export import web_runtime
-from export.web import half_weights, write_site
+from export.web import half_weights, summary, write_site
 from export.web_serve import BackgroundServer
 from fastst.cli import main
 from fastst.images import load_image, tensor_to_pil
@@ -317,11 +317,15 @@ def test_styles_differ_and_size_cap_applies(browser: Any, tiny_site: dict, tiny_
     assert np.abs(small.astype(int) - want.astype(int)).mean() < 12
 
 
-def test_imported_fast_neural_style_head(browser: Any, workdir: Path, runtime: Path, photo: Path) -> None:
-    """pytorch/examples' network (output conv clamped, no norm) runs the same in the page."""
+def test_imported_fast_neural_style_head(browser: Any, workdir: Path, runtime: Path, photo: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytorch/examples' network (output conv clamped, no norm) runs the same in the page. Its weights are
+    fp32, and with no tolerance for fp16 rounding the export keeps them fp32 and says so."""
     path = save_model(workdir / "clamp.fst", tiny_net(1, seed=2, output="clamp"), [StyleInfo("mosaic")])
-    report = write_site(load_model(path), workdir / "clamp-site", runtime=runtime, weights="fp32", verify=False)
-    assert report["weights"] == "fp32"
+    monkeypatch.setattr("export.web.HALF_WEIGHTS_TOLERANCE", 0.0)
+    report = write_site(load_model(path), workdir / "clamp-site", runtime=runtime)
+    assert report["weights"] == "fp32" and report["half_error"] > 0
+    assert "(over 0.0e+00: fp32 weights kept)" in summary(report)
     want = infer(path, photo, workdir / "ref-clamp.png")
     with open_page(browser, workdir / "clamp-site") as page:
         got = new_result(page, lambda: page.set_input_files("#file", str(photo)))
@@ -508,3 +512,33 @@ def test_runtime_folder_forms(runtime: Path, tmp_path: Path) -> None:
         (dist / name).symlink_to(runtime / name)
     assert web_runtime.runtime_files(tmp_path / "onnxruntime-web") == dist
     assert web_runtime.runtime_files(dist) == dist
+
+
+def test_fastst_serve_sends_isolation_headers(tiny_site: dict, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import urllib.request
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "fastst", "serve", str(tiny_site["dir"]), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        match = re.search(r"at (http://localhost:\d+/) \(Ctrl-C stops\)", line)
+        assert match, line + proc.stderr.read()  # type: ignore[union-attr]
+        url = match.group(1).replace("localhost", "127.0.0.1")
+        with urllib.request.urlopen(url) as r:
+            assert r.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+            assert r.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+            assert b'<script src="app.js">' in r.read()
+        with urllib.request.urlopen(url + "ort/ort-wasm-simd-threaded.jsep.mjs") as r:
+            assert r.headers["Content-Type"] == "text/javascript"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    (tmp_path / "empty").mkdir()
+    bad = subprocess.run([sys.executable, "-m", "fastst", "serve", str(tmp_path / "empty")], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.startswith("fastst: error: ") and "no index.html" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr

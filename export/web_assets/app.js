@@ -58,7 +58,7 @@
     ort.env.wasm.wasmPaths = new URL('ort/', location.href).href;
     ort.env.logLevel = 'error';
     const want = params.get('backend');
-    let gpuNote = 'this browser has no WebGPU';
+    let gpuNote = want === 'wasm' ? 'WebGPU not tried (?backend=wasm)' : 'this browser has no WebGPU';
     if (want !== 'wasm' && navigator.gpu) {
       try {
         const adapter = await navigator.gpu.requestAdapter();

@@ -30,9 +30,9 @@ def shoot(site: Path, photo: Path, style: str, chromium: str) -> tuple[Image.Ima
     shots = []
     with BackgroundServer(site) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=ARGS)
-        for width, height in ((1100, 640), (390, 760)):
+        for width, height in ((1100, 680), (390, 760)):
             page = browser.new_page(viewport={"width": width, "height": height})
-            page.goto(url + "?backend=wasm")
+            page.goto(url)
             page.wait_for_function("document.body.dataset.state === 'ready'", timeout=120_000)
             page.select_option("#style", style)
             page.select_option("#size", "512")
@@ -52,7 +52,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--site", type=Path, help="an exported page (default: export the model to a temporary folder)")
     p.add_argument("--model", help="model file (default: the bundled pretrained model)")
-    p.add_argument("--style", default="hokusai")
+    p.add_argument("--style", default="the_scream")
     p.add_argument("--photo", type=Path, default=PHOTO)
     p.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "web.jpg")

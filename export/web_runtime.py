@@ -54,7 +54,7 @@ def _fetch(dest: Path) -> None:
     npm = shutil.which("npm")
     if npm is None:
         raise FaststError(f"the web page needs {PACKAGE} {VERSION} from the npm registry and npm was not found: "
-                          f"install Node.js with npm, or give a folder holding {PACKAGE}'s dist files")
+                          f"install Node.js with npm, or set 'runtime' to a folder holding {PACKAGE}'s dist files")
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".fetch-") as tmp:
         try:

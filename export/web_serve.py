@@ -41,7 +41,7 @@ def make_server(directory: str | os.PathLike, host: str = "127.0.0.1", port: int
     """An HTTP server for the page in `directory` (port 0: any free port); call serve_forever()."""
     directory = Path(directory)
     if not (directory / "index.html").is_file():
-        raise FaststError("no index.html here: not an exported web page (write one with --web)", directory)
+        raise FaststError("not an exported web page (no index.html)", directory)
     handler = type("Handler", (_Handler,), {"isolate": isolate, "quiet": quiet})
     try:
         return http.server.ThreadingHTTPServer((host, port), functools.partial(handler, directory=str(directory)))

@@ -505,6 +505,16 @@ def test_bad_web_arguments_are_one_line_errors(tiny_file: Path, tmp_path: Path) 
     assert (tmp_path / "full" / "x.txt").read_text() == "keep me" and not (tmp_path / "site").exists()
 
 
+def test_without_npm_the_error_says_what_to_do(tiny_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FASTST_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr("export.web_runtime.shutil.which", lambda name: None)
+    rc, err = _cli(str(tiny_file), "--web", str(tmp_path / "site"))
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip() and "step" not in line]
+    assert rc == 2 and len(lines) == 1, err
+    assert "npm was not found" in lines[0] and "set --web-runtime to a folder" in lines[0], lines[0]
+    assert not (tmp_path / "site").exists()
+
+
 def test_runtime_folder_forms(runtime: Path, tmp_path: Path) -> None:
     dist = tmp_path / "onnxruntime-web" / "dist"
     dist.mkdir(parents=True)
@@ -540,5 +550,5 @@ def test_fastst_serve_sends_isolation_headers(tiny_site: dict, tmp_path: Path) -
     (tmp_path / "empty").mkdir()
     bad = subprocess.run([sys.executable, "-m", "fastst", "serve", str(tmp_path / "empty")], capture_output=True,
                          text=True, env=env, timeout=120)
-    assert bad.returncode == 2 and bad.stderr.startswith("fastst: error: ") and "no index.html" in bad.stderr
+    assert bad.returncode == 2 and bad.stderr.startswith("fastst: error: ") and "not an exported web page" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr

@@ -95,7 +95,13 @@ def run(args: argparse.Namespace) -> int:
             tqdm.write(_summary(report, human_size), file=sys.stdout)
         if args.web:
             from export.web import summary, write_site
-            report = write_site(model, args.web, runtime=args.web_runtime, opset=opset, verify=verify, on_stage=on_stage)
+
+            from .flags import with_flag_names
+            try:
+                report = write_site(model, args.web, runtime=args.web_runtime, opset=opset, verify=verify,
+                                    on_stage=on_stage)
+            except FaststError as e:
+                raise with_flag_names(e, {"runtime": "--web-runtime"}) from None
             tqdm.write(summary(report), file=sys.stdout)
     finally:
         bar.close()

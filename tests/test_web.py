@@ -70,10 +70,12 @@ def tiny_net(num_styles: int, seed: int, output: str = "sigmoid") -> Transformer
     return net.eval()
 
 
-def spec_weights(rows: list[dict], blend: dict[str, float], stroke: float, strength: float) -> tuple[list[float], float]:
-    """The model-file controls spec, in Python: group weights split over each group's rows by stroke (rows
-    sorted by style_size, piecewise linear), then strength against the identity row if there is one
-    (else a pixel blend). Returns (row weights, share of the network's output in the pixels)."""
+def spec_weights(rows: list[dict], blend: dict[str, float], stroke: float | None,
+                 strength: float) -> tuple[list[float], float]:
+    """The controls spec, in Python: group weights split over each group's rows by stroke (rows sorted by
+    style_size, piecewise linear; no stroke: the row named like the group, else the smallest), then
+    strength against the identity row if there is one, else a pixel blend. Returns (row weights, share
+    of the network's output in the pixels)."""
     groups: dict[str, list[int]] = {}
     for i, row in enumerate(rows):
         if row["kind"] != "identity":
@@ -85,7 +87,9 @@ def spec_weights(rows: list[dict], blend: dict[str, float], stroke: float, stren
         if len(idx) == 1:
             w[idx[0]] += weight / total
             continue
-        p = stroke * (len(idx) - 1)
+        named = [k for k, i in enumerate(idx) if rows[i]["name"] == name]
+        x = stroke if stroke is not None else (named[0] / (len(idx) - 1) if named else 0.0)
+        p = x * (len(idx) - 1)
         k = min(int(p), len(idx) - 2)
         w[idx[k]] += weight / total * (1 - (p - k))
         w[idx[k + 1]] += weight / total * (p - k)
@@ -97,12 +101,24 @@ def spec_weights(rows: list[dict], blend: dict[str, float], stroke: float, stren
     return w, 1.0
 
 
+def library_weights(rows: list[dict], blend: dict[str, float], stroke: float | None,
+                    strength: float) -> tuple[list[float], float] | None:
+    """The same from fastst's own controls (fastst.controls.mix), where this fastst has them."""
+    try:
+        from fastst.controls import Row, mix
+    except ImportError:
+        return None
+    result = mix([Row(r["name"], r["kind"], r["group"], r["style_size"]) for r in rows], blend, strength, stroke)
+    return list(result.weights), result.pixel_blend
+
+
 def controls_model() -> StyleModel:
     """A model with the controls spec's rows, given by hand: group 'waves' at two style sizes, group
-    'dots' at three, 'plain' at one, and an identity row; default strength 0.8."""
+    'dots' at three (its row 'dots', at 512, the one it had before the others), 'plain' at one, and an
+    identity row; default strength 0.8."""
     net = tiny_net(7, seed=5)
     table = [("waves@512", "waves", 512), ("dots@256", "dots", 256), ("waves@256", "waves", 256),
-             ("identity", None, None), ("plain", "plain", None), ("dots@768", "dots", 768), ("dots@512", "dots", 512)]
+             ("identity", None, None), ("plain", "plain", None), ("dots@768", "dots", 768), ("dots", "dots", 512)]
     styles = []
     for name, group, size in table:
         info = StyleInfo(name)
@@ -357,15 +373,18 @@ def test_strength_and_stroke_follow_the_controls_spec(browser: Any, workdir: Pat
     assert [r["group"] for r in rows] == ["waves", "dots", "waves", "identity", "plain", "dots", "dots"]
     cases = [({"waves": 1}, 0.0, 1.0), ({"waves": 1}, 1.0, 0.0), ({"dots": 1}, 0.25, 0.5), ({"dots": 1}, 0.75, 1.3),
              ({"dots": 1}, 1.0, 1.5), ({"waves": 0.3, "dots": 0.7}, 0.4, 0.8), ({"plain": 2, "waves": 1}, 0.9, 1.2),
-             ({"plain": 1}, 0.5, 0.0)]
+             ({"plain": 1}, 0.5, 0.0), ({"dots": 1}, None, 0.7), ({"waves": 0.5, "dots": 0.5}, None, 1.0)]
     with open_page(browser, workdir / "controls-site") as page:
         got = page.evaluate("""([rows, cases]) => cases.map(([blend, stroke, strength]) => {
             const r = FaststControls.compose(rows, blend, stroke, strength);
             return [Array.from(r.weights), r.pixelBlend]; })""", [rows, cases])
         for (blend, stroke, strength), (weights, share) in zip(cases, got):
-            want, want_share = spec_weights(rows, blend, stroke, strength)
-            assert np.allclose(weights, want, atol=1e-6), (blend, stroke, strength, weights, want)
-            assert share == want_share
+            for reference in (spec_weights(rows, blend, stroke, strength),
+                              library_weights(rows, blend, stroke, strength)):
+                if reference is None:
+                    continue
+                assert np.allclose(weights, reference[0], atol=1e-6), (blend, stroke, strength, weights, reference)
+                assert share == reference[1]
         for bad in ("[rows, {waves: 1}, 1.2, 1]", "[rows, {waves: 1}, 0.5, 1.6]", "[rows, {nope: 1}, 0.5, 1]"):
             assert page.evaluate(f"(rows) => {{ try {{ FaststControls.compose(...{bad}); return 'no error'; }} "
                                  f"catch (e) {{ return e.name; }} }}", rows) == "RangeError"
@@ -373,6 +392,9 @@ def test_strength_and_stroke_follow_the_controls_spec(browser: Any, workdir: Pat
         assert page.eval_on_selector_all("#style option", "os => os.map(o => o.value)") == ["waves", "dots", "plain"]
         assert page.get_attribute("#strength", "max") == "1.5"
         assert page.input_value("#strength") == "0.8" and page.is_visible("#stroke")
+        assert page.input_value("#stroke") == "0"  # 'waves' has no row named 'waves': its smallest size
+        page.select_option("#style", "dots")
+        assert page.input_value("#stroke") == "0.5"  # the row 'dots' is the middle of three sizes
         set_controls(page, size=512, style="dots", style2="waves", blend=0.3, strength=0.5, stroke=0.25)
         out = new_result(page, lambda: page.set_input_files("#file", str(photo)))
     weights, _ = spec_weights(rows, {"dots": 0.7, "waves": 0.3}, 0.25, 0.5)

@@ -11,7 +11,7 @@
   const app = {
     manifest: null, rows: [], groups: [], session: null, backend: null, threads: null,
     source: null, name: 'photo', camera: null, busy: false, again: false,
-    runs: 0, frames: 0, fps: null, lastMs: null, size: null,
+    runs: 0, frames: 0, fps: null, lastMs: null, size: null, strokeSet: false,
   };
   self.fastst = app;
 
@@ -107,8 +107,9 @@
     $('blend-row').hidden = !b || b === a;
     $('blend-value').textContent = `${Math.round(100 * (1 - t))} % ${a}, ${Math.round(100 * t)} % ${b}`;
     $('strength-value').textContent = Number($('strength').value).toFixed(2);
-    $('stroke-value').textContent = Number($('stroke').value).toFixed(2);
     const g = app.groups.find((x) => x.name === a);
+    if (!app.strokeSet && g) $('stroke').value = String(C.defaultStroke(app.rows, g.rows));
+    $('stroke-value').textContent = Number($('stroke').value).toFixed(2);
     const thumb = g ? app.rows[g.rows[0]].thumbnail : null;
     $('style-thumb').hidden = !thumb;
     if (thumb) {
@@ -130,7 +131,9 @@
     }
     const label = Object.entries(blend).filter(([, w]) => w > 0)
       .map(([n, w]) => (Object.keys(blend).length > 1 ? `${n}${Math.round(100 * w)}` : n)).join('+');
-    return Object.assign(C.compose(app.rows, blend, Number($('stroke').value), Number($('strength').value)), {label});
+    // Until the stroke slider is moved, each style keeps its own default stroke, as `fastst infer` does.
+    const stroke = app.strokeSet ? Number($('stroke').value) : null;
+    return Object.assign(C.compose(app.rows, blend, stroke, Number($('strength').value)), {label});
   }
 
   // ------------------------------------------------------------------ running the network
@@ -356,6 +359,9 @@
       });
     }
     $('camera').addEventListener('click', () => (app.camera ? stopCamera() : startCamera()));
+    $('stroke').addEventListener('input', () => {
+      app.strokeSet = true; // registered first: schedule() below then keeps the value the user chose
+    });
     for (const id of ['style', 'style2', 'blend', 'strength', 'stroke', 'size']) {
       $(id).addEventListener('input', schedule);
     }

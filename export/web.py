@@ -55,17 +55,14 @@ def manifest(model: StyleModel, weights: str, title: str) -> dict[str, Any]:
 
 
 def default_strength(model: StyleModel) -> float:
-    """The model's default strength (a model attribute or config entry; 1.0 when absent)."""
-    value = getattr(model, "default_strength", None)
-    if value is None:
-        value = model.config.get("default_strength", 1.0)
-    value = float(value)
+    """The model's default strength (1.0 for model files from before the strength controls)."""
+    value = float(getattr(model, "default_strength", 1.0))
     if not math.isfinite(value) or not 0.0 <= value <= 1.5:
         raise FaststError(f"default strength {value} is outside [0, 1.5]", model.path)
     return value
 
 
-def half_weights(proto: Any, keep: Callable[[Any], bool] | None = None) -> int:
+def half_weights(proto: Any) -> int:
     """Store every float32 initializer of more than one value as float16 behind a Cast back to float32,
     in place: half the download, while ONNX Runtime folds the casts when it loads the graph, so it computes
     in float32 as before. Tensors fp16 cannot hold (|x| > 65504) stay float32. Returns tensors converted."""
@@ -76,7 +73,7 @@ def half_weights(proto: Any, keep: Callable[[Any], bool] | None = None) -> int:
     casts, inits, done = [], [], 0
     for init in graph.initializer:
         array = numpy_helper.to_array(init) if init.data_type == TensorProto.FLOAT else None
-        if array is None or array.size < 2 or not np.all(np.abs(array) <= 65504) or (keep and keep(init)):
+        if array is None or array.size < 2 or not np.all(np.abs(array) <= 65504):
             inits.append(init)
             continue
         half = numpy_helper.from_array(array.astype(np.float16), f"{init.name}__fp16")

@@ -58,7 +58,7 @@ def _fetch(dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".fetch-") as tmp:
         try:
-            subprocess.run([npm, "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", tmp, "--silent"],
+            subprocess.run([npm, "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", tmp, "--silent", "--prefer-offline"],
                            check=True, capture_output=True, text=True, timeout=NPM_TIMEOUT_S, cwd=tmp)
         except subprocess.CalledProcessError as e:
             lines = (e.stderr or e.stdout or "").strip().splitlines()

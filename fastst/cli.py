@@ -14,7 +14,7 @@ from .allocator import keep_freed_memory
 from .errors import FaststError, Interrupted
 from .version import fastst_version
 
-COMMANDS = ("train", "infer", "export", "convert", "styles")
+COMMANDS = ("train", "infer", "export", "convert", "styles", "serve")
 
 
 def build_parser(prog: str = "fastst", package: str = "fastst.commands", commands: Sequence[str] = COMMANDS,

@@ -118,8 +118,10 @@ def _summary(r: dict[str, Any], human_size: Any) -> str:
         ref = "PyTorch fp32" if r["precision"] == "fp16" else "PyTorch"
         return (head + f"\n         onnxruntime vs {ref}: max abs error {r['max_error']:.1e} on [0, 1] "
                 f"(sizes {sizes}; one-hot and blended style; tolerance {r['tolerance']:.0e})")
-    head = (f"Core ML  {r['path']}  {size}  ML Program, iOS 16+, {r['precision']}, {r['sizes']} input sizes "
-            f"{r['min_side']}-{r['max_side']} px a side, export {r['export_s']:.1f} s")
+    sizes = (f"{r['sizes']} input sizes {r['min_side']}-{r['max_side']} px a side" if r["sizes"] > 1
+             else f"input size {r['input_sizes'][0]}")
+    head = (f"Core ML  {r['path']}  {size}  ML Program, iOS 16+, {r['precision']}, {sizes}, "
+            f"export {r['export_s']:.1f} s")
     check = r.get("prediction_check", "not verified (--no-verify)")
     if "max_error" in r:
         check = f"Core ML vs PyTorch: max abs error {r['max_error']:.3f} on [0, 1] ({check})"

@@ -236,7 +236,8 @@ def _run_fresh(req: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
         script = " && ".join(
             f"mount --make-rprivate / && mount -t tmpfs -o size={m.get('size', '64k')}{',ro' if m.get('ro') else ''} "
             f"tmpfs '{m['path']}'" for m in req["mounts"])
-        files = [f"printf %s '{data}' > '{m['path']}/{name}'" for m in req["mounts"] for name, data in (m.get("files") or {}).items()]
+        files = [f"printf %s '{data}' > '{m['path']}/{name}'"
+                 for m in req["mounts"] for name, data in (m.get("files") or {}).items()]
         listing = os.path.join(tempfile.gettempdir(), f"fastst-mounts-{os.getpid()}.txt")
         finds = "; ".join(f"find '{m['path']}' -type f >> '{listing}'" for m in req["mounts"])
         cmd = ["unshare", "-m", "sh", "-c", " && ".join([script, *files]) + f' || exit 77; "$@"; rc=$?; {finds}; exit $rc',

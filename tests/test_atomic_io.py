@@ -41,7 +41,7 @@ def test_a_kill_during_a_checkpoint_write_never_leaves_a_truncated_file(tmp_path
     save_torch(big, target)
     rng = random.Random(0)
     kills = 0
-    for attempt in range(6):
+    for _attempt in range(6):
         pid = os.fork()
         if pid == 0:
             torch.set_num_threads(1)

@@ -473,7 +473,7 @@ def problems(case: Case, result: Result, before: dict[str, str], after: dict[str
         found.append(f"RAW WARNING: {raw[0][:200]}")
     if case.rc == 2:
         if len(lines) != 1:
-            found.append(f"STDERR {len(lines)} lines: {' | '.join(l[:100] for l in lines[-4:])}")
+            found.append(f"STDERR {len(lines)} lines: {' | '.join(x[:100] for x in lines[-4:])}")
         elif not re.match(rf"{case.prog}( \w+)?: error: ", lines[0]):  # "fastst infer: error:" from argparse
             found.append(f"STDERR not an error line: {lines[0][:200]}")
         if lines and case.needle and case.needle not in lines[-1]:
@@ -481,7 +481,7 @@ def problems(case: Case, result: Result, before: dict[str, str], after: dict[str
     elif case.rc == 0:
         stray = [line for line in lines if "error" in line.lower()]
         if stray:
-            found.append(f"STDERR noise: {' | '.join(l[:100] for l in stray[:3])}")
+            found.append(f"STDERR noise: {' | '.join(x[:100] for x in stray[:3])}")
         if case.needle and case.needle not in err:
             found.append(f"STDERR lacks '{case.needle}'")
     return found

@@ -9,8 +9,9 @@ import contextlib
 import copy
 import io
 import resource
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import torch

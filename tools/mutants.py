@@ -63,7 +63,7 @@ MUTANTS: tuple[Mutant, ...] = (
            ("tests/test_modelcheck.py",), "a truncated model file loads with random layers"),
     Mutant("modelfile-hashes-dropped", "fastst/modelfile.py",
            '"sha256": self.sha256,', '"sha256": "",',
-           ("tests/test_infer.py::test_refine_polishes_the_output_towards_the_style_found_by_its_hash",),
+           ("tests/test_modelfile.py",),
            "the style images' hashes are not saved"),
     # ---------------------------------------------------------------- losses and objectives
     Mutant("gram-normalisation", "fastst/losses.py",

@@ -9,7 +9,7 @@ import pickle
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -17,20 +17,35 @@ from .errors import FaststError
 from .images import atomic_path
 from .transformer import DEFAULT_WIDTH, OUTPUTS, TransformerNet, style_vector
 
+if TYPE_CHECKING:
+    from .controls import Mix
+
 FORMAT = "fastst-model"
 FORMAT_VERSION = 1
 
 
 @dataclass
 class StyleInfo:
-    """One style a model holds: its name, the sha256 of the style image, a small RGB thumbnail."""
+    """One row of a model's style table: its name, the sha256 of the style image, a small RGB thumbnail;
+    `kind` "style" or "identity" (reproduces the photo), `group` the painting it belongs to (several rows
+    of one group: trained at different `style_size`s, the style image's long side), see fastst.controls."""
 
     name: str
     sha256: str = ""
     thumbnail: torch.Tensor | None = None  # uint8 (3, h, w)
+    kind: str = "style"
+    group: str | None = None  # None: the row's own name
+    style_size: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "sha256": self.sha256, "thumbnail": self.thumbnail}
+        d = {"name": self.name, "sha256": self.sha256, "thumbnail": self.thumbnail, "kind": self.kind}
+        return d | {k: v for k, v in (("group", self.group), ("style_size", self.style_size)) if v is not None}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StyleInfo:
+        size = d.get("style_size")
+        return cls(name=str(d["name"]), sha256=d.get("sha256", ""), thumbnail=d.get("thumbnail"),
+                   kind=str(d.get("kind", "style")), group=d.get("group"), style_size=None if size is None else int(size))
 
 
 @dataclass
@@ -41,12 +56,13 @@ class StyleModel:
     styles: list[StyleInfo]
     config: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    default_strength: float = 1.0  # the strength `infer` uses when none is given (fastst.controls)
 
     @property
     def style_names(self) -> list[str]:
         return [s.name for s in self.styles]
 
-    def style_weights(self, style: "int | str | dict[str, float] | list[float] | None" = None,
+    def style_weights(self, style: int | str | dict[str, float] | list[float] | None = None,
                       batch: int = 1) -> torch.Tensor:
         """Style weights for a style given by index, name, {name: weight} blend or weight list."""
         n = len(self.styles)
@@ -61,6 +77,18 @@ class StyleModel:
             return style_vector(n, style, batch)
         except ValueError as e:
             raise FaststError(f"{e}; styles are: {', '.join(self.style_names)}", self.path) from None
+
+    def mix(self, style: int | str | dict[str, float] | None = None, strength: float | None = None,
+            stroke: float | None = None) -> Mix:
+        """Row weights for a style (group or row name, index, or {name: weight} blend) at a strength
+        (None: the model's default) and stroke; see fastst.controls.mix."""
+        from .controls import mix
+
+        blend = {0 if style is None else style: 1.0} if not isinstance(style, dict) else style
+        try:
+            return mix(self.styles, blend, self.default_strength if strength is None else strength, stroke)
+        except FaststError as e:
+            raise FaststError(str(e), self.path) from None
 
     def style_index(self, name: str | int) -> int:
         """Index of a style by name or index (given as int or digit string)."""
@@ -83,8 +111,9 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def save_model(path: str | os.PathLike, net: TransformerNet, styles: list[StyleInfo],
-               config: dict[str, Any] | None = None, half: bool = False) -> Path:
-    """Write a model file atomically; `half` stores weights as fp16 (half the size, same results to ~1e-3)."""
+               config: dict[str, Any] | None = None, half: bool = False, default_strength: float | None = None) -> Path:
+    """Write a model file atomically; `half` stores weights as fp16 (half the size, same results to ~1e-3);
+    `default_strength` (None: 1, not stored) is the strength `infer` uses when given none."""
     if len(styles) != net.num_styles:
         raise ValueError("one StyleInfo per style is needed")
     state = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().clone()
@@ -98,6 +127,8 @@ def save_model(path: str | os.PathLike, net: TransformerNet, styles: list[StyleI
         "styles": [s.to_dict() for s in styles],
         "config": dict(config or {}),
     }
+    if default_strength is not None:
+        blob["default_strength"] = float(default_strength)
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
@@ -132,6 +163,7 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
         net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
     except RuntimeError as e:
         raise FaststError(f"model weights do not fit the architecture ({str(e).splitlines()[0]})", path) from None
-    styles = [StyleInfo(name=s["name"], sha256=s.get("sha256", ""), thumbnail=s.get("thumbnail")) for s in blob["styles"]]
+    styles = [StyleInfo.from_dict(s) for s in blob["styles"]]
     net.eval().requires_grad_(False).to(device)
-    return StyleModel(net=net, styles=styles, config=blob.get("config", {}), path=path)
+    return StyleModel(net=net, styles=styles, config=blob.get("config", {}), path=path,
+                      default_strength=float(blob.get("default_strength", 1.0)))

@@ -204,9 +204,10 @@ class TransformerNet(nn.Module):
 
 
 def style_vector(num_styles: int, style: int | torch.Tensor | list[float] | None = None,
-                 batch: int = 1) -> torch.Tensor:
+                 batch: int = 1, signed: bool = False) -> torch.Tensor:
     """Build an (batch, num_styles) weight matrix from a style index, a weight list or None (style 0).
-    Weight lists are normalised to sum to 1."""
+    Weight lists are normalised to sum to 1; `signed` admits negative entries (a strength above 1
+    extrapolates away from the identity row, fastst.controls), the sum must still be positive."""
     if style is None:
         style = 0
     if isinstance(style, int):
@@ -218,7 +219,7 @@ def style_vector(num_styles: int, style: int | torch.Tensor | list[float] | None
         w = torch.as_tensor(style, dtype=torch.float32).flatten()
         if w.numel() != num_styles:
             raise ValueError(f"expected {num_styles} style weights, got {w.numel()}")
-        if (w < 0).any() or w.sum() <= 0:
-            raise ValueError("style weights must be non-negative and not all zero")
+        if not torch.isfinite(w).all() or (not signed and (w < 0).any()) or w.sum() <= 0:
+            raise ValueError("style weights must be finite, " + ("" if signed else "non-negative ") + "with a positive sum")
         w = w / w.sum()
     return w.unsqueeze(0).expand(batch, num_styles).contiguous()

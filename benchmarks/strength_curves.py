@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> None:
                 t0 = time.perf_counter()
                 terms = go.score(photo, style, image)
                 line[method].append(image)
-                rows.append(dict(method=method, setting=s, photo=photo_path.name, content=terms["content"],
-                                 style=terms["style"], seconds=round(time.perf_counter() - t0, 2)))
+                rows.append({"method": method, "setting": s, "photo": photo_path.name, "content": terms["content"],
+                                 "style": terms["style"], "seconds": round(time.perf_counter() - t0, 2)})
                 print(f"{photo_path.name:24s} {method:17s} s={s:<5g} content {terms['content']:.4g} "
                       f"style {terms['style']:.4g}", flush=True)
         for beta in args.gatys_weights if args.gatys_evals else []:
@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> None:
             result = go.stylize(photo, style, style_weight=beta, content_weight=1.0, iterations=args.gatys_evals,
                                 size=args.size, device="cpu", seed=0)
             terms = go.score(photo, style, result.image)
-            rows.append(dict(method="gatys", setting=beta, photo=photo_path.name, content=terms["content"],
-                             style=terms["style"], seconds=round(time.perf_counter() - t0, 1)))
+            rows.append({"method": "gatys", "setting": beta, "photo": photo_path.name, "content": terms["content"],
+                             "style": terms["style"], "seconds": round(time.perf_counter() - t0, 1)})
             print(f"{photo_path.name:24s} gatys β={beta:<8g} content {terms['content']:.4g} style {terms['style']:.4g}",
                   flush=True)
         strips.append(torch.cat([torch.cat(line["feature strength"], 2), torch.cat(line["pixel blend"], 2)], 1))

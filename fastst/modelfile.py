@@ -160,7 +160,9 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     net = TransformerNet(num_styles=int(arch["num_styles"]), residual_blocks=int(arch.get("residual_blocks", 5)),
                          width=int(arch.get("width", DEFAULT_WIDTH)), output=str(arch.get("output", "sigmoid")))
     try:
-        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+        state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
+        state.setdefault("skip", torch.zeros(net.num_styles, 3))  # files from before the input skip: closed
+        net.load_state_dict(state)
     except RuntimeError as e:
         raise FaststError(f"model weights do not fit the architecture ({str(e).splitlines()[0]})", path) from None
     styles = [StyleInfo.from_dict(s) for s in blob["styles"]]

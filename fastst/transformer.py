@@ -176,6 +176,10 @@ class TransformerNet(nn.Module):
             UpsampleConv(2 * w, w, 3, 1, num_styles),
         ])
         self.out = OutputConv(w, 3, 9, 1, num_styles, relu=False)
+        # Per-row gain of a path from the input straight to the output's logits: zero for style rows, so
+        # they compute exactly what they did without it; an identity row opens it to reproduce the photo,
+        # which the output's instance norm alone cannot (it fixes every channel's mean and spread).
+        self.skip = nn.Parameter(torch.zeros(num_styles, 3))
         if output == "clamp":
             self.out.norm = None  # type: ignore[assignment]
 
@@ -188,6 +192,7 @@ class TransformerNet(nn.Module):
 
     def body(self, x: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
         """The layers on an input whose sides are multiples of 4 (the exporters pad and crop their own way)."""
+        image = x
         for layer in self.down:
             x = layer(x, style_weights)
         for block in self.residual:
@@ -196,11 +201,24 @@ class TransformerNet(nn.Module):
             x = layer(x, style_weights)
         if self.output == "clamp":
             return self.out.convolve(x).clamp(0, 1)
-        return torch.sigmoid(self.out(x, style_weights))
+        z = self.out(x, style_weights)
+        if self.output == "sigmoid":
+            gain = (style_weights.to(self.skip.dtype) @ self.skip)[:, :, None, None]
+            z = z + (gain.float() * logit(image.float())).to(z.dtype)  # fp32: 1 − ε rounds to 1 in bf16
+        return torch.sigmoid(z)
 
     def norms(self) -> list[ConditionalInstanceNorm]:
         """Every conditional instance norm, in forward order."""
         return [m for m in self.modules() if isinstance(m, ConditionalInstanceNorm)]
+
+
+LOGIT_EPS = 1e-3  # keeps the input's logits finite (±6.9): a zero skip gain then adds exactly zero
+
+
+def logit(p: torch.Tensor) -> torch.Tensor:
+    """log(p / (1 − p)) of an image clamped to [ε, 1 − ε], written with logs that every exporter knows."""
+    p = p.clamp(LOGIT_EPS, 1 - LOGIT_EPS)
+    return torch.log(p) - torch.log1p(-p)
 
 
 def style_vector(num_styles: int, style: int | torch.Tensor | list[float] | None = None,

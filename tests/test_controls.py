@@ -21,6 +21,7 @@ def random_net(rows: int, seed: int = 0, width: int = 8) -> TransformerNet:
         for norm in net.norms():
             norm.scale.uniform_(0.5, 1.5)
             norm.shift.uniform_(-0.5, 0.5)
+        net.skip.uniform_(0, 1)  # per-row gains of the input skip, interpolated like the norms
     return net.eval()
 
 
@@ -106,7 +107,7 @@ def test_strength_ends_and_stroke_equal_the_rows_and_their_interpolated_norms(tm
     single = TransformerNet(1, width=8).eval()
     single.load_state_dict(model.net.state_dict() | {
         k: ((1 - x_stroke) * v[2] + x_stroke * v[0])[None] for k, v in model.net.state_dict().items()
-        if k.endswith((".scale", ".shift"))})
+        if k.endswith((".scale", ".shift")) or k == "skip"})
     torch.testing.assert_close(run(model.mix("waves", strength=1, stroke=x_stroke).weights),
                                single(x, torch.ones(1, 1)), rtol=1e-5, atol=1e-5)
 

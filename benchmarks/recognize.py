@@ -18,8 +18,9 @@ import argparse
 import time
 from pathlib import Path
 
-import benchutil as bu
 import torch
+
+import benchutil as bu
 from classifier import agreement, load_classifier, topk
 
 HELDOUT = Path(__file__).resolve().parent / "heldout_photos.txt"
@@ -75,8 +76,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from fastst.controls import groups
     from fastst.images import find_images
+    from fastst.inference.stylizer import Stylizer
     from fastst.modelfile import load_model
-    from fastst.stylize import Stylizer
 
     files = find_images(args.photos) if args.photos else heldout_photos(list_file=args.list)
     files = files[: args.limit] if args.limit else files

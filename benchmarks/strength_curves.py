@@ -14,8 +14,9 @@ import argparse
 import time
 from pathlib import Path
 
-import benchutil as bu
 import torch
+
+import benchutil as bu
 
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 GATYS_STYLE_WEIGHTS = (50.0, 500.0, 5e3, 5e4)  # Gatys' default β is 5e3 (gatys.defaults)
@@ -71,11 +72,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--csv", type=Path, help="also write every point here")
     args = p.parse_args(argv)
 
-    import gatys.optimize as go
     from fastst.images import load_image, save_image
+    from fastst.inference.stylizer import Stylizer
     from fastst.modelfile import load_model
-    from fastst.refine import find_style_image
-    from fastst.stylize import Stylizer
+    from gatys.optimize import stylize as gatys_stylize
+    from gatys.refine import find_style_image
+    from gatys.scoring import score
 
     model = load_model(args.model)
     stylizer = Stylizer(model, device="cpu", precision="fp32")
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
                               mix.pixel_blend)
             for method, image in (("feature strength", feat), ("pixel blend", torch.lerp(photo, full, s))):
                 t0 = time.perf_counter()
-                terms = go.score(photo, style, image)
+                terms = score(photo, style, image)
                 line[method].append(image)
                 rows.append({"method": method, "setting": s, "photo": photo_path.name, "content": terms["content"],
                                  "style": terms["style"], "seconds": round(time.perf_counter() - t0, 2)})
@@ -110,9 +112,9 @@ def main(argv: list[str] | None = None) -> None:
                       f"style {terms['style']:.4g}", flush=True)
         for beta in args.gatys_weights if args.gatys_evals else []:
             t0 = time.perf_counter()
-            result = go.stylize(photo, style, style_weight=beta, content_weight=1.0, iterations=args.gatys_evals,
+            result = gatys_stylize(photo, style, style_weight=beta, content_weight=1.0, iterations=args.gatys_evals,
                                 size=args.size, device="cpu", seed=0)
-            terms = go.score(photo, style, result.image)
+            terms = score(photo, style, result.image)
             rows.append({"method": "gatys", "setting": beta, "photo": photo_path.name, "content": terms["content"],
                              "style": terms["style"], "seconds": round(time.perf_counter() - t0, 1)})
             print(f"{photo_path.name:24s} gatys β={beta:<8g} content {terms['content']:.4g} style {terms['style']:.4g}",

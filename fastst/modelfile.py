@@ -82,9 +82,10 @@ class StyleModel:
             stroke: float | None = None) -> Mix:
         """Row weights for a style (group or row name, index, or {name: weight} blend) at a strength
         (None: the model's default) and stroke; see fastst.controls.mix."""
-        from .controls import mix
+        from .controls import groups, mix
 
-        blend = {0 if style is None else style: 1.0} if not isinstance(style, dict) else style
+        first = next(iter(groups(self.styles)), 0)  # the first style, not an identity row placed first
+        blend = {first if style is None else style: 1.0} if not isinstance(style, dict) else style
         try:
             return mix(self.styles, blend, self.default_strength if strength is None else strength, stroke)
         except FaststError as e:

@@ -82,7 +82,8 @@ class TrainConfig:
         self.content_layers, self.style_layers = tuple(self.content_layers), tuple(self.style_layers)
         if self.style_sizes is not None:
             self.style_sizes = tuple(int(v) for v in self.style_sizes) or None
-            if self.style_sizes and (min(self.style_sizes) < MIN_IMAGE_SIZE or len(set(self.style_sizes)) != len(self.style_sizes)):
+            sizes = self.style_sizes or ()
+            if sizes and (min(sizes) < MIN_IMAGE_SIZE or len(set(sizes)) != len(sizes)):
                 raise FaststError(f"'style_sizes' must be distinct sizes of at least {MIN_IMAGE_SIZE} px, "
                                   f"got {','.join(map(str, self.style_sizes))}")
         self.crop_scale = tuple(float(a) for a in self.crop_scale)  # type: ignore[assignment]

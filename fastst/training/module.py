@@ -35,7 +35,8 @@ class StyleTransferModule(L.LightningModule):
         self.identity_row = kinds.index("identity") if "identity" in kinds else None
         self.net = TransformerNet(num_styles=len(self.rows), width=self.cfg.width or DEFAULT_WIDTH)
         # only the identity row opens the input skip; the style rows' gains stay zero (see TransformerNet)
-        self.net.skip.register_hook(lambda grad, mask=identity_skip_mask(self.rows): grad * mask.to(grad))
+        mask = identity_skip_mask(self.rows)
+        self.net.skip.register_hook(lambda grad: grad * mask.to(grad))
         cfg = self.cfg
         self.objective = PerceptualObjective(cfg.content_layers, cfg.style_layers, cfg.content_weight,
                                              cfg.style_weight, cfg.tv_weight, cfg.style_layer_weights)

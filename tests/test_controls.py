@@ -122,3 +122,31 @@ def test_old_model_files_load_as_style_rows(tmp_path):
     assert [(s.kind, s.group, s.style_size) for s in model.styles] == [("style", None, None)] * 2
     assert model.default_strength == 1.0
     assert model.mix("b", strength=0.5).pixel_blend == 0.5
+
+
+def test_infer_strength_and_stroke_flags(tmp_path, capsys):
+    """`fastst infer --strength/--stroke` run the composed rows; out-of-range values are one line, exit 2,
+    before anything is written; --pixel-blend 0 gives the photo back."""
+    from conftest import synthetic_image, write_png
+    from fastst.cli import main
+    from fastst.images import load_image
+
+    net = random_net(len(ROWS))
+    infos = [StyleInfo(r.name, kind=r.kind, group=r.group, style_size=r.style_size) for r in ROWS]
+    model_path = save_model(tmp_path / "m.fst", net, infos, default_strength=0.5)
+    photo = write_png(tmp_path / "p.png", synthetic_image(32, 40))
+    out = tmp_path / "o.png"
+    assert main(["infer", str(model_path), str(photo), "-o", str(out), "--style", "waves", "--stroke", "1",
+                 "--strength", "0.75", "--precision", "fp32", "-q"]) == 0
+    x = load_image(photo).unsqueeze(0)
+    with torch.no_grad():
+        want = net(x, torch.tensor([[0.75, 0, 0, 0.25]]))[0]
+    assert (load_image(out) - want).abs().max() <= 1 / 255 + 1e-6
+    for flag, value, message in (("--strength", "1.6", "strength must be in [0, 1.5], got 1.6"),
+                                 ("--stroke", "-0.5", "stroke must be in [0, 1], got -0.5")):
+        bad = tmp_path / f"bad{flag}.png"
+        assert main(["infer", str(model_path), str(photo), "-o", str(bad), flag, value, "-q"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.endswith(message) and len(err.splitlines()) == 1 and not bad.exists()
+    assert main(["infer", str(model_path), str(photo), "-o", str(out), "--pixel-blend", "0", "--overwrite", "-q"]) == 0
+    assert (load_image(out) - x[0]).abs().max() <= 1 / 255 + 1e-6

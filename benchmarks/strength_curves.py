@@ -34,7 +34,7 @@ def plot(rows: list[dict], out: Path, title: str) -> Path:
     for method, marker in (("feature strength", "o-"), ("pixel blend", "s--"), ("gatys", "^:")):
         points: dict[float, list[tuple[float, float]]] = {}
         for r in rows:
-            if r["method"] == method:
+            if r["method"] == method and r["content"] > 0:  # the photo itself (content 0) is off a log axis
                 points.setdefault(r["setting"], []).append((r["content"], r["style"]))
         if not points:
             continue
@@ -44,9 +44,9 @@ def plot(rows: list[dict], out: Path, title: str) -> Path:
         ax.plot(xs, ys, marker, label=method)
         for s, x, y in zip(settings, xs, ys):
             ax.annotate(f"{s:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set_xscale("symlog", linthresh=1e3)
+    ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("content term (mean over photos)")
+    ax.set_xlabel("content term (mean over photos; the photo itself, 0, is left out)")
     ax.set_ylabel("style term (mean over photos)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)

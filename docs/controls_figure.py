@@ -11,7 +11,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25)
+STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25)  # and the model's default
 STROKES = (0.0, 0.5, 1.0)
 
 
@@ -33,6 +33,7 @@ def main() -> None:
     p.add_argument("--stroke-photo", default=str(REPO / "datasets/samples/photos/skimage_chelsea.jpg"))
     p.add_argument("--style", default="starry_night")
     p.add_argument("--stroke-style", default="starry_night")
+    p.add_argument("--stroke-strength", type=float, default=1.0, help="strength of the stroke strip [1]")
     p.add_argument("--size", type=int, default=320, help="long side of each picture, px")
     p.add_argument("--out", default=str(REPO / "docs/controls.jpg"))
     args = p.parse_args()
@@ -47,15 +48,15 @@ def main() -> None:
     runner = Stylizer(model, device="cpu", precision="fp32")
     top, bottom = [], []
     photo = load_image(args.photo, size=args.size)
-    for s in STRENGTHS:
+    for s in sorted(set(STRENGTHS) | {model.default_strength}):
         out = stylize(runner, photo, args.style, strength=s)
         mark = " (default)" if abs(s - model.default_strength) < 1e-6 else ""
         top.append(label(tensor_to_pil(out), f"strength {s:g}{mark}"))
     photo = load_image(args.stroke_photo, size=args.size)
     bottom.append(label(tensor_to_pil(photo), "photo"))
     for x in STROKES:
-        out = stylize(runner, photo, args.stroke_style, stroke=x)
-        bottom.append(label(tensor_to_pil(out), f"stroke {x:g}, strength {model.default_strength:g}"))
+        out = stylize(runner, photo, args.stroke_style, stroke=x, strength=args.stroke_strength)
+        bottom.append(label(tensor_to_pil(out), f"stroke {x:g} (strength {args.stroke_strength:g})"))
     w = max(sum(i.width for i in top), sum(i.width for i in bottom))
     h = top[0].height + bottom[0].height
     sheet = Image.new("RGB", (w, h), (255, 255, 255))

@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fastst.images import load_image
 from fastst.controls import groups
+from fastst.images import load_image
 from fastst.inference.stylizer import Stylizer, stylize
 from fastst.modelfile import load_model
 from fastst.sheets import contact_sheet

@@ -42,7 +42,14 @@ class OnnxModel:
         num_styles = inputs["style"].shape[1]
         meta = self.session.get_modelmeta().custom_metadata_map
         names = _style_names(meta, num_styles, self.path)
+        # the style images' hashes and the training settings (their file names): what --refine looks them up by
+        hashes = _json(meta.get("style_sha256"), list)
+        if not (hashes and len(hashes) == len(names) and all(isinstance(h, str) for h in hashes)):
+            hashes = [""] * len(names)
         self.styles = _rows(meta, names)
+        for info, h in zip(self.styles, hashes):
+            info.sha256 = h
+        self.config: dict = _json(meta.get("training"), dict) or {}
         self.default_strength = float(json.loads(meta.get("default_strength", "1")))
         batch = inputs["image"].shape[0]
         self.max_batch = batch if isinstance(batch, int) else None
@@ -77,6 +84,15 @@ def _session(path: Path, device: str, threads: int | None) -> object:
         return ort.InferenceSession(str(path), opts, providers=providers)
     except Exception as e:
         raise FaststError(f"not a loadable ONNX model ({first_line(e)})", path) from None
+
+
+def _json(text: str | None, kind: type) -> object:
+    """A metadata property parsed as JSON if it is a `kind`, else None (metadata may be anything)."""
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return value if isinstance(value, kind) else None
 
 
 def _style_names(meta: dict[str, str], num_styles: object, path: Path) -> list[str]:

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .atomic import save_torch
 from .errors import FaststError
-from .images import atomic_path
-from .transformer import DEFAULT_WIDTH, OUTPUTS, TransformerNet, style_vector
+from .modelcheck import read_torch_file, validate_blob
+from .transformer import DEFAULT_WIDTH, TransformerNet, style_vector
 
 if TYPE_CHECKING:
     from .controls import Mix
@@ -44,7 +43,7 @@ class StyleInfo:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StyleInfo:
         size = d.get("style_size")
-        return cls(name=str(d["name"]), sha256=d.get("sha256", ""), thumbnail=d.get("thumbnail"),
+        return cls(name=str(d["name"]), sha256=d.get("sha256") or "", thumbnail=d.get("thumbnail"),
                    kind=str(d.get("kind", "style")), group=d.get("group"), style_size=None if size is None else int(size))
 
 
@@ -128,12 +127,7 @@ def save_model(path: str | os.PathLike, net: TransformerNet, styles: list[StyleI
         "styles": [s.to_dict() for s in styles],
         "config": dict(config or {}),
     }
-    if default_strength is not None:
-        blob["default_strength"] = float(default_strength)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(blob, tmp)
-    return path
+    return save_torch(blob, path, "model file")
 
 
 def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> StyleModel:
@@ -142,30 +136,14 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
         from .pretrained import pretrained_path
         path = pretrained_path()
     path = Path(path)
-    if not path.exists():
-        raise FaststError("no such model file", path)
-    if path.is_dir():
-        raise FaststError("is a directory, expected a .fst model file", path)
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as e:
-        raise FaststError(f"not a fastst model file ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})", path) from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        kind = "a Lightning checkpoint (convert it with `fastst convert`)" if isinstance(blob, dict) and "pytorch-lightning_version" in blob else "not a fastst model file"
-        raise FaststError(kind, path)
-    if blob.get("format_version", 0) > FORMAT_VERSION:
-        raise FaststError(f"model format version {blob['format_version']} is newer than this fastst supports ({FORMAT_VERSION}); upgrade fastst", path)
+    blob = read_torch_file(path, "model file", "fastst model file")
+    validate_blob(blob, path, FORMAT, FORMAT_VERSION)
     arch = blob["architecture"]
-    if arch.get("output", "sigmoid") not in OUTPUTS:
-        raise FaststError(f"unknown output head '{arch['output']}'; upgrade fastst", path)
-    net = TransformerNet(num_styles=int(arch["num_styles"]), residual_blocks=int(arch.get("residual_blocks", 5)),
-                         width=int(arch.get("width", DEFAULT_WIDTH)), output=str(arch.get("output", "sigmoid")))
-    try:
-        state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
-        state.setdefault("skip", torch.zeros(net.num_styles, 3))  # files from before the input skip: closed
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        raise FaststError(f"model weights do not fit the architecture ({str(e).splitlines()[0]})", path) from None
+    net = TransformerNet(num_styles=arch["num_styles"], residual_blocks=arch.get("residual_blocks", 5),
+                         width=arch.get("width", DEFAULT_WIDTH), output=arch.get("output", "sigmoid"))
+    state = {k: v.float() for k, v in blob["state_dict"].items()}
+    state.setdefault("skip", torch.zeros(net.num_styles, 3))  # files from before the input skip: closed
+    net.load_state_dict(state)
     styles = [StyleInfo.from_dict(s) for s in blob["styles"]]
     net.eval().requires_grad_(False).to(device)
     return StyleModel(net=net, styles=styles, config=blob.get("config", {}), path=path,

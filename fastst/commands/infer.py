@@ -50,6 +50,14 @@ def _positive(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _tile(text: str) -> int:
+    """--tile: 0 (never tile) or a tile side of at least 16 px (smaller tiles are all context, no picture)."""
+    v = _positive(0)(text)
+    if 0 < v < 16:
+        raise argparse.ArgumentTypeError(f"must be 0 (never tile) or at least 16 px, got {v}")
+    return v
+
+
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "infer", help="stylize images, folders and videos with a trained model",
@@ -85,7 +93,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--style-image", action="append", default=[], metavar="FILE|FOLDER",
                    help="with --refine: the style's image, or a folder to find it in by the hash the model stores "
                         "(default: the bundled styles)")
-    p.add_argument("--tile", type=_positive(0), metavar="N",
+    p.add_argument("--tile", type=_tile, metavar="N",
                    help="stylize in N px tiles (each computed with 56 px of context around it) that share "
                         "whole-image statistics: bounded memory, no seams; default: 512 px tiles above "
                         "4 megapixels (a 16 MP image then needs < 2 GiB); 0: never tile")

@@ -8,13 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import FaststError
+from ..errors import FaststError, Interrupted
 from ..training.config import PRESETS, TrainConfig
 from .flags import with_flag_names
 
 # flags of train()'s arguments that are no TrainConfig field; the library's errors quote these names
 RUN_FLAGS = {"init": "--init", "resume": "--resume", "data": "--data", "val_data": "--val-data", "styles": "--style",
-             "identity": "--identity", "exclude": "--exclude"}
+             "accelerator": "--accelerator", "devices": "--devices", "strategy": "--strategy",
+             "precision": "--precision", "num_nodes": "--num-nodes", "identity": "--identity", "exclude": "--exclude"}
 
 
 def _shown(value: Any) -> str:
@@ -81,6 +82,9 @@ def flag_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except Interrupted as e:  # the user's Ctrl-C: where to resume, as a command line says it
+            raise Interrupted(f"interrupted; resume with --resume {e.checkpoint}" if e.checkpoint else str(e),
+                              checkpoint=e.checkpoint) from None
         except FaststError as e:
             raise with_flag_names(e, flags) from None
     return wrapped

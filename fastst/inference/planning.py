@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import FaststError
 from ..images import IMAGE_EXTENSIONS, IMAGE_OUTPUT_SUFFIXES, MIN_SIDE, find_files, load_pil
+from ..paths import check_writable_folder
 from .videoio import OUTPUT_FORMATS, VIDEO_EXTENSIONS, output_size, output_suffix, probe_video
 
 MODEL_SUFFIXES = (".fst", ".onnx", ".ckpt", ".pt", ".pth")
@@ -90,9 +91,11 @@ def parse_styles(model: Any, specs: list[str], all_styles: bool = False) -> list
             if job not in jobs:
                 jobs.append(job)
     if blend:
-        total = sum(blend.values())
-        if total <= 0:
+        top = max(blend.values())
+        if top <= 0:
             raise FaststError("blend weights are all zero; give at least one style a positive weight")
+        blend = {n: w / top for n, w in blend.items()}  # first by the largest: 1e308 + 1e308 would overflow
+        total = sum(blend.values())
         blend = {n: w / total for n, w in blend.items()}
         label = "+".join(f"{safe_label(n)}{round(100 * w)}" for n, w in blend.items() if w > 0)
         jobs.append((label, blend))
@@ -136,9 +139,8 @@ def _single_target(out: Path, kind: str) -> Path:
     """`out` as the one output file of a run: FaststError if it cannot hold a `kind` or has no folder."""
     ok = tuple(OUTPUT_FORMATS) if kind == "video" else IMAGE_OUTPUT_SUFFIXES
     if out.suffix.lower() not in ok:
-        raise FaststError(f"a {kind} output must end in {', '.join(ok)}", out)
-    if not out.parent.is_dir():
-        raise FaststError("output folder does not exist", out.parent)
+        raise FaststError(f"{'a video' if kind == 'video' else 'an image'} output must end in {', '.join(ok)}", out)
+    check_writable_folder(out.parent)
     return out
 
 
@@ -191,12 +193,15 @@ def _check_outputs(jobs: list[Job], sources: set[str], overwrite: bool) -> None:
 
 
 def _check_folders(folders: set[Path]) -> None:
+    """Every output folder exists or can be created, and takes files (a read-only one fails here, not
+    after the work)."""
     for d in folders:
         p = d
         while not p.exists():
             p = p.parent
         if not p.is_dir():
             raise FaststError("cannot create the output folder: a file is in the way", p)
+        check_writable_folder(d, create=True)
 
 
 def measure_inputs(jobs: list[Job], max_size: int | None = None) -> dict[Path, tuple[int, int, int]]:
@@ -214,6 +219,9 @@ def measure_inputs(jobs: list[Job], max_size: int | None = None) -> dict[Path, t
     for src in dict.fromkeys(job.src for job in jobs if job.kind == "video"):
         info = probe_video(src)
         w, h = output_size(info.width, info.height, max_size)
+        if min(w, h) < MIN_SIDE:
+            scaled = f" downscaled to {max_size} px" if max_size else ""
+            raise FaststError(f"video too small to stylize ({w}x{h}{scaled}; need at least {MIN_SIDE} px a side)", src)
         sizes[src] = (w, h, info.frames)
     return sizes
 

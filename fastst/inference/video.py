@@ -171,7 +171,8 @@ class VideoRun:
         """Number decoded frames and queue them for the network; False once the run is stopping."""
         ready = []
         for frame in frames:
-            bad = self.decoder_errors() > errors_before
+            # damage the decoder logged, or flagged on the frame (FFmpeg's AV_FRAME_FLAG_CORRUPT)
+            bad = self.decoder_errors() > errors_before or bool(getattr(frame, "is_corrupt", False))
             ready += self.stamps.push(frame.pts, frame.dts, (self.to_rgb(frame), bad))
         if flush:
             ready += self.stamps.flush()

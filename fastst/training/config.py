@@ -4,6 +4,7 @@ help comes at once."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from ..objectives.settings import (
 LR_SCHEDULES = ("constant", "cosine")
 DEFAULT_CROP_SCALE = (0.35, 1.0)  # area fraction of a photo that a random training crop covers
 MIN_IMAGE_SIZE = 32
+MIN_STYLE_SIZE = 16  # the network's smallest input side
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -97,9 +99,33 @@ class TrainConfig:
             if len(self.style_layer_weights) != len(self.style_layers):
                 raise FaststError(f"{len(self.style_layer_weights)} style layer weights for "
                                   f"{len(self.style_layers)} style layers")
-        if (self.image_size < MIN_IMAGE_SIZE or self.batch_size < 1 or self.steps < 1
-                or (self.width is not None and self.width < 1)):
-            raise FaststError(f"need 'image_size' ≥ {MIN_IMAGE_SIZE}, 'batch_size' ≥ 1, 'steps' ≥ 1 and 'width' ≥ 1")
+        check_ranges(self)
+
+
+def check_ranges(cfg: TrainConfig) -> None:
+    """Every setting in its range, NaN and infinity nowhere: a bad value fails before any work, named
+    as the setting ('lr'), never as a NaN model file or a failure after training steps ran."""
+    def need(ok: bool, name: str, what: str) -> None:
+        if not ok:
+            raise FaststError(f"'{name}' must be {what}, got {getattr(cfg, name)!r}".replace("()", "none"))
+
+    def finite(v: float, low: float = 0.0, strict: bool = False) -> bool:
+        return math.isfinite(v) and (v > low if strict else v >= low)
+
+    need(finite(cfg.lr, strict=True), "lr", "a positive number")
+    for name in ("content_weight", "style_weight", "tv_weight"):
+        need(finite(getattr(cfg, name)), name, "a finite number ≥ 0")
+    need(cfg.style_layer_weights is None or all(finite(w) for w in cfg.style_layer_weights), "style_layer_weights",
+         "finite numbers ≥ 0")
+    need(cfg.image_size >= MIN_IMAGE_SIZE, "image_size", f"≥ {MIN_IMAGE_SIZE} px")
+    need(cfg.style_size is None or cfg.style_size >= MIN_STYLE_SIZE, "style_size", f"≥ {MIN_STYLE_SIZE} px")
+    for name, low in (("batch_size", 1), ("steps", 1), ("checkpoint_every", 1), ("log_every", 1),
+                      ("preview_every", 0), ("workers", 0)):
+        need(getattr(cfg, name) >= low, name, f"≥ {low}")
+    need(cfg.width is None or cfg.width >= 1, "width", "≥ 1")
+    need(0 <= cfg.seed < 2 ** 32, "seed", "from 0 to 2^32 - 1")
+    need(bool(cfg.content_layers), "content_layers", "one or more layer names")
+    need(bool(cfg.style_layers), "style_layers", "one or more layer names")
 
 
 PRESETS: dict[str, dict[str, Any]] = {

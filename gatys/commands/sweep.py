@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from fastst.errors import FaststError
+from fastst.paths import check_not_inputs, check_writable_folder
 
 from .. import defaults as go
 from .stylize import add_common_options
+
+RESULTS = ("summary.csv", "contact_sheet.png", "runs")  # what a sweep writes into its folder (and plot_*.png)
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -55,10 +59,28 @@ def _layer_sets(values: list[str] | None, what: str) -> list[list[str] | None]:
     return sets
 
 
+def check_out_folder(out: Path, inputs: list[str], overwrite: bool) -> None:
+    """Before any run: the folder is no input's and takes files, and holds no earlier sweep's results
+    unless `overwrite` (they would be mixed with or replaced by this sweep's)."""
+    if out.exists() and not out.is_dir():
+        raise FaststError("exists and is not a folder", out)
+    results = [out / name for name in RESULTS] + (sorted(out.glob("plot_*.png")) if out.is_dir() else [])
+    check_not_inputs([out, *results], inputs)
+    found = [p for p in results if p.exists()]
+    if found and not overwrite:
+        raise FaststError(f"holds an earlier sweep's results ({found[0].name}); use --overwrite to replace them", out)
+    check_writable_folder(out, create=True)
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import sweep as gs
+    from ..inputs import check_settings
     ratios = [gs.parse_ratio(r) for r in _split(args.weight_ratios)] or \
         [go.default_weights(args.normalize_gradients)[:2]]
+    check_settings(args.size, args.iterations, args.scales, args.style_scale, args.init,
+                   [w for pair in ratios for w in pair] + ([args.tv_weight] if args.tv_weight is not None else []),
+                   1, None)
+    check_out_folder(Path(args.out), [args.content, args.style], args.overwrite)
     start = time.perf_counter()
     rows = gs.run_sweep(
         args.content, args.style, args.out, optimizers=_split(args.optimizers), weight_ratios=ratios,

@@ -5,6 +5,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..modelcheck import read_torch_file, validate_checkpoint
 from ..modelfile import StyleInfo, save_model
 from ..transformer import DEFAULT_WIDTH, TransformerNet

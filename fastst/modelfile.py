@@ -127,6 +127,8 @@ def save_model(path: str | os.PathLike, net: TransformerNet, styles: list[StyleI
         "styles": [s.to_dict() for s in styles],
         "config": dict(config or {}),
     }
+    if default_strength is not None:
+        blob["default_strength"] = float(default_strength)
     return save_torch(blob, path, "model file")
 
 

@@ -30,8 +30,8 @@ def child(workload: str, size: int, calls: int) -> dict[str, float]:
 
     torch.manual_seed(0)
     if workload == "infer":
+        from fastst.inference.stylizer import Stylizer, stylize
         from fastst.modelfile import load_model
-        from fastst.stylize import Stylizer, stylize
 
         stylizer = Stylizer(load_model(None), device="cpu", precision="fp32")
         image = bu.square(bu.load_content(), size)

@@ -9,9 +9,10 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -28,16 +29,15 @@ keep_freed_memory()
 SAMPLES = REPO / "datasets" / "samples"
 SAMPLE_STYLE = SAMPLES / "styles" / "starry_night.jpg"
 SAMPLE_PHOTO = SAMPLES / "photos" / "skimage_chelsea.jpg"
-# The project's shared data beside the checkout (benchmarks may use it; tests must not).
-SHARED_DATA = [REPO.parent / "shared" / "data", Path("/work/shared/data")]
+# Larger photos, styles and videos beside the checkout: `../shared/data` by default, or the folder that
+# FASTST_BENCH_DATA names. Benchmarks use it where it is there; tests never do.
+DATA = Path(os.environ.get("FASTST_BENCH_DATA") or REPO.parent / "shared" / "data")
 
 
 def shared_path(relative: str) -> Path | None:
-    """`relative` inside the first shared data folder that has it, else None."""
-    for root in SHARED_DATA:
-        if (root / relative).exists():
-            return root / relative
-    return None
+    """`relative` inside the benchmark data folder (DATA) if it is there, else None."""
+    path = DATA / relative
+    return path if path.exists() else None
 
 
 @dataclass
@@ -50,11 +50,11 @@ class Stats:
     n: int
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> "Stats":
+    def of(cls, values: Sequence[float]) -> Stats:
         v = list(values)
         return cls(statistics.median(v), min(v), max(v), len(v))
 
-    def scaled(self, f: Callable[[float], float]) -> "Stats":
+    def scaled(self, f: Callable[[float], float]) -> Stats:
         """Apply a monotonic map (e.g. seconds -> images/s), keeping min/max the right way round."""
         a, b = f(self.min), f(self.max)
         return Stats(f(self.median), min(a, b), max(a, b), self.n)
@@ -81,9 +81,11 @@ def time_once(fn: Callable[[], Any], device: torch.device | str = "cpu") -> floa
 
 
 def time_calls(fn: Callable[[], Any], device: torch.device | str = "cpu", warmup: int = 3, min_iters: int = 5,
-               max_iters: int = 200, min_seconds: float = 1.0) -> Stats:
+               max_iters: int = 200, min_seconds: float = 1.0,
+               clock: Callable[[], float] = time.perf_counter) -> Stats:
     """Per-call milliseconds of `fn` after `warmup` calls: at least `min_iters` calls and `min_seconds`
-    of calls, at most `max_iters`. CUDA work is timed with events, CPU work with the host clock."""
+    of calls, at most `max_iters`. CUDA work is timed with events, CPU work with `clock` (wall time;
+    `time.process_time` gives this process's CPU time, which other load on the machine disturbs less)."""
     dev = torch.device(device)
     for _ in range(warmup):
         fn()
@@ -99,9 +101,9 @@ def time_calls(fn: Callable[[], Any], device: torch.device | str = "cpu", warmup
             e1.synchronize()
             times.append(e0.elapsed_time(e1))
         else:
-            t = time.perf_counter()
+            t = clock()
             fn()
-            times.append((time.perf_counter() - t) * 1e3)
+            times.append((clock() - t) * 1e3)
     return Stats.of(times)
 
 
@@ -116,13 +118,27 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_kind() -> str:
+    """The CPU's widest relevant instruction set, as the docs name CPU kinds: AMX, AVX512-BF16, AVX-512, AVX2."""
+    from fastst.hardware import cpu_flags
+
+    flags = cpu_flags()
+    for flag, kind in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512-BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2")):
+        if flag in flags:
+            return kind
+    return platform.machine()
+
+
 def machine_line(device: torch.device | str = "cpu") -> str:
-    """One line naming the hardware and software the figures were taken on."""
+    """One line naming the hardware and software the figures were taken on, and the load on the machine
+    (figures taken while other work runs are slower)."""
     from fastst.hardware import cpu_has_fast_bf16
 
-    parts = [f"{cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    parts = [f"{cpu_name()} ({cpu_kind()}), {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
              f"{torch.get_num_threads()} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
-             f"hardware bf16 on CPU: {'yes' if cpu_has_fast_bf16() else 'no (emulated: fp32 is the CPU default)'}"]
+             f"hardware bf16 on CPU: {'yes' if cpu_has_fast_bf16() else 'no (emulated: fp32 is the CPU default)'}"
+             f"{load}"]
     if torch.device(device).type == "cuda" and torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
         parts.append(f"GPU {p.name} ({p.total_memory / 2**30:.0f} GiB, {p.multi_processor_count} SMs), "

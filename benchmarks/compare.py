@@ -1,4 +1,4 @@
-"""fastst against its peers, side by side in one process on one machine (issue 8): inference
+"""fastst against its peers, side by side in one process on one machine: inference
 (pytorch/examples' fast_neural_style transformer, fp32 eager, vs fastst.stylize at its defaults),
 one training step at 256 px batch 4 (that design with a full VGG16 loss network vs fastst's
 StyleTransferModule step at its default precision), and Gatys (the PyTorch tutorial's L-BFGS loop vs
@@ -16,8 +16,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -72,7 +73,9 @@ def _fastst_model(path: str | None):
 
 
 def bench_inference(args: argparse.Namespace, device: torch.device, rows: list[dict]) -> None:
-    from fastst.stylize import Stylizer, _as_model, onnx_for, stylize
+    from export.runtime import onnx_for
+    from fastst.inference.stylizer import Stylizer, stylize
+    from fastst.inference.stylizer import as_model as _as_model
 
     net, source = _fastst_model(args.model)
     print(f"inference: fastst model = {source}; peer = fast_neural_style transformer with the same weights",
@@ -135,7 +138,7 @@ def bench_inference(args: argparse.Namespace, device: torch.device, rows: list[d
 
 
 def bench_training(args: argparse.Namespace, device: torch.device, rows: list[dict]) -> None:
-    from fastst.lossnet import load_vgg16_caffe
+    from fastst.backbones import load_vgg16_caffe
     from fastst.training import default_precision
 
     precision = default_precision(device.type)
@@ -250,7 +253,8 @@ def _pair(peer: bu.Stats, fast: bu.Stats, faster_is: str) -> dict[str, Any]:
 
 def print_table(rows: list[dict], machine: str) -> None:
     print(f"# {machine}")
-    head = f"{'benchmark':10s} {'setting':34s} {'unit':9s} {'peer median [min–max]':27s} {'fastst median [min–max]':27s} {'speed-up':>8s}  fastst path"
+    head = (f"{'benchmark':10s} {'setting':34s} {'unit':9s} {'peer median [min–max]':27s} "
+            f"{'fastst median [min–max]':27s} {'speed-up':>8s}  fastst path")
     print(head)
     print("-" * len(head))
     for r in rows:

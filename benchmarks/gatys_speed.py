@@ -4,32 +4,30 @@ wall time of 300 L-BFGS evaluations at 512 px. A script that prints figures, not
 
     python benchmarks/gatys_speed.py                      # full: 256/512 px, 300 L-BFGS evaluations
     python benchmarks/gatys_speed.py --quick              # 128/256 px, 30 evaluations (a few minutes on 2 cores)
+
+The photo and the painting: --content and --style, else skimage_chelsea.png and starry_night.jpg from the
+benchmark data folder (../shared/data, or $FASTST_BENCH_DATA), else the bundled samples of the same two.
 """
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
+import benchutil as bu  # also puts the repository on sys.path
 import gatys.optimize as go
 from fastst.images import load_image, resize_long_side, save_image
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-
 
 def _images(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
-    content = Path(args.content) if args.content else SHARED / "photos" / "misc" / "skimage_chelsea.png"
-    style = Path(args.style) if args.style else SHARED / "styles" / "starry_night.jpg"
-    if content.exists() and style.exists():
-        return load_image(content), load_image(style)
-    print("(sample images not found: using generated ones)", file=sys.stderr)
-    g = torch.Generator().manual_seed(0)
-    return torch.rand(3, 384, 512, generator=g), torch.rand(3, 512, 512, generator=g)
+    content = Path(args.content) if args.content else \
+        bu.shared_path("photos/misc/skimage_chelsea.png") or bu.SAMPLE_PHOTO
+    style = Path(args.style) if args.style else bu.shared_path("styles/starry_night.jpg") or bu.SAMPLE_STYLE
+    print(f"# content {content}, style {style}")
+    return load_image(content), load_image(style)
 
 
 def evals_per_second(content: torch.Tensor, style: torch.Tensor, size: int, bf16: bool, repeats: int) -> float:
@@ -70,8 +68,7 @@ def main() -> None:
     repeats = args.repeats or (3 if args.quick else 5)
     budget = args.budget or (30 if args.quick else 300)
     content, style = _images(args)
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"cpu capability {torch.backends.cpu.get_cpu_capability()}, native bf16: {go.cpu_has_native_bf16()}")
+    print(f"# {bu.machine_line()}")
     precisions = [False] if args.skip_bf16 else [False, True]
     print("size  precision  evals/s")
     for size in () if args.skip_rates else sizes:

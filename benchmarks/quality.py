@@ -1,4 +1,4 @@
-"""Quality against cost (issue 7): the perceptual objective a fast model's outputs reach, against
+"""Quality against cost: the perceptual objective a fast model's outputs reach, against
 what `gatys stylize` reaches after 50, 100 and 300 L-BFGS evaluations, on the same photos, style and
 size, all scored by the one fixed scorer of gatys.optimize.score (vgg16-caffe, Gatys' default layers
 and weights, fp32, at the output's size). A script that prints a table and writes CSV, not a test.
@@ -42,7 +42,7 @@ def style_dirs() -> list[Path]:
 
 def find_style_image(model, index: int) -> Path | None:
     """The style image a model was trained on, in the bundled and shared style folders."""
-    from fastst.refine import find_style_image as find
+    from gatys.refine import find_style_image as find
 
     return find(model, index, style_dirs())
 
@@ -57,8 +57,8 @@ def finetuned_output(net, weights, content, style, steps: int, lr: float, device
     import torch
 
     import gatys.optimize as go
-    from fastst.images import resize_long_side
     from fastst.hardware import resolve_device
+    from fastst.images import resize_long_side
 
     dev = resolve_device(device)
     net = copy.deepcopy(net).float().to(dev).train().requires_grad_(True)
@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--style", default=None, help="style name or index in the model (default: its first style)")
     p.add_argument("--style-image", default=None, help="that style's image (default: found by the hash the model stores)")
     p.add_argument("--size", type=int, default=None, help="long side of every photo and output, px (default 256; quick 64)")
-    p.add_argument("--budgets", default=None, help="Gatys L-BFGS evaluation budgets (default 50,100,300; quick 3,6; none: score the model only)")
+    p.add_argument("--budgets", default=None,
+                   help="Gatys L-BFGS evaluation budgets (default 50,100,300; quick 3,6; none: score the model only)")
     p.add_argument("--gatys-init", default="content", choices=["content", "noise", "model"],
                    help="Gatys' starting image: the photo (gatys stylize's default), seeded noise, as in "
                         "Johnson et al.'s comparison, or the model's output (Gatys refining the fast model; "
@@ -115,8 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     import gatys.optimize as go
     from fastst.errors import FaststError
     from fastst.images import find_images, load_image, resize_long_side, save_image
+    from fastst.inference.stylizer import Stylizer, stylize
     from fastst.modelfile import load_model
-    from fastst.stylize import Stylizer, stylize
 
     size = args.size or (64 if args.quick else 256)
     spec = args.budgets or ("3,6" if args.quick else "50,100,300")

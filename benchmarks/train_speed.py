@@ -1,4 +1,4 @@
-"""Training speed of the fast stylizer (issue 4): images/s of fastst's training step (transformer,
+"""Training speed of the fast stylizer: images/s of fastst's training step (transformer,
 vgg16-caffe losses, backward, Adam, under Lightning's autocast for the precision) at 256 px, batch 4,
 in fp32 and bf16, on the CPU and on CUDA when present. A script that prints figures, not a test.
 
@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         p.error("--devices cuda: no CUDA GPU here")
     machine = bu.machine_line("cuda" if "cuda" in devices else "cpu")
     print(f"# {machine}")
-    print(f"# fastst training step, {size} px crops of the sample photos, batch {batch}, width {args.width}, Adam; vgg16-caffe losses")
+    print(f"# fastst training step, {size} px crops of the sample photos, batch {batch}, width {args.width}, "
+          "Adam; vgg16-caffe losses")
     print(f"{'device':6s} {'precision':10s} {'default':7s} {'ms/step median [min–max]':30s} {'images/s':>9s}")
     rows = []
     for device in devices:

@@ -8,9 +8,9 @@ import argparse
 from pathlib import Path
 
 from fastst.images import load_image
+from fastst.inference.stylizer import Stylizer, stylize
 from fastst.modelfile import load_model
 from fastst.sheets import contact_sheet
-from fastst.stylize import Stylizer, stylize
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ["skimage_chelsea.jpg", "ocv_building.jpg", "skimage_astronaut.jpg"]

@@ -1,1 +1,1 @@
-"""Export trained fastst models to ONNX and Core ML."""
+"""Export trained fastst models to ONNX and Core ML, and run ONNX exports with ONNX Runtime (`runtime`)."""

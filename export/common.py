@@ -1,5 +1,5 @@
 """What an exported model says about itself (style names, versions, training summary) and the
-checks every export shares: output paths, the verification inputs, fastst's version."""
+checks every export shares: output paths and the verification inputs."""
 from __future__ import annotations
 
 import json
@@ -10,18 +10,10 @@ import torch
 
 from fastst.errors import FaststError
 from fastst.modelfile import FORMAT_VERSION, StyleModel
+from fastst.version import fastst_version
 
 #: Version of the exported interface (input/output names, layout, value ranges). Bump on change.
 INTERFACE_VERSION = 1
-
-
-def fastst_version() -> str:
-    """The installed fastst version, or 'unknown' when running from a bare source tree."""
-    try:
-        from importlib.metadata import version
-        return version("fastst")
-    except Exception:  # noqa: BLE001
-        return "unknown"
 
 
 def training_summary(model: StyleModel) -> str:

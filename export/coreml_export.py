@@ -15,16 +15,18 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from fastst.errors import FaststError
+from fastst.errors import FaststError, first_line
 from fastst.modelfile import StyleModel
+from fastst.version import fastst_version
 
-from .common import check_output_path, fastst_version, metadata, nbytes, verification_batch
+from .common import check_output_path, metadata, nbytes, verification_batch
 from .wrapper import ExportNet
 
 PRECISIONS = ("fp16", "fp32")
@@ -97,7 +99,7 @@ def check_coreml_path(path: str | os.PathLike, model: StyleModel) -> Path:
 
 def export_coreml(model: StyleModel, path: str | os.PathLike, precision: str = "fp16",
                   sizes: Sequence[tuple[int, int]] | None = None, default_size: tuple[int, int] | None = None,
-                  verify: bool = True, author: str | None = None, license: str | None = None,  # noqa: A002
+                  verify: bool = True, author: str | None = None, license: str | None = None,
                   on_stage: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Write `model` as a Core ML .mlpackage and return a report (size, times, checks).
 
@@ -195,13 +197,12 @@ def _convert(ct: Any, traced: torch.jit.ScriptModule, model: StyleModel, sizes: 
                         ct.TensorType(name="style", shape=(1, n), dtype=np.float32)],
                 outputs=[ct.ImageType(name="stylized", color_layout=ct.colorlayout.RGB)],
                 compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32)
-    except Exception as e:  # noqa: BLE001 - coremltools raises many types; report one line
-        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-        raise FaststError(f"coremltools conversion failed: {type(e).__name__}: {msg}") from None
+    except Exception as e:
+        raise FaststError(f"coremltools conversion failed: {type(e).__name__}: {first_line(e, 200)}") from None
 
 
 def _describe(mlmodel: Any, model: StyleModel, sizes: list[tuple[int, int]], precision: str,
-              author: str | None, license: str | None) -> None:  # noqa: A002
+              author: str | None, license: str | None) -> None:
     """Author, licence, descriptions, version and the user-defined metadata (styles, sizes, training)."""
     names = model.style_names
     order = ", ".join(f"{i}={name}" for i, name in enumerate(names))

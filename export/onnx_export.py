@@ -6,12 +6,13 @@ import copy
 import os
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from fastst.errors import FaststError
+from fastst.errors import FaststError, first_line
 from fastst.images import atomic_path
 from fastst.modelfile import StyleModel
 
@@ -59,16 +60,16 @@ def export_onnx(model: StyleModel, path: str | os.PathLike, opset: int = DEFAULT
         stage("ONNX: metadata and checker")
         try:
             proto = onnx.load(str(tmp))
-        except Exception as e:  # noqa: BLE001 - protobuf decode errors have no common base
+        except Exception as e:
             raise FaststError(f"cannot read back the exported ONNX graph ({type(e).__name__})", path) from None
         got = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
         if got != opset:
-            raise FaststError(f"torch.onnx.export wrote opset {got} instead of {opset}; try --opset {got}", path)
+            raise FaststError(f"torch.onnx.export wrote opset {got} instead of {opset}; try opset {got}", path)
         _annotate(proto, model, fp16)
         try:
             onnx.checker.check_model(proto, full_check=True)
         except onnx.checker.ValidationError as e:
-            raise FaststError(f"exported ONNX graph failed onnx.checker ({str(e).splitlines()[0]})", path) from None
+            raise FaststError(f"exported ONNX graph failed onnx.checker ({first_line(e, 1000)})", path) from None
         onnx.save(proto, str(tmp))
         report["export_s"] = time.perf_counter() - t0
         if verify:
@@ -103,9 +104,9 @@ def _torch_export(wrapper: ExportNet, out: Path, opset: int, num_styles: int) ->
                 dynamic_shapes={"image": {0: batch, 2: height, 3: width}, "style": {0: batch}})
     except ImportError as e:
         raise FaststError(f"ONNX export needs the 'onnxscript' package ({e})") from None
-    except Exception as e:  # noqa: BLE001 - the exporter raises many types; report one line
+    except Exception as e:
         raise FaststError(f"torch.onnx.export failed at opset {opset}: "
-                          f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}", out.name) from None
+                          f"{type(e).__name__}: {first_line(e, 200)}", out.name) from None
 
 
 def _annotate(proto: Any, model: StyleModel, fp16: bool) -> None:
@@ -136,7 +137,8 @@ def _annotate(proto: Any, model: StyleModel, fp16: bool) -> None:
             dim.dim_param = name
 
 
-def verify_onnx(path: str | os.PathLike, model: StyleModel, sizes: tuple[tuple[int, int], ...] = VERIFY_SIZES) -> list[dict[str, Any]]:
+def verify_onnx(path: str | os.PathLike, model: StyleModel,
+                sizes: tuple[tuple[int, int], ...] = VERIFY_SIZES) -> list[dict[str, Any]]:
     """Run the ONNX file in onnxruntime (CPU) and PyTorch at `sizes` with a one-hot and a blended
     style vector; return one {size, style, max_abs} per case (max abs error on the [0, 1] scale)."""
     import onnxruntime as ort
@@ -145,8 +147,8 @@ def verify_onnx(path: str | os.PathLike, model: StyleModel, sizes: tuple[tuple[i
     opts.log_severity_level = 3
     try:
         session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise FaststError(f"onnxruntime cannot load the export ({str(e).strip().splitlines()[0][:200]})", path) from None
+    except Exception as e:
+        raise FaststError(f"onnxruntime cannot load the export ({first_line(e, 200)})", path) from None
     net = model.net
     device = next(net.parameters()).device
     checks = []

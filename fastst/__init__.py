@@ -16,7 +16,8 @@ _EXPORTS = {
     "save_image": "fastst.images",
     "gram_matrix": "fastst.losses",
     "preserve_colors": "fastst.colors",
-    "stylize": "fastst.stylize",
+    "stylize": "fastst.inference.stylizer",
+    "Stylizer": "fastst.inference.stylizer",
     "train": "fastst.training",
 }
 

@@ -18,7 +18,7 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def keep_freed_memory() -> bool:
     """Raise glibc's mmap and trim thresholds for this process; True if applied. Called once by the
     command-line tools and the benchmarks; library users may call it too. A no-op elsewhere."""

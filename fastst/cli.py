@@ -1,15 +1,18 @@
-"""`fastst` command line: thin argparse layer over the library. Each subcommand lives in
-fastst/commands/<name>.py with add_parser() and run(); FaststError becomes one line and exit 2."""
+"""`fastst` command line: thin argparse layer over the library, and the one place that ties in the
+layers built on it (`export`, `gatys`). Each subcommand lives in fastst/commands/<name>.py with
+add_parser() and run(); commands/demo.py is the `make demo` program (`python -m fastst.commands.demo`).
+FaststError becomes one line and exit 2."""
 from __future__ import annotations
 
 import argparse
 import importlib
 import logging
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from .allocator import keep_freed_memory
 from .errors import FaststError
+from .version import fastst_version
 
 COMMANDS = ("train", "infer", "export", "convert", "styles")
 
@@ -17,20 +20,12 @@ COMMANDS = ("train", "infer", "export", "convert", "styles")
 def build_parser(prog: str = "fastst", package: str = "fastst.commands", commands: Sequence[str] = COMMANDS,
                  description: str = "Real-time neural style transfer: train, stylize, export.") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {fastst_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in commands:
         importlib.import_module(f"{package}.{name}").add_parser(sub)
     return parser
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-        return version("fastst")
-    except Exception:  # noqa: BLE001
-        return "unknown"
 
 
 class _StderrHandler(logging.StreamHandler):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import lightning as L
 import torch
@@ -16,18 +16,19 @@ from torchvision.transforms.v2 import functional as F
 
 from .errors import FaststError
 from .images import find_images, load_pil, pil_to_tensor, resize_long_side
+from .training.config import DEFAULT_CROP_SCALE
 
 log = logging.getLogger(__name__)
 HEADER_CHECK_LIMIT = 20000  # folders up to this size are header-checked up front; larger ones lazily
 
 
-def readable_images(folder: str | os.PathLike, option: str = "--data") -> tuple[list[Path], int]:
-    """Image files under `folder` whose headers parse, and how many did not; errors name `option`."""
+def readable_images(folder: str | os.PathLike, name: str = "data") -> tuple[list[Path], int]:
+    """Image files under `folder` whose headers parse, and how many did not; errors call the folder `name`."""
     folder = Path(folder)
     if not folder.exists():
-        raise FaststError(f"no such data folder ({option})", folder)
+        raise FaststError(f"no such data folder ('{name}')", folder)
     if not folder.is_dir():
-        raise FaststError(f"not a folder ({option} takes a folder of images)", folder)
+        raise FaststError(f"not a folder ('{name}' takes a folder of images)", folder)
     files = find_images(folder)
     if not files:
         raise FaststError("no images found (searched recursively for .jpg, .png, .webp, .bmp …)", folder)
@@ -46,9 +47,6 @@ def readable_images(folder: str | os.PathLike, option: str = "--data") -> tuple[
     if bad:
         log.warning("%s: skipped %d unreadable image file(s) of %d", folder, bad, len(files))
     return good, bad
-
-
-DEFAULT_CROP_SCALE = (0.35, 1.0)  # area fraction of a photo that a random training crop covers
 
 
 class StyledCrops(Dataset):
@@ -142,27 +140,36 @@ class ValidationPhotos(Dataset):
 
 
 class StyleDataModule(L.LightningDataModule):
-    """Crops of a folder of photos paired with style indices, in a seeded resumable order."""
+    """Crops of a folder of photos paired with style indices, in a seeded resumable order; with
+    `val_data`, whole held-out photos for validation. Finds and checks its files in `setup`."""
 
     def __init__(self, data: str | os.PathLike, image_size: int = 256, batch_size: int = 4, num_styles: int = 1,
                  steps: int = 1000, seed: int = 0, workers: int = 0,
-                 crop_scale: tuple[float, float] = DEFAULT_CROP_SCALE) -> None:
+                 crop_scale: tuple[float, float] = DEFAULT_CROP_SCALE, val_data: str | os.PathLike | None = None) -> None:
         super().__init__()
         self.data, self.image_size, self.batch_size = Path(data), image_size, batch_size
         self.num_styles, self.steps, self.seed, self.workers = num_styles, steps, seed, workers
         self.crop_scale = crop_scale
+        self.val_data = None if val_data is None else Path(val_data)
         self.files: list[Path] = []
-        self.val_files: list[Path] = []  # held-out photos for validation (train(val_data=...)); none: no validation
+        self.val_files: list[Path] = []  # none: no validation
 
     def setup(self, stage: str | None = None) -> None:
-        if not self.files:
-            self.files, _ = readable_images(self.data)
+        """The readable photos of `data` and `val_data` (FaststError where there are none)."""
+        if self.files:
+            return
+        self.files, _ = readable_images(self.data)
+        if self.val_data is not None:
+            self.val_files, _ = readable_images(self.val_data, "val_data")
+            if {f.resolve() for f in self.val_files} <= {f.resolve() for f in self.files}:
+                log.warning("%s: every validation photo is also a training photo: val/loss will not show how the "
+                            "model does on photos it has not seen", self.val_data)
 
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
         world = trainer.world_size if trainer else 1
         rank = trainer.global_rank if trainer else 0
-        done = trainer.global_step if trainer else 0  # restored before the loader is built on --resume
+        done = trainer.global_step if trainer else 0  # restored before the loader is built on resume
         per_step = self.batch_size * world
         sampler = ResumableSampler(len(self.files), total=self.steps * per_step, seed=self.seed,
                                    start=done * per_step, rank=rank, world=world)

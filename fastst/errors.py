@@ -13,3 +13,10 @@ class FaststError(Exception):
         if path is not None:
             message = f"{os.fspath(path)}: {message}"
         super().__init__(message)
+
+
+def first_line(error: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message, at most `limit` characters, or its type's name when
+    the message is empty: how a third-party error is quoted inside a one-line FaststError."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__

@@ -4,8 +4,8 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -14,7 +14,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import FaststError
 
+#: Image files read as inputs (folders are searched for these).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+#: Image files written as outputs, by suffix, with Pillow's format name.
+SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
+                ".tif": "TIFF", ".tiff": "TIFF"}
+IMAGE_OUTPUT_SUFFIXES = tuple(SAVE_FORMATS)
 MIN_SIDE = 16  # smaller images cannot pass through the network's strided convolutions meaningfully
 
 
@@ -186,8 +191,7 @@ def save_image(t: torch.Tensor | Image.Image, path: str | os.PathLike, quality: 
     """Save an image (tensor in [0, 1] or PIL) as PNG/JPEG/WebP/BMP atomically; format from the suffix."""
     path = Path(path)
     im = t if isinstance(t, Image.Image) else tensor_to_pil(t)
-    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
-           ".tif": "TIFF", ".tiff": "TIFF"}.get(path.suffix.lower())
+    fmt = SAVE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise FaststError(f"unsupported output format '{path.suffix}' (use .png, .jpg, .webp or .bmp)", path)
     kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
@@ -201,11 +205,16 @@ def save_image(t: torch.Tensor | Image.Image, path: str | os.PathLike, quality: 
     return path
 
 
-def find_images(folder: str | os.PathLike) -> list[Path]:
-    """All files with an image extension under `folder`, recursively, sorted for reproducibility.
+def find_files(folder: str | os.PathLike, suffixes: Sequence[str]) -> list[Path]:
+    """All files whose suffix is in `suffixes` under `folder`, recursively, sorted for reproducibility.
     Hidden files and anything inside hidden folders (.git, .ipynb_checkpoints…) are skipped."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FaststError("no such folder" if not folder.exists() else "not a folder", folder)
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def find_images(folder: str | os.PathLike) -> list[Path]:
+    """All image files under `folder` (see `find_files`)."""
+    return find_files(folder, IMAGE_EXTENSIONS)

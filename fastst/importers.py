@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
-from .errors import FaststError
+from .errors import FaststError, first_line
 from .modelfile import StyleInfo, save_model
 from .transformer import TransformerNet
 
@@ -45,7 +46,7 @@ def from_pytorch_examples(state: Mapping[str, torch.Tensor]) -> TransformerNet:
             net.out.conv.weight.copy_(state["deconv3.conv2d.weight"] / 255)  # and so is their output
             net.out.conv.bias.copy_(state["deconv3.conv2d.bias"] / 255)
     except (KeyError, RuntimeError) as e:
-        raise FaststError(f"not the fast_neural_style network these weights should fit ({str(e).splitlines()[0][:120]})")
+        raise FaststError(f"not the fast_neural_style network these weights should fit ({first_line(e, 120)})") from None
     return net.eval()
 
 

@@ -2,7 +2,8 @@
 content, style and total-variation losses. Each is a plain function of feature tensors."""
 from __future__ import annotations
 
-from typing import Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F

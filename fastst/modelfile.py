@@ -46,7 +46,7 @@ class StyleModel:
     def style_names(self) -> list[str]:
         return [s.name for s in self.styles]
 
-    def style_weights(self, style: "int | str | dict[str, float] | list[float] | None" = None,
+    def style_weights(self, style: int | str | dict[str, float] | list[float] | None = None,
                       batch: int = 1) -> torch.Tensor:
         """Style weights for a style given by index, name, {name: weight} blend or weight list."""
         n = len(self.styles)

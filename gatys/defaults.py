@@ -1,17 +1,17 @@
-"""Default settings of the Gatys optimiser, kept free of torch so `gatys --help` starts at once."""
+"""Default settings of the Gatys optimiser, kept free of torch so `gatys --help` starts at once. The
+objective's own defaults (layers, α, β, TV weights) are the core's, in `fastst.objectives.settings`."""
 from __future__ import annotations
 
-# Tuned for vgg16-caffe (Caffe-scale features, 0..255 inputs) with L-BFGS, 300 evaluations, 512 px:
-# see the README for how they were chosen and how they scale with other backbones.
-DEFAULT_CONTENT_WEIGHT = 1.0
-DEFAULT_STYLE_WEIGHT = 5e3
-DEFAULT_TV_WEIGHT = 1e5
-# With --normalize-gradients (neural-style's -normalize_gradients) each layer's gradient has L1 norm α or
-# β/|L|, whatever the backbone's feature scale, and TV (not normalised) needs a far smaller weight. Chosen
-# on Starry Night at 256 px, 100 L-BFGS evaluations: a picture like the default run's (see the README).
-NORMALIZED_CONTENT_WEIGHT = 10.0
-NORMALIZED_STYLE_WEIGHT = 100.0
-NORMALIZED_TV_WEIGHT = 0.01
+from fastst.objectives.settings import (  # noqa: F401 - gatys' defaults
+                                        DEFAULT_CONTENT_WEIGHT,
+                                        DEFAULT_STYLE_WEIGHT,
+                                        DEFAULT_TV_WEIGHT,
+                                        NORMALIZED_CONTENT_WEIGHT,
+                                        NORMALIZED_STYLE_WEIGHT,
+                                        NORMALIZED_TV_WEIGHT,
+                                        default_weights,
+)
+
 # L-BFGS's fixed step with normalised gradients: 1 (neural-style's) diverged on one of four sample photos at
 # 256 px; 0.5 and 0.3 converged on all four and at 512 px.
 NORMALIZED_LBFGS_LR = 0.3
@@ -22,17 +22,9 @@ DEFAULT_BACKBONE = "vgg16-caffe"
 SCORER_BACKBONE = "vgg16-caffe"
 CSV_COLUMNS = ("iteration", "seconds", "content", "style", "tv", "total")
 INITS = ("content", "noise", "style")
-DEVICES = ("auto", "cpu", "cuda", "mps")
 SGD_AUTO_STEP = 2e-3  # first SGD step, in mean absolute pixel change ([0, 1] scale), when --lr is not given
 MIN_PYRAMID_SIDE = 32  # below this the deepest VGG layers see a 2x2 map: no useful style statistics
 # Default learning rate per optimizer (pixels in [0, 1]); None: set from the first gradient (SGD_AUTO_STEP).
 OPTIMIZER_LRS: dict[str, float | None] = {
     "sgd": None, "adadelta": 5.0, "adagrad": 0.05, "adam": 0.05, "rmsprop": 5e-3, "lbfgs": 1.0,
 }
-
-
-def default_weights(normalize_gradients: bool = False) -> tuple[float, float, float]:
-    """The default (content, style, tv) weights, for plain or normalised gradients."""
-    if normalize_gradients:
-        return NORMALIZED_CONTENT_WEIGHT, NORMALIZED_STYLE_WEIGHT, NORMALIZED_TV_WEIGHT
-    return DEFAULT_CONTENT_WEIGHT, DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT

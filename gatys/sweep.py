@@ -9,15 +9,16 @@ import math
 import os
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from fastst.errors import FaststError
 from fastst.images import atomic_path, load_image, save_image
-from fastst.lossnet import default_layers
+from fastst.objectives.settings import default_layers
 from fastst.sheets import contact_sheet
 
 from . import optimize as go

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image
 import torch
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"

@@ -2,10 +2,11 @@
 and the bundled pretrained model."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from conftest import synthetic_image
-from fastst.demo import run_demo
+from fastst.commands.demo import run_demo
 from fastst.images import edge_brightness
 from fastst.modelfile import load_model
 from fastst.pretrained import pretrained_path
@@ -47,3 +48,18 @@ def test_demo_tiny(tmp_path):
     assert load_model(tmp_path / "demo" / "starry_quick.fst").style_names == ["starry_night"]
     assert (tmp_path / "demo" / "contact_sheet.jpg").stat().st_size > 1000
     assert len([p for p in written["export"] if p.suffix == ".onnx"]) == 2
+
+
+def test_samples_found_in_the_package_first_then_the_repository(tmp_path, monkeypatch):
+    from fastst import samples
+    from fastst.errors import FaststError
+
+    assert (samples.sample_styles() / "starry_night.jpg").is_file() and any(samples.sample_photos().iterdir())
+    installed = tmp_path / "_samples"
+    (installed / "photos").mkdir(parents=True)
+    monkeypatch.setattr(samples, "_PACKAGE_COPY", installed)
+    assert samples.samples_dir() == installed
+    monkeypatch.setattr(samples, "_REPO_COPY", tmp_path / "nowhere")
+    monkeypatch.setattr(samples, "_PACKAGE_COPY", tmp_path / "nothing")
+    with pytest.raises(FaststError, match="samples are missing"):
+        samples.samples_dir()

@@ -314,18 +314,12 @@ def test_bad_paths(model_file: Path, tmp_path: Path) -> None:
 
 
 def test_model_omitted_uses_pretrained(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No MODEL: the pretrained model is asked for (load_model(None)); an install without one says so."""
-    import fastst.modelfile
-    calls = []
-
-    def fake_load(path=None, device="cpu"):
-        calls.append(path)
-        raise ModuleNotFoundError("No module named 'fastst.pretrained'")
-    monkeypatch.setattr(fastst.modelfile, "load_model", fake_load)
+    """No MODEL: the pretrained model is used; an install without one says so."""
+    import fastst.pretrained
+    monkeypatch.setattr(fastst.pretrained, "PRETRAINED_FILE", tmp_path / "missing" / "fastst-4styles.fst")
     rc, _, err = run_cli("--onnx", str(tmp_path / "m.onnx"))
-    assert calls == [None]
-    assert_one_line_error(rc, err, "no pretrained model")
-    assert not list(tmp_path.iterdir())
+    assert_one_line_error(rc, err, "bundled pretrained model is missing")
+    assert not (tmp_path / "m.onnx").exists() and list(tmp_path.iterdir()) == []
 
 
 def test_onnx_failed_check_leaves_nothing(monkeypatch: pytest.MonkeyPatch, cli_export: dict, model_file: Path,

@@ -10,11 +10,12 @@ from PIL import Image
 
 import gatys
 import gatys.optimize as go
+from conftest import synthetic_image
+from fastst import hardware
 from fastst.colors import rgb_to_ycbcr
 from fastst.images import load_image, resize_exact
+from fastst.objectives.gatys import NormalizedGradient
 from gatys.cli import main
-
-from conftest import synthetic_image
 
 SIZE = 64
 
@@ -158,7 +159,7 @@ def test_score_is_a_fixed_objective(content, style):
 
 
 def test_local_weights_file_backbone_matches_vgg16_caffe(tmp_path, content, style):
-    from fastst.lossnet import load_vgg16_caffe
+    from fastst.backbones import load_vgg16_caffe
     state, _ = load_vgg16_caffe()
     path = tmp_path / "vgg16.pth"
     torch.save({"normalization": "caffe", "state_dict": state}, path)
@@ -173,7 +174,7 @@ def test_normalized_gradient_has_the_weight_as_l1_norm_whatever_the_loss_scale()
     grads = []
     for scale in (1.0, 1e6):
         f.grad = None
-        (scale * (go._NormalizedGradient.apply(f, 3.0) - 0.5).pow(2).sum()).backward()
+        (scale * (NormalizedGradient.apply(f, 3.0) - 0.5).pow(2).sum()).backward()
         grads.append(f.grad.clone())
     assert float(grads[0].abs().sum()) == pytest.approx(3.0, rel=1e-5)
     assert torch.allclose(grads[0], grads[1], rtol=1e-5, atol=1e-9)
@@ -184,7 +185,7 @@ def test_normalized_gradient_has_the_weight_as_l1_norm_whatever_the_loss_scale()
 def test_normalize_gradients_makes_a_run_independent_of_the_feature_scale(tmp_path, content, style):
     """neural-style's -normalize_gradients: every layer's features ×16 (first conv and all biases ×16)
     changes a plain run, not a normalised one (without TV, a pixel term that is not normalised)."""
-    from fastst.lossnet import load_vgg16_caffe
+    from fastst.backbones import load_vgg16_caffe
     state, _ = load_vgg16_caffe()
     scaled = {k: v * 16 if (k.endswith("bias") or k == "0.weight") else v for k, v in state.items()}
     path = tmp_path / "vgg16x16.pth"
@@ -360,7 +361,7 @@ def test_bad_inputs_give_one_line_errors(case, inputs, tmp_path, capsys):
 
 
 def test_matched_weights_compensate_a_backbone_feature_scale(tmp_path, content, style, capsys):
-    from fastst.lossnet import load_vgg16_caffe
+    from fastst.backbones import load_vgg16_caffe
     same = go.matched_weights("vgg16-caffe", content, style, size=SIZE)
     assert same["style_weight"] == pytest.approx(go.DEFAULT_STYLE_WEIGHT, rel=1e-6)
     assert same["tv_weight"] == pytest.approx(go.DEFAULT_TV_WEIGHT, rel=1e-6)
@@ -379,10 +380,17 @@ def test_matched_weights_compensate_a_backbone_feature_scale(tmp_path, content, 
 
 
 def test_bf16_is_the_default_only_where_the_cpu_computes_it(monkeypatch):
-    monkeypatch.setattr(go, "cpu_has_native_bf16", lambda: True)
-    assert go.bf16_default(torch.device("cpu")) is True
-    monkeypatch.setattr(go, "cpu_has_native_bf16", lambda: False)
-    assert go.bf16_default(torch.device("cpu")) is False
+    """One precision policy (fastst.hardware) for training, inference and optimisation on the CPU."""
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(hardware, "cpu_has_fast_bf16", lambda: True)
+    assert go.bf16_default(cpu) is True
+    assert [hardware.default_precision(cpu, task) for task in hardware.TASKS] == ["bf16"] * 3
+    monkeypatch.setattr(hardware, "cpu_has_fast_bf16", lambda: False)
+    assert go.bf16_default(cpu) is False
+    assert [hardware.default_precision(cpu, task) for task in hardware.TASKS] == ["fp32"] * 3
+    assert hardware.default_precision("mps", "training") == "fp32"
+    with pytest.raises(ValueError, match="task"):
+        hardware.default_precision(cpu, "dreaming")
 
 
 def test_bf16_run_logs_losses_close_to_the_fp32_scorer(content, style):

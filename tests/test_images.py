@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import synthetic_image, write_png
 from fastst.colors import preserve_colors, rgb_to_ycbcr, ycbcr_to_rgb
 from fastst.errors import FaststError
 from fastst.images import (
@@ -27,8 +28,6 @@ from fastst.images import (
     save_image,
     tensor_to_pil,
 )
-
-from conftest import synthetic_image, write_png
 
 RED, GREEN, BLUE, WHITE = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (1.0, 1.0, 1.0)
 

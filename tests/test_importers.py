@@ -11,8 +11,8 @@ from torch import nn
 
 from conftest import synthetic_image, write_png
 from fastst.cli import main
+from fastst.inference.stylizer import Stylizer
 from fastst.modelfile import load_model
-from fastst.stylize import Stylizer
 
 
 def reference_net() -> nn.Module:

@@ -13,9 +13,11 @@ from PIL import Image
 from conftest import synthetic_image, write_png
 from fastst import cli
 from fastst.colors import rgb_to_ycbcr
+from fastst.errors import FaststError
 from fastst.images import load_image
+from fastst.inference.stylizer import Stylizer, stylize
+from fastst.inference.tiling import blend_weights, tile_spans
 from fastst.modelfile import StyleInfo, load_model, save_model
-from fastst.stylize import Stylizer, blend_weights, stylize, tile_spans
 from fastst.transformer import TransformerNet
 
 STYLES = ["starry", "scream"]
@@ -193,7 +195,7 @@ def test_preserve_colors_keeps_content_chroma(model_path):
 
 def test_package_level_stylize_is_callable(model_path):
     import fastst
-    import fastst.stylize  # noqa: F401 - the submodule shadows the function name in the package
+    import fastst.inference.stylizer  # importing the submodule must not shadow the function
     x = synthetic_image(24, 40, seed=12)
     out = fastst.stylize(load_model(model_path), x, style="scream", strength=0.0)
     assert torch.equal(out, x)
@@ -304,7 +306,7 @@ def test_default_pretrained_model_when_no_model_given(capsys, tmp_path, model_pa
     assert Path(out.strip()) == tmp_path / "in_starry.png"
 
 
-def test_onnx_backend_matches_torch(capsys, tmp_path, model_path):
+def test_onnx_backend_matches_torch(capsys, tmp_path, model_path, monkeypatch):
     from export.onnx_export import export_onnx
 
     model = load_model(model_path)
@@ -321,6 +323,58 @@ def test_onnx_backend_matches_torch(capsys, tmp_path, model_path):
     assert code == 2 and "styles are: starry, scream" in err
     code, _, err = infer(capsys, onnx_path, src, "--tile", "64", "-o", tmp_path / "t.png")
     assert code == 2 and "torch backend" in err
+    # the library opens the same file once the ONNX Runtime backend is registered
+    import export.runtime
+    from fastst.inference import backends
+
+    export.runtime.register()
+    x, blend = load_image(src), {"starry": 1.0, "scream": 1.0}
+    ort = stylize(onnx_path, x, style=blend)
+    ref = stylize(model, x, style=blend, precision="fp32")
+    assert ort.shape == x.shape and (ort - ref).abs().max() < 2e-3
+    assert Stylizer(onnx_path).backend == "onnx"
+    with pytest.raises(FaststError, match="precision bf16 applies to the torch backend"):
+        Stylizer(onnx_path, precision="bf16")
+    monkeypatch.delitem(backends._BACKENDS, "onnx")
+    with pytest.raises(FaststError, match="needs the ONNX Runtime backend"):
+        stylize(onnx_path, x)
+
+
+def test_core_library_imports_neither_export_gatys_nor_the_cli(tmp_path, model_path):
+    """The library runs a model and plans a run without loading the layers built on it."""
+    import subprocess
+    import sys
+
+    src = write_png(tmp_path / "in.png", synthetic_image(24, 32))
+    code = (f"import sys, fastst\n"
+            f"from fastst.inference import planning, video\n"
+            f"fastst.stylize(fastst.load_model({str(model_path)!r}), {str(src)!r})\n"
+            f"planning.plan(planning.find_inputs([{str(src)!r}]), [('a', 0)], None)\n"
+            f"bad = sorted(m for m in sys.modules if m.split('.')[0] in ('export', 'gatys') "
+            f"or m.startswith(('fastst.cli', 'fastst.commands')))\n"
+            f"assert not bad, bad\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+
+
+def test_library_messages_name_values_not_flags(tmp_path, model_path):
+    from fastst.errors import first_line
+    from fastst.inference.planning import OutputExistsError, find_inputs, parse_styles, plan
+
+    model = load_model(model_path)
+    for specs, words in ((["starry=x"], "weight 'x' is not a number"), (["starry=0"], "all zero")):
+        with pytest.raises(FaststError, match=words) as e:
+            parse_styles(model, specs)
+        assert "--" not in str(e.value)
+    src = write_png(tmp_path / "in.png", synthetic_image(24, 32))
+    write_png(tmp_path / "in_a.png", synthetic_image(24, 32))
+    with pytest.raises(OutputExistsError) as e:
+        plan(find_inputs([src]), [("a", 0)], None)
+    assert "--" not in str(e.value) and e.value.path == str(tmp_path / "in_a.png")
+    jobs, _ = plan(find_inputs([src]), [("a", 0)], None, overwrite=True)
+    assert [j.out for j in jobs] == [tmp_path / "in_a.png"]
+    assert first_line(ValueError("first\nsecond"), 3) == "fir" and first_line(KeyError()) == "KeyError"
 
 
 def test_fst_model_on_onnx_backend_is_exported_once_and_cached(capsys, tmp_path, model_path):
@@ -341,7 +395,7 @@ def test_fst_model_on_onnx_backend_is_exported_once_and_cached(capsys, tmp_path,
 
 
 def test_auto_backend_picks_onnx_runtime_only_where_it_is_faster_and_equal(capsys, tmp_path, model_path, monkeypatch):
-    from fastst import stylize as st
+    from fastst.inference import backends as st
 
     big = [1920 * 1080] * 30  # 62 megapixels of 1080p frames
     assert st.choose_backend(big, "cpu", "fp32", None) == "onnx"

@@ -13,16 +13,11 @@ import torch
 import torchvision
 from torchvision.models.vgg import cfgs, make_layers
 
-from fastst import lossnet
+from fastst import backbones
+from fastst.backbones import VGG16_CAFFE_SHA256, _state_sha256, cache_dir, load_vgg16_caffe
 from fastst.errors import FaststError
-from fastst.lossnet import (
-    VGG16_CAFFE_SHA256,
-    LossNetwork,
-    _state_sha256,
-    cache_dir,
-    default_layers,
-    load_vgg16_caffe,
-)
+from fastst.lossnet import LossNetwork
+from fastst.objectives.settings import default_layers
 
 VGG16_RELUS = ["relu1_1", "relu1_2", "relu2_1", "relu2_2", "relu3_1", "relu3_2", "relu3_3",
                "relu4_1", "relu4_2", "relu4_3", "relu5_1", "relu5_2", "relu5_3"]
@@ -115,7 +110,7 @@ def test_matches_onnxruntime_on_source_model(full_net):
     ort = pytest.importorskip("onnxruntime")
     from onnx import helper
 
-    model = onnx.load(str(lossnet._onnx_source()))
+    model = onnx.load(str(backbones._onnx_source()))
     g = model.graph
     wanted = {"relu1_1": "functional_1/block1_conv1_1/Relu:0", "relu2_2": "functional_1/block2_conv2_1/Relu:0"}
     last = max(i for i, n in enumerate(g.node) if wanted["relu2_2"] in n.output)
@@ -178,49 +173,49 @@ def counting_converter(monkeypatch, caffe_state):
         calls.append(onnx_path)
         return {k: v.clone() for k, v in caffe_state.items()}
 
-    monkeypatch.setattr(lossnet, "convert_vgg16_caffe", convert)
+    monkeypatch.setattr(backbones, "convert_vgg16_caffe", convert)
     return calls
 
 
 def test_cache_reused_then_rebuilt_when_corrupted(tmp_path, counting_converter, caffe_state):
     path = tmp_path / "w.pt"
-    lossnet._MEMO.clear()
+    backbones._MEMO.clear()
     state, source = load_vgg16_caffe(cache=path)
     assert source == "onnx" and len(counting_converter) == 1 and path.is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["w.pt"]  # written atomically: no temporary left
     assert load_vgg16_caffe(cache=path)[1] == "memory"
 
-    lossnet._MEMO.clear()
+    backbones._MEMO.clear()
     state2, source = load_vgg16_caffe(cache=path)
     assert source == "cache" and len(counting_converter) == 1  # second load: no conversion
     assert all(torch.equal(state2[k], caffe_state[k]) for k in caffe_state)
 
     path.write_bytes(b"this is not a torch file")  # damaged cache: rebuilt, never trusted
-    lossnet._MEMO.clear()
+    backbones._MEMO.clear()
     assert load_vgg16_caffe(cache=path)[1] == "onnx" and len(counting_converter) == 2
-    lossnet._MEMO.clear()
+    backbones._MEMO.clear()
     assert load_vgg16_caffe(cache=path)[1] == "cache"  # and the rebuilt file is good again
 
     blob = torch.load(path, weights_only=True)
     blob["state_dict"]["2.weight"][0, 0, 0, 0] += 0.5  # readable file, wrong weights: fails the checksum
     torch.save(blob, path)
-    lossnet._MEMO.clear()
+    backbones._MEMO.clear()
     assert load_vgg16_caffe(cache=path)[1] == "onnx" and len(counting_converter) == 3
 
     path.write_bytes(path.read_bytes()[:1000])  # truncated
-    lossnet._MEMO.clear()
+    backbones._MEMO.clear()
     state3, source = load_vgg16_caffe(cache=path)
     assert source == "onnx" and torch.equal(state3["0.weight"], caffe_state["0.weight"])
-    lossnet._MEMO.clear()
+    backbones._MEMO.clear()
 
 
 def test_unwritable_cache_still_loads(tmp_path, counting_converter):
     blocker = tmp_path / "file"
     blocker.write_text("a file where the cache folder should be")
-    lossnet._MEMO.clear()
+    backbones._MEMO.clear()
     state, source = load_vgg16_caffe(cache=blocker / "sub" / "w.pt")
     assert source == "onnx" and len(state) == 26
-    lossnet._MEMO.clear()
+    backbones._MEMO.clear()
 
 
 def test_cache_dir_follows_environment(monkeypatch, tmp_path):
@@ -236,7 +231,7 @@ def test_loss_network_uses_fastst_cache(tmp_path, monkeypatch, counting_converte
     net = LossNetwork("vgg16-caffe", ["relu1_1"])
     assert (tmp_path / "vgg16-caffe.pt").is_file() and len(counting_converter) == 1
     assert net(fixed_image(16, 16))["relu1_1"].shape == (1, 64, 16, 16)
-    lossnet._MEMO.pop(str(tmp_path / "vgg16-caffe.pt"), None)
+    backbones._MEMO.pop(str(tmp_path / "vgg16-caffe.pt"), None)
 
 
 # ---------------------------------------------------------------- layers and truncation

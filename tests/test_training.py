@@ -3,18 +3,25 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import synthetic_image, write_png
 from fastst.cli import main
-from fastst.errors import FaststError
 from fastst.data import ResumableSampler, StyledCrops, readable_images
+from fastst.errors import FaststError
 from fastst.modelfile import load_model
-from fastst.training import (StyleTransferModule, TrainConfig, checkpoint_to_model, keep_metrics_history, metrics_parts,
-                             plot_losses, read_metrics, train)
+from fastst.training import (
+    StyleTransferModule,
+    TrainConfig,
+    checkpoint_to_model,
+    keep_metrics_history,
+    metrics_parts,
+    plot_losses,
+    read_metrics,
+    train,
+)
 from fastst.transformer import TransformerNet, style_vector
 
 TINY = TrainConfig(image_size=32, batch_size=2, steps=2, checkpoint_every=1, preview_every=1, log_every=1)
@@ -141,10 +148,16 @@ def test_a_framed_style_image_is_measured_and_warned_about(tmp_path, caplog):
 
 
 def test_train_resume_and_convert(tmp_path, photo_dir, capfd):
+    import logging
+    import warnings
+
     style = write_png(tmp_path / "style.png", synthetic_image(64, 64, seed=9))
     out = tmp_path / "m.fst"
     logs = tmp_path / "logs"
+    filters, level = list(warnings.filters), logging.getLogger("lightning.pytorch").level
     train([style], photo_dir, out, TINY, log_dir=logs, accelerator="cpu", devices=1, progress=False)
+    # no global side effects: the run's warning filters and quieter Lightning logs end with it
+    assert warnings.filters == filters and logging.getLogger("lightning.pytorch").level == level
     model = load_model(out)
     assert model.style_names == ["style"] and model.config["steps_done"] == 2
     assert model.config["crop_scale"] == [0.35, 1.0]
@@ -177,7 +190,8 @@ def test_validation_scores_held_out_photos_at_checkpoints_and_at_the_end(tmp_pat
     styles = [write_png(tmp_path / f"s{i}.png", synthetic_image(64, 64, seed=20 + i)) for i in range(2)]
     val = tmp_path / "val"
     val.mkdir()
-    photos = [write_png(val / "v0.png", synthetic_image(40, 56, seed=31)), write_png(val / "v1.png", synthetic_image(50, 36, seed=32))]
+    photos = [write_png(val / "v0.png", synthetic_image(40, 56, seed=31)),
+              write_png(val / "v1.png", synthetic_image(50, 36, seed=32))]
     cfg = TrainConfig(**{**TINY.to_dict(), "steps": 3, "checkpoint_every": 2})
     logs, out = tmp_path / "logs", tmp_path / "m.fst"
     train(styles, photo_dir, out, cfg, log_dir=logs, accelerator="cpu", devices=1, precision="32-true",
@@ -415,7 +429,7 @@ def test_bad_inputs(tmp_path, photo_dir, capsys):
 def test_gatys_objective_is_gatys_loss_rescaled(tmp_path):
     """--objective gatys: the trainer's loss of an output × the content layer's size is Gatys' objective."""
     import gatys.optimize as go
-    from fastst.training import gatys_objective
+    from fastst.objectives.settings import gatys_objective
 
     size = 64
     style = write_png(tmp_path / "style.png", synthetic_image(size, size, seed=3))
@@ -443,7 +457,7 @@ def test_gatys_objective_is_gatys_loss_rescaled(tmp_path):
 def test_layer_weights_and_objective_from_the_command_line():
     from fastst.cli import build_parser
     from fastst.commands.train import build_config
-    from fastst.training import gatys_objective
+    from fastst.objectives.settings import gatys_objective
 
     parse = build_parser().parse_args
     cfg = build_config(parse(["train", "--style", "s.png", "-o", "m.fst", "--style-layers", "relu1_1:0.5, relu2_1"]))
@@ -472,3 +486,86 @@ def test_metrics_history_of_a_resumed_run(tmp_path):
     assert plot_losses(tmp_path / "metrics.csv", tmp_path / "losses.png") == tmp_path / "losses.png"
     keep_metrics_history(tmp_path, resuming=False)  # a fresh run in the folder starts clean
     assert metrics_parts(tmp_path) == []
+
+
+def test_loss_network_is_a_frozen_submodule_left_out_of_state_dicts(tmp_path):
+    """Lightning moves the loss network with the module (a registered submodule), it never trains, and
+    checkpoints leave out its weights, which are rebuilt from their source: state dicts without them load."""
+    style = write_png(tmp_path / "style.png", synthetic_image(64, 64, seed=9))
+    module = StyleTransferModule([str(style)], ["s"], TINY.to_dict())
+    assert dict(module.named_children())["lossnet"] is module.lossnet
+    assert not any(p.requires_grad for p in module.lossnet.parameters())
+    module.setup("fit")
+    module.to(torch.float64)  # what Lightning's strategy does with a device
+    assert {p.dtype for p in module.lossnet.parameters()} == {torch.float64}
+    assert module.gram_relu2_2.dtype == torch.float64
+    module.train()
+    assert module.net.training and not module.lossnet.training
+    state = module.state_dict()
+    assert state and all(k.startswith("net.") for k in state)  # no loss network, no Gram targets
+    other = StyleTransferModule([str(style)], ["s"], TINY.to_dict())
+    other.load_state_dict(state)  # strict
+    assert torch.equal(other.net.down[0].conv.weight, module.net.down[0].conv.weight.float())
+    with pytest.raises(RuntimeError, match="net.down"):
+        other.load_state_dict({k: v for k, v in state.items() if not k.startswith("net.down.0")})
+
+
+def test_a_trainer_built_elsewhere_writes_the_model_file(tmp_path, photo_dir):
+    """The pieces of train() compose with a plain Trainer: the DataModule finds its own photos, and the
+    WriteModelFile callback writes the .fst at the end of fitting."""
+    import lightning as L
+
+    from fastst.data import StyleDataModule
+    from fastst.training import WriteModelFile
+
+    style = write_png(tmp_path / "style.png", synthetic_image(64, 64, seed=9))
+    module = StyleTransferModule([str(style)], ["s"], TINY.to_dict())
+    data = StyleDataModule(photo_dir, TINY.image_size, TINY.batch_size, num_styles=1, steps=TINY.steps)
+    out = tmp_path / "elsewhere.fst"
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=TINY.steps, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        callbacks=[WriteModelFile(out)], default_root_dir=str(tmp_path))
+    trainer.fit(module, datamodule=data)
+    assert len(data.files) == 6
+    model = load_model(out)
+    assert model.style_names == ["s"] and model.config["steps_done"] == 2 and model.config["devices"] == 1
+    x = synthetic_image(32, 40).unsqueeze(0)
+    with torch.no_grad():
+        assert torch.allclose(model.net(x, style_vector(1)), module.net.float().cpu()(x, style_vector(1)), atol=1e-6)
+
+
+def test_train_flags_and_defaults_come_from_the_config(capsys):
+    """Every TrainConfig field with a flag is a `fastst train` option whose help shows the field's
+    default; an empty command line gives the dataclass's defaults."""
+    import dataclasses
+
+    from fastst.cli import build_parser
+    from fastst.commands.train import build_config
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "--style", "s.png", "-o", "m.fst"])
+    assert build_config(args) == TrainConfig()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for f in dataclasses.fields(TrainConfig):
+        if f.metadata["flag"] is not None:
+            assert f"--{f.name.replace('_', '-')}" in text, f.name
+    assert "optimizer steps [40000]" in text and "[relu1_2,relu2_2,relu3_3,relu4_3]" in text
+    cfg = build_config(parser.parse_args(["train", "--style", "s.png", "-o", "m.fst", "--preset", "quick",
+                                          "--steps", "7", "--crop-scale", "0.5", "1", "--only-norms"]))
+    assert (cfg.steps, cfg.image_size, cfg.crop_scale, cfg.only_norms) == (7, 128, (0.5, 1.0), True)
+
+
+def test_library_errors_name_settings_and_the_command_line_names_flags(tmp_path, photo_dir, capsys):
+    style = write_png(tmp_path / "style.png", synthetic_image(64, 64, seed=9))
+    with pytest.raises(FaststError, match="'only_norms' trains") as caught:
+        train([style], photo_dir, tmp_path / "m.fst", TrainConfig(**{**TINY.to_dict(), "only_norms": True}))
+    assert "--" not in str(caught.value)
+    with pytest.raises(FaststError, match="'width' ≥ 1"):
+        TrainConfig(width=0)
+    with pytest.raises(FaststError, match="'val_data'"):
+        train([style], photo_dir, tmp_path / "m.fst", TINY, val_data=tmp_path / "missing")
+    code = main(["train", "--style", str(style), "--data", str(photo_dir), "-o", str(tmp_path / "m.fst"),
+                 "--only-norms", "--batch-size", "0"])
+    assert code == 2 and "--batch-size ≥ 1" in capsys.readouterr().err

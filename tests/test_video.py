@@ -14,9 +14,9 @@ import torch
 av = pytest.importorskip("av")
 
 from fastst import cli  # noqa: E402
+from fastst.inference.videoio import Timestamps, output_size  # noqa: E402
 from fastst.modelfile import StyleInfo, save_model  # noqa: E402
 from fastst.transformer import TransformerNet  # noqa: E402
-from fastst.video import _Timestamps, output_size  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ def test_damaged_video_gives_output_and_one_warning(capsys, tmp_path, model_path
     assert "Traceback" not in err
 
 
-def numbers(ts: _Timestamps, stamps: list[tuple[int | None, int | None]]) -> list[int]:
+def numbers(ts: Timestamps, stamps: list[tuple[int | None, int | None]]) -> list[int]:
     out = []
     for i, (pts, dts) in enumerate(stamps):
         out += [n for n, _ in ts.push(pts, dts, i)]
@@ -148,13 +148,13 @@ def numbers(ts: _Timestamps, stamps: list[tuple[int | None, int | None]]) -> lis
 
 def test_packed_b_frame_timestamps_and_gaps():
     # AVI with packed B-frames labels neighbours in swapped order: no false gaps, order kept
-    ts = _Timestamps(Fraction(1, 24), Fraction(24), 0.0)
+    ts = Timestamps(Fraction(1, 24), Fraction(24), 0.0)
     pts = [1, 2, 3, 5, 4, 6, 8, 7, 9, 10, 12, 11]
     assert numbers(ts, [(p, None) for p in pts]) == list(range(1, 13))
     assert ts.gaps == []
     # a stream that loses frames 3 and 4, then one with no timestamps at all
-    ts = _Timestamps(Fraction(1, 1000), Fraction(10), 0.0)
+    ts = Timestamps(Fraction(1, 1000), Fraction(10), 0.0)
     assert numbers(ts, [(p, p) for p in [0, 100, 200, 500, 600]]) == [0, 1, 2, 5, 6]
     assert ts.gaps == [3, 4]
-    ts = _Timestamps(Fraction(1, 1000), Fraction(10), 0.0)
+    ts = Timestamps(Fraction(1, 1000), Fraction(10), 0.0)
     assert numbers(ts, [(None, None)] * 3) == [0, 1, 2]

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.style_name:
             raise FaststError("--style-name is for .pth models; a checkpoint keeps its style names")
-        from ..training import checkpoint_to_model
+        from ..training.checkpoints import checkpoint_to_model
 
         out = checkpoint_to_model(args.checkpoint, args.out, half=args.half)
     print(f"fastst convert: wrote {out}")

@@ -47,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
     sizes = check_sizes(parse_sizes(args.coreml_sizes)) if args.coreml_sizes else None
     coreml_path = str(args.coreml).rstrip("/") if args.coreml else None
 
-    model = _load(args.model)
+    from ..modelfile import load_model
+
+    model = load_model(args.model)  # None: the pretrained model
     # Every output is checked before the first slow export starts.
     if args.onnx:
         check_output_path(args.onnx, model, "ONNX")
@@ -83,18 +85,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     return 0
-
-
-def _load(path: str | None) -> Any:
-    """The model at `path`, or the pretrained one when no path is given."""
-    from ..modelfile import load_model
-
-    if path is not None:
-        return load_model(path)
-    try:
-        return load_model(None)
-    except ImportError:
-        raise FaststError("no pretrained model in this install: give a MODEL file (.fst)") from None
 
 
 def _summary(r: dict[str, Any], human_size: Any) -> str:

@@ -4,8 +4,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from fastst.commands.train import with_flag_names
 from fastst.errors import FaststError
 
 from .. import defaults as go
@@ -175,22 +178,15 @@ def run(args: argparse.Namespace) -> int:
     alpha, beta, tv = loss_weights(args, args.styles[0])
     from fastst.images import save_image
 
-    from ..optimize import stylize, write_log
+    from ..optimize import write_log
 
     def save_snapshot(evaluation: int, image) -> None:  # noqa: ANN001 - a (3, H, W) tensor
         snapshots.append((evaluation, save_image(image, snapshot_path(out, evaluation))))
 
-    result = stylize(
-        args.content, args.styles, backbone=args.backbone,
-        content_layers=parse_list(args.content_layers, "--content-layers"),
-        style_layers=parse_list(args.style_layers, "--style-layers"),
-        content_weight=alpha, style_weight=beta, tv_weight=tv,
-        style_blend=parse_floats(args.style_blend, "--style-blend"), optimizer=args.optimizer, lr=args.lr,
-        iterations=args.iterations, init=args.init, size=args.size, style_scale=args.style_scale,
-        original_colors=args.original_colors, scales=args.scales, seed=args.seed, device=args.device,
-        bf16=args.bf16, progress=args.progress, pooling=args.pooling, normalize_gradients=args.normalize_gradients,
-        lbfgs_history=args.lbfgs_history,
-        snapshot_every=args.save_every, snapshot=save_snapshot if args.save_every else None)
+    try:
+        result = _stylize(args, (alpha, beta, tv), save_snapshot)
+    except FaststError as e:
+        raise with_flag_names(e, {"lr": "--lr"}) from None
     save_image(result.image, out)
     write_log(result.rows, log)
     if snapshots:
@@ -201,3 +197,21 @@ def run(args: argparse.Namespace) -> int:
           f"{' bf16' if result.settings['bf16'] else ''}; final loss {final['total']:.4g} "
           f"(content {final['content']:.4g}, style {final['style']:.4g}, tv {final['tv']:.4g}); log {log}")
     return 0
+
+
+def _stylize(args: argparse.Namespace, weights: tuple[float, float, float],
+             save_snapshot: Callable[[int, Any], None]) -> Any:
+    """`gatys.optimize.stylize` with the command line's settings and the loss weights α, β, tv."""
+    from ..optimize import stylize
+
+    return stylize(
+        args.content, args.styles, backbone=args.backbone,
+        content_layers=parse_list(args.content_layers, "--content-layers"),
+        style_layers=parse_list(args.style_layers, "--style-layers"),
+        content_weight=weights[0], style_weight=weights[1], tv_weight=weights[2],
+        style_blend=parse_floats(args.style_blend, "--style-blend"), optimizer=args.optimizer, lr=args.lr,
+        iterations=args.iterations, init=args.init, size=args.size, style_scale=args.style_scale,
+        original_colors=args.original_colors, scales=args.scales, seed=args.seed, device=args.device,
+        bf16=args.bf16, progress=args.progress, pooling=args.pooling, normalize_gradients=args.normalize_gradients,
+        lbfgs_history=args.lbfgs_history,
+        snapshot_every=args.save_every, snapshot=save_snapshot if args.save_every else None)

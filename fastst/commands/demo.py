@@ -6,34 +6,41 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
-from .errors import FaststError
-
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "datasets" / "samples"
+from ..errors import FaststError
 
 
 def run_demo(out: Path, tiny: bool = False, photos: int = 6) -> dict[str, list[Path]]:
     """Run the demo into `out`; returns the written files grouped by step."""
-    from export.coreml_export import export_coreml
-    from export.onnx_export import export_onnx
+    from ..images import find_images
+    from ..modelfile import load_model
+    from ..samples import sample_photos
 
-    from .images import find_images, load_image
-    from .modelfile import load_model
-    from .sheets import contact_sheet
-    from .stylize import Stylizer
-    from .training import PRESETS, QUICK_SECONDS_PER_STEP, TrainConfig, default_precision, train
-
-    if not (SAMPLES / "photos").is_dir():
-        raise FaststError("bundled samples not found (run the demo from a clone of the repository)", SAMPLES)
     out.mkdir(parents=True, exist_ok=True)
-    written: dict[str, list[Path]] = {"model": [], "stylized": [], "export": []}
     started = time.time()
+    quick = _train_quick(out, tiny)
+    print("[2/3] stylizing the sample photos", flush=True)
+    models = [("quick", load_model(quick)), ("pretrained", load_model(None))]
+    files = find_images(sample_photos())[: (2 if tiny else photos)]
+    written = {"model": [quick, out / "starry_quick_logs" / "losses.png"],
+               "stylized": _stylize_samples(out, files, models, tiny),
+               "export": _export(out, models, tiny)}
+    print(f"\ndemo finished in {(time.time() - started) / 60:.1f} min; outputs:")
+    for step, paths in written.items():
+        for p in paths:
+            print(f"  {step:9s} {p}")
+    print(f"  look at   {out / 'contact_sheet.jpg'} (rows: photos; columns: original, quick model, pretrained styles)")
+    return written
 
-    # 1. train a quick one-style model on the bundled photos
-    style = SAMPLES / "styles" / "starry_night.jpg"
+
+def _train_quick(out: Path, tiny: bool) -> Path:
+    """Step 1: a quick one-style Starry Night model trained on the bundled photos."""
+    from ..samples import sample_photos, sample_styles
+    from ..training import PRESETS, QUICK_SECONDS_PER_STEP, TrainConfig, default_precision, train
+
     preset = dict(PRESETS["quick"])
     if tiny:
         preset.update(image_size=32, batch_size=2, steps=2, preview_every=1, checkpoint_every=1)
@@ -44,18 +51,20 @@ def run_demo(out: Path, tiny: bool = False, photos: int = 6) -> dict[str, list[P
     # stays distinct from the pretrained Starry Night beside it on the contact sheet
     print(f"[1/3] training a quick Starry Night model from scratch: {cfg.steps} steps at {cfg.image_size} px, "
           f"{precision}, expected about {max(1, round(cfg.steps * per_step / 60))} min", flush=True)
-    quick = train([style], SAMPLES / "photos", out / "starry_quick.fst", cfg, log_dir=out / "starry_quick_logs",
-                  accelerator="cpu", devices=1, precision=precision, progress=True)
-    written["model"] += [quick, out / "starry_quick_logs" / "losses.png"]
+    return train([sample_styles() / "starry_night.jpg"], sample_photos(), out / "starry_quick.fst", cfg,
+                 log_dir=out / "starry_quick_logs", accelerator="cpu", devices=1, precision=precision, progress=True)
 
-    # 2. stylize the sample photos with the quick model and every style of the pretrained model
-    print("[2/3] stylizing the sample photos", flush=True)
-    files = find_images(SAMPLES / "photos")[: (2 if tiny else photos)]
-    size = 64 if tiny else 512
-    models = [("quick", load_model(quick)), ("pretrained", load_model(None))]
+
+def _stylize_samples(out: Path, files: list[Path], models: list[tuple[str, Any]], tiny: bool) -> list[Path]:
+    """Step 2: every photo in every style of every model, and a contact sheet of them all."""
+    from ..images import load_image, save_image
+    from ..inference.stylizer import Stylizer
+    from ..sheets import contact_sheet
+
+    written: list[Path] = []
     sheet_images, sheet_labels = [], []
     for f in files:
-        photo = load_image(f, size=size)
+        photo = load_image(f, size=64 if tiny else 512)
         sheet_images.append(photo)
         sheet_labels.append(f.stem)
         for tag, model in models:
@@ -64,34 +73,32 @@ def run_demo(out: Path, tiny: bool = False, photos: int = 6) -> dict[str, list[P
                 result = runner.batch(photo.unsqueeze(0), model.style_weights(name))[0]
                 path = out / "stylized" / f"{f.stem}_{tag}_{name}.jpg"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                from .images import save_image
-                written["stylized"].append(save_image(result, path))
+                written.append(save_image(result, path))
                 sheet_images.append(result)
                 sheet_labels.append(f"{tag}: {name}")
     cols = 1 + sum(len(m.style_names) for _, m in models)
-    written["stylized"].append(contact_sheet(sheet_images, sheet_labels, out / "contact_sheet.jpg",
-                                             tile=96 if tiny else 256, cols=cols))
+    written.append(contact_sheet(sheet_images, sheet_labels, out / "contact_sheet.jpg", tile=96 if tiny else 256,
+                                 cols=cols))
+    return written
 
-    # 3. export both models
+
+def _export(out: Path, models: list[tuple[str, Any]], tiny: bool) -> list[Path]:
+    """Step 3: both models as ONNX and Core ML."""
+    from export.coreml_export import export_coreml
+    from export.onnx_export import export_onnx
+
     print("[3/3] exporting to ONNX and Core ML", flush=True)
     sizes = [(64, 64), (64, 96)] if tiny else None  # Core ML wants at least two enumerated sizes
+    written: list[Path] = []
     for tag, model in models:
-        onnx_path = out / f"{tag}.onnx"
-        export_onnx(model, onnx_path)
-        coreml_path = out / f"{tag}.mlpackage"
-        export_coreml(model, coreml_path, sizes=sizes)
-        written["export"] += [onnx_path, coreml_path]
-
-    print(f"\ndemo finished in {(time.time() - started) / 60:.1f} min; outputs:")
-    for step, paths in written.items():
-        for p in paths:
-            print(f"  {step:9s} {p}")
-    print(f"  look at   {out / 'contact_sheet.jpg'} (rows: photos; columns: original, quick model, pretrained styles)")
+        export_onnx(model, out / f"{tag}.onnx")
+        export_coreml(model, out / f"{tag}.mlpackage", sizes=sizes)
+        written += [out / f"{tag}.onnx", out / f"{tag}.mlpackage"]
     return written
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fastst.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m fastst.commands.demo", description=__doc__)
     parser.add_argument("--out", default="demo-out", help="output folder [demo-out]")
     parser.add_argument("--photos", type=int, default=6, help="how many sample photos to stylize [6]")
     parser.add_argument("--tiny", action="store_true", help="tiny sizes and 2 training steps (a smoke test)")

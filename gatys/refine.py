@@ -1,20 +1,17 @@
-"""`fastst infer --refine N`: a fast model's output polished by N Gatys evaluations (L-BFGS on Gatys'
-objective, started from that output). The model lays out the picture in milliseconds; a few
-evaluations then close much of its gap to per-image optimisation, in a fraction of that method's time."""
+"""A fast model's output polished by N Gatys evaluations (L-BFGS on Gatys' objective, started from
+that output): the model lays out the picture in milliseconds; a few evaluations then close much of
+its gap to per-image optimisation, in a fraction of that method's time. `fastst infer --refine`."""
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from .demo import SAMPLES
-from .errors import FaststError
-from .images import find_images
-
-BUNDLED_STYLES = SAMPLES / "styles"
+from fastst.images import find_images
 
 
 def _candidates(places: Sequence[str | os.PathLike]) -> list[Path]:
@@ -43,28 +40,11 @@ def find_style_image(model: Any, index: int, places: Sequence[str | os.PathLike]
     return by_name
 
 
-def style_image_for(model: Any, index: int, given: Sequence[str | os.PathLike] = ()) -> Path:
-    """The style image for --refine: matched by hash or name among the --style-image files and
-    folders and the bundled styles; a single given file where the model stores neither (an ONNX
-    export keeps only the names). FaststError when there is none."""
-    for place in given:
-        if not Path(place).exists():
-            raise FaststError("no such style image or folder (--style-image)", place)
-    found = find_style_image(model, index, [*given, BUNDLED_STYLES])
-    info = model.styles[index]
-    if found is None and not info.sha256 and len(given) == 1 and Path(given[0]).is_file():
-        found = Path(given[0])
-    if found is None:
-        raise FaststError(f"--refine needs the image of style '{info.name}', which the model does not carry: "
-                          f"give it with --style-image (a file or a folder; matched by the hash the model stores)")
-    return found
-
-
 def refine(content: torch.Tensor, stylized: torch.Tensor, style_image: str | os.PathLike | torch.Tensor,
            evaluations: int, device: str | torch.device = "auto", progress: bool = False) -> torch.Tensor:
     """`evaluations` L-BFGS evaluations of Gatys' objective (gatys' defaults) at the content's size,
     starting from `stylized`; returns the (3, H, W) image in [0, 1]."""
-    from gatys.optimize import stylize  # which refuses fewer than 1 evaluation
+    from .optimize import stylize  # which refuses fewer than 1 evaluation
 
     result = stylize(content, [style_image], init=stylized, iterations=evaluations, size=max(content.shape[-2:]),
                      device=device, progress=progress)

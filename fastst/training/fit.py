@@ -1,0 +1,194 @@
+"""`train()`: check the inputs, build the module, the data, the callbacks and the Trainer, and fit.
+Devices, precision, strategy, checkpoints, logs and the progress bar are the Trainer's."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from ..data import StyleDataModule
+from ..errors import FaststError
+from ..hardware import default_precision as precision_policy
+from ..images import load_image, uniform_border
+from ..modelfile import StyleModel, load_model
+from ..transformer import DEFAULT_WIDTH
+from .callbacks import PreviewGrid, ProgressBar, ValidateLastStep, WriteModelFile
+from .checkpoints import checkpoint_width, read_checkpoint
+from .config import TrainConfig
+from .metrics import keep_metrics_history
+from .module import StyleTransferModule
+from .surgery import warm_start
+
+log = logging.getLogger(__name__)
+LIGHTNING_PRECISION = {"bf16": "bf16-mixed", "fp16": "16-mixed", "fp32": "32-true"}
+
+
+def default_precision(accelerator: str = "auto") -> str:
+    """The Trainer precision for training on `accelerator`, from the one policy in `fastst.hardware`:
+    bf16-mixed on GPUs and on CPUs that compute bf16 in hardware, else 32-true (16-mixed on old GPUs)."""
+    return LIGHTNING_PRECISION[precision_policy(accelerator, "training")]
+
+
+LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric")
+# warnings a fastst run causes on purpose: its loader has no workers by default, a short run logs less
+# often than the interval, the loss network is frozen (in eval mode), and a PyTorch deprecation inside Lightning
+EXPECTED_WARNINGS = (".*LeafSpec.*", ".*does not have many workers.*", ".*smaller than the logging interval.*",
+                     r".*module\(s\) in eval mode at the start of training.*")
+RESUME_WARNING = r".*(Experiment logs|Checkpoint) directory .* exists and is not empty"
+
+
+def quiet_lightning() -> None:
+    """For scripts: keep Lightning's info chatter (tips, 'GPU available: False') and the warnings of
+    EXPECTED_WARNINGS off the console for the rest of the process. `train` keeps them off within itself."""
+    for name in LIGHTNING_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for message in EXPECTED_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+
+
+@contextlib.contextmanager
+def _quiet_run(resuming: bool) -> Iterator[None]:
+    """`quiet_lightning` within the block only; a resumed run also reuses its folders on purpose."""
+    loggers = [logging.getLogger(name) for name in LIGHTNING_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        quiet_lightning()
+        if resuming:
+            warnings.filterwarnings("ignore", message=RESUME_WARNING)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
+
+
+def style_name(path: str | os.PathLike) -> str:
+    """A style's default name: its image file's stem."""
+    return Path(path).stem
+
+
+def warn_if_framed(path: str | os.PathLike, image: Any) -> bool:
+    """Warn (and return True) when a style image has a flat border on two or more sides, 3 px or
+    wider: a scan's frame or a letterbox, which the model would learn to draw along every output's edges."""
+    border = uniform_border(image)
+    if sum(b >= 3 for b in border) < 2:
+        return False
+    log.warning("%s: flat border of %d, %d, %d, %d px (top, bottom, left, right); the model will learn to draw "
+                "it along its outputs' edges: trim it from the style image", path, *border)
+    return True
+
+
+def _check_styles(styles: Sequence[str | os.PathLike], style_names: Sequence[str] | None) -> tuple[list[str], list[str]]:
+    """The style image paths (each loaded once: a missing or corrupt one fails here) and unique names."""
+    paths = [str(Path(s)) for s in styles]
+    if not paths:
+        raise FaststError("at least one style image is needed")
+    for s in paths:
+        warn_if_framed(s, load_image(s))
+    names = list(style_names) if style_names else [style_name(s) for s in paths]
+    if len(set(names)) != len(names):
+        raise FaststError(f"style names must be unique: {', '.join(names)}")
+    return paths, names
+
+
+def _check_output(out: Path, resume: str | os.PathLike | None, init: str | os.PathLike | None) -> None:
+    if out.suffix != ".fst":
+        raise FaststError("the model file should end in .fst", out)
+    if not out.parent.exists():
+        raise FaststError("output folder does not exist", out.parent)
+    if resume is not None and not Path(resume).is_file():
+        raise FaststError("no such checkpoint", resume)
+    if resume is not None and init is not None:
+        raise FaststError("give 'resume' (a checkpoint of this run) or 'init' (a model to start from), not both")
+
+
+def _starting_point(cfg: TrainConfig, resume: str | os.PathLike | None,
+                    init: str | os.PathLike | None) -> tuple[TrainConfig, StyleModel | None]:
+    """The model the run starts from (`init`; "pretrained": the bundled one), and the config with its
+    width settled: as given, else that of the model or checkpoint the run continues, else the default."""
+    start = load_model(None if str(init) == "pretrained" else init) if init is not None else None
+    if cfg.only_norms and start is None and resume is None:
+        raise FaststError("'only_norms' trains the norm parameters of a trained network: give 'init' MODEL")
+    resumed_width = checkpoint_width(read_checkpoint(resume)) if resume is not None else None
+    if cfg.width is None:
+        cfg = dataclasses.replace(cfg, width=start.net.width if start is not None else resumed_width or DEFAULT_WIDTH)
+    if resumed_width is not None and cfg.width != resumed_width:
+        raise FaststError(f"the checkpoint's network has width {resumed_width}, not {cfg.width}", resume)
+    if cfg.only_norms and start is not None and cfg.width != start.net.width:
+        raise FaststError(f"'only_norms' keeps the init model's convs: its width is {start.net.width}, not {cfg.width}")
+    return cfg, start
+
+
+def _callbacks(cfg: TrainConfig, log_dir: Path, out: Path, half: bool, start: StyleModel | None,
+               progress: bool, validate: bool) -> list[Callback]:
+    callbacks: list[Callback] = [
+        ModelCheckpoint(dirpath=str(log_dir / "checkpoints"), every_n_train_steps=cfg.checkpoint_every,
+                        save_last=True, save_top_k=1, monitor=None),
+        PreviewGrid(cfg.preview_every),
+        WriteModelFile(out, half=half, base=start if cfg.only_norms else None),
+    ]
+    if progress:
+        callbacks.append(ProgressBar(refresh_rate=1))
+    if validate:
+        callbacks.append(ValidateLastStep())
+    return callbacks
+
+
+def _loggers(log_dir: Path, tensorboard: bool) -> list:
+    loggers: list = [CSVLogger(str(log_dir), name="", version="")]
+    if tensorboard:
+        from lightning.pytorch.loggers import TensorBoardLogger
+        loggers.append(TensorBoardLogger(str(log_dir), name="tensorboard", version=""))
+    return loggers
+
+
+def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str | os.PathLike,
+          config: TrainConfig | None = None, log_dir: str | os.PathLike | None = None,
+          resume: str | os.PathLike | None = None, accelerator: str = "auto", devices: int | str = "auto",
+          precision: str | None = None, strategy: str = "auto", style_names: Sequence[str] | None = None,
+          num_nodes: int = 1, tensorboard: bool = False, progress: bool = True, half: bool = False,
+          init: str | os.PathLike | None = None, val_data: str | os.PathLike | None = None) -> Path:
+    """Train a TransformerNet on the photos in `data` for the given style images; write the model
+    file `out` atomically and return its path. Checkpoints, previews and logs go to `log_dir`.
+    `init` starts from a trained .fst model ("pretrained": the bundled one), see `warm_start`.
+    `val_data`: a folder of held-out photos, scored whole in every style at every checkpoint
+    (`StyleTransferModule.validation_step`); their final loss goes into the model file."""
+    out = Path(out)
+    paths, names = _check_styles(styles, style_names)
+    _check_output(out, resume, init)
+    cfg, start = _starting_point(config or TrainConfig(), resume, init)
+    datamodule = StyleDataModule(data, cfg.image_size, cfg.batch_size, len(paths), cfg.steps, cfg.seed, cfg.workers,
+                                 cfg.crop_scale, val_data=val_data)
+    datamodule.setup("fit")  # bad data fails now, before anything is written
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # before the network's random initialisation
+    module = StyleTransferModule(paths, names, cfg.to_dict())
+    if start is not None:
+        new = warm_start(module.net, names, start)
+        module.init_info = {"model": start.path.name, "steps_done": int(start.config.get("steps_done", 0)),
+                            "new_styles": new}
+    log_dir = Path(log_dir) if log_dir else out.with_suffix("").parent / (out.stem + "_logs")
+    validate = bool(datamodule.val_files)
+    # validation at every checkpoint, counted in global steps (so a resumed run keeps the schedule)
+    validation: dict[str, Any] = dict(limit_val_batches=0)
+    if validate:
+        validation = dict(check_val_every_n_epoch=None, val_check_interval=min(cfg.checkpoint_every, cfg.steps))
+    with _quiet_run(resuming=resume is not None):
+        keep_metrics_history(log_dir, resuming=resume is not None)
+        trainer = L.Trainer(
+            accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
+            precision=precision or default_precision(accelerator), max_steps=cfg.steps, max_epochs=-1,
+            logger=_loggers(log_dir, tensorboard), callbacks=_callbacks(cfg, log_dir, out, half, start, progress, validate),
+            log_every_n_steps=min(cfg.log_every, cfg.steps), enable_progress_bar=progress, enable_model_summary=False,
+            use_distributed_sampler=False, default_root_dir=str(log_dir), deterministic=False, num_sanity_val_steps=0,
+            **validation)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+    return out

@@ -1,0 +1,148 @@
+"""The LightningModule: a TransformerNet, its training and validation steps against the perceptual
+objective, and its optimizer. The frozen loss network is a submodule that Lightning moves with the rest
+and that checkpoints leave out (it is rebuilt from its source)."""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import torch
+
+from ..images import load_image
+from ..lossnet import LossNetwork
+from ..modelfile import StyleInfo, file_sha256
+from ..objectives.perceptual import PerceptualObjective
+from ..transformer import DEFAULT_WIDTH, TransformerNet
+from .config import TrainConfig
+
+LOSSNET = "lossnet."  # state-dict prefix of the frozen loss network
+
+
+class StyleTransferModule(L.LightningModule):
+    """TransformerNet trained against frozen-VGG perceptual losses, one Gram target set per style."""
+
+    def __init__(self, style_paths: Sequence[str], style_names: Sequence[str], config: dict[str, Any]) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = TrainConfig(**config)
+        self.style_paths, self.style_names = list(style_paths), list(style_names)
+        self.net = TransformerNet(num_styles=len(self.style_paths), width=self.cfg.width or DEFAULT_WIDTH)
+        cfg = self.cfg
+        self.objective = PerceptualObjective(cfg.content_layers, cfg.style_layers, cfg.content_weight,
+                                             cfg.style_weight, cfg.tv_weight, cfg.style_layer_weights)
+        self.lossnet = LossNetwork(cfg.backbone, self.objective.layers)
+        self.register_state_dict_post_hook(_drop_lossnet)
+        self.register_load_state_dict_post_hook(_lossnet_not_missing)
+        self._styles_info: list[StyleInfo] | None = None
+        self.init_info: dict[str, Any] | None = None  # the model this run started from (train(init=...))
+
+    # -- style targets ------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        """The styles' Gram targets, as buffers that move with the module and stay out of checkpoints."""
+        size = self.cfg.style_size or 2 * self.cfg.image_size
+        device = next(self.lossnet.parameters()).device
+        targets = [self.objective.style_targets(self.lossnet, load_image(p, size=size).to(device))
+                   for p in self.style_paths]
+        for name in self.cfg.style_layers:
+            self.register_buffer(f"gram_{name}", torch.stack([t[name] for t in targets]), persistent=False)
+
+    def style_infos(self) -> list[StyleInfo]:
+        """Names, image hashes and 64-px thumbnails of the styles."""
+        if self._styles_info is None:
+            infos = []
+            for name, path in zip(self.style_names, self.style_paths):
+                thumb = (load_image(path, size=64) * 255).round().to(torch.uint8)
+                infos.append(StyleInfo(name=name, sha256=file_sha256(path), thumbnail=thumb))
+            self._styles_info = infos
+        return self._styles_info
+
+    # -- training -----------------------------------------------------------------------------------
+    def losses(self, images: torch.Tensor, styles: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Content, style, TV and weighted total for a batch of photos with their style indices."""
+        weights = torch.nn.functional.one_hot(styles, self.net.num_styles).to(images.dtype)
+        return self.loss_terms(self.net(images, weights), images, styles)
+
+    def loss_terms(self, out: torch.Tensor, images: torch.Tensor, styles: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The weighted loss of given outputs `out` for the photos `images` in the styles `styles`."""
+        grams = {n: getattr(self, f"gram_{n}")[styles] for n in self.cfg.style_layers}
+        return self.objective.terms(self.lossnet, out, images, grams)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, styles = batch
+        parts = self.losses(images, styles)
+        self.log_dict({f"train/{k}": v.detach() for k, v in parts.items()}, prog_bar=False, on_step=True)
+        self.log("loss", parts["loss"].detach(), prog_bar=True, on_step=True, logger=False)
+        if self.cfg.lr_schedule != "constant":
+            self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True)
+        return parts["loss"]
+
+    def validation_step(self, photo: torch.Tensor, batch_idx: int) -> None:
+        """One held-out photo in every style: the run's loss on pictures it never trains on, overall
+        (val/loss, val/content, val/style, val/tv) and per style (val/loss_<style>); means over the photos."""
+        n = self.net.num_styles
+        styles = torch.arange(n, device=photo.device)
+        out = self.net(photo.expand(n, -1, -1, -1), torch.nn.functional.one_hot(styles, n).to(photo.dtype))
+        # every term is a mean over the batch, so the mean of the per-style terms is the whole batch's
+        per_style = [self.loss_terms(out[s:s + 1], photo, styles[s:s + 1]) for s in range(n)]
+        parts = {k: torch.stack([p[k].float() for p in per_style]).mean() for k in per_style[0]}
+        self.log_dict({f"val/{k}": v for k, v in parts.items()}, batch_size=1, sync_dist=True)
+        self.log("val_loss", parts["loss"], batch_size=1, prog_bar=True, logger=False, sync_dist=True)
+        if n > 1:
+            self.log_dict({f"val/loss_{name}": p["loss"] for name, p in zip(self.style_names, per_style)},
+                          batch_size=1, sync_dist=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
+        if self.cfg.only_norms:  # Dumoulin et al.: a new style is learnt by its norm parameters alone
+            self.net.requires_grad_(False)
+            params = [p for n in self.net.norms() for p in (n.scale, n.shift)]
+            for q in params:
+                q.requires_grad_(True)
+        else:
+            params = list(self.net.parameters())
+        optimizer = torch.optim.Adam(params, lr=self.cfg.lr)
+        if self.cfg.lr_schedule == "constant":
+            return optimizer
+        # cosine: the rate falls from lr to 0 at the last step. The Trainer steps it and checkpoints its step;
+        # the factor reads cfg.steps when called, so a run resumed with more steps stretches the decay.
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_train_start(self) -> None:
+        # A resumed run restores the optimizer's last rate, which the old step count set: re-aim it at this run's decay
+        if self.cfg.lr_schedule != "constant":
+            schedule = self.lr_schedulers()
+            for group, base in zip(self.optimizers().param_groups, schedule.base_lrs):
+                group["lr"] = base * self.lr_factor(self.global_step)
+
+    def lr_factor(self, step: int) -> float:
+        """The cosine schedule's multiple of the learning rate at optimizer step `step`: 1 at the start, 0 at cfg.steps."""
+        return 0.5 * (1 + math.cos(math.pi * min(step, self.cfg.steps) / self.cfg.steps))
+
+    # -- checkpoints and the model file -------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["fastst"] = {"styles": [s.to_dict() for s in self.style_infos()], "config": self.model_config()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.init_info = checkpoint.get("fastst", {}).get("config", {}).get("init") or self.init_info
+
+    def model_config(self) -> dict[str, Any]:
+        """What goes into the model file's config: training settings and the loss network."""
+        return {**self.cfg.to_dict(), "styles": list(self.style_names),
+                "style_images": [os.path.basename(p) for p in self.style_paths],
+                "steps_done": int(self.global_step) + int((self.init_info or {}).get("steps_done", 0)),
+                **({"init": self.init_info} if self.init_info else {})}
+
+
+def _drop_lossnet(module: torch.nn.Module, state: dict[str, Any], prefix: str, metadata: Any) -> None:
+    """State-dict hook: the frozen loss network's weights stay out of state dicts and checkpoints."""
+    for key in [k for k in state if k.startswith(prefix + LOSSNET)]:
+        del state[key]
+
+
+def _lossnet_not_missing(module: torch.nn.Module, incompatible: Any) -> None:
+    """Load hook: a state dict without the loss network (every checkpoint) loads strictly."""
+    incompatible.missing_keys[:] = [k for k in incompatible.missing_keys
+                                    if not (k.startswith(LOSSNET) or f".{LOSSNET}" in k)]

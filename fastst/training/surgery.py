@@ -1,0 +1,61 @@
+"""Model surgery between a run and a trained model: a network started from the model (warm_start),
+and an only-norms run merged back into it (keep_other_styles)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..errors import FaststError
+from ..modelfile import StyleInfo, StyleModel
+from ..transformer import TransformerNet
+
+
+def warm_start(net: TransformerNet, style_names: Sequence[str], model: StyleModel) -> list[str]:
+    """Start `net` from a trained model: all conv weights, and each style's norm scale and shift where
+    the model has a style of that name; other styles start from the mean of the model's styles (a
+    neutral point between them). A wider `net` grows the model without changing what it computes:
+    the extra channels' outgoing weights start at zero, so training adds them to a working model.
+    Returns the names that were new to the model."""
+    source = model.net
+    if source.output != net.output:
+        raise FaststError(f"has a {source.output} output head (an imported model), which fastst training does not "
+                          f"use: it cannot be trained further", model.path)
+    if len(source.residual) != len(net.residual):
+        raise FaststError(f"has {len(source.residual)} residual blocks, this run {len(net.residual)}", model.path)
+    if source.width > net.width:
+        raise FaststError(f"has width {source.width}, wider than this run's {net.width}: a model cannot be narrowed",
+                          model.path)
+    index = {s.name: i for i, s in enumerate(model.styles)}
+    new = [name for name in style_names if name not in index]
+    with torch.no_grad():
+        for name, param in net.named_parameters():
+            if name.endswith((".scale", ".shift")):
+                continue
+            src = source.get_parameter(name)
+            param[tuple(slice(0, n) for n in src.shape)] = src
+            if param.dim() == 4:  # the old outputs ignore the new input channels
+                param[: src.shape[0], src.shape[1]:] = 0
+        for mine, theirs in zip(net.norms(), source.norms()):
+            channels = theirs.scale.shape[1]
+            for table, src in ((mine.scale, theirs.scale), (mine.shift, theirs.shift)):
+                for row, name in enumerate(style_names):
+                    table[row, :channels] = src[index[name]] if name in index else src.mean(0)
+    return new
+
+
+def keep_other_styles(start: StyleModel, net: TransformerNet, infos: list[StyleInfo]) -> tuple[TransformerNet, list[StyleInfo]]:
+    """After an only-norms run: the init model's styles (each replaced by this run's if it retrained one
+    of that name) followed by this run's new styles, in one network with the shared convs."""
+    trained = {s.name for s in infos}
+    order = [s.name for s in start.styles] + [s.name for s in infos if s.name not in {t.name for t in start.styles}]
+    merged = TransformerNet(num_styles=len(order), residual_blocks=len(net.residual), width=net.width)
+    warm_start(merged, order, StyleModel(net, infos))  # the convs and this run's rows
+    kept = {s.name: i for i, s in enumerate(start.styles) if s.name not in trained}
+    with torch.no_grad():  # the init model's untouched rows
+        for mine, theirs in zip(merged.norms(), start.net.norms()):
+            for row, name in enumerate(order):
+                if name in kept:
+                    mine.scale[row], mine.shift[row] = theirs.scale[kept[name]], theirs.shift[kept[name]]
+    by_name = {s.name: s for s in start.styles} | {s.name: s for s in infos}
+    return merged, [by_name[name] for name in order]

@@ -58,6 +58,12 @@ class TrainConfig:
     width: int | None = setting(None, "channels of the first conv; the others have 2× and 4× [32, or the --init "
                                 "model's]: narrower runs faster, wider has more capacity; a wider run grows an "
                                 "--init model", type=int)
+    stability: float = setting(0.0, "weight of the stability term, for video without flicker: the output of a "
+                               "slightly shifted, rotated, zoomed, noisier, brighter photo must equal the same "
+                               "change of the photo's output (pixel MSE; 0: off)", type=float)
+    distill: float = setting(0.0, "with --init: weight of keeping the init model's look, the pixel MSE between "
+                             "the output and the init model's output for the same photo and style (0: off)",
+                             type=float)
     only_norms: bool = setting(False, "with --init: train only the per-style norm scales and shifts (add a style "
                                "to a model without changing its others)", action="store_true")
 
@@ -78,6 +84,8 @@ class TrainConfig:
             if len(self.style_layer_weights) != len(self.style_layers):
                 raise FaststError(f"{len(self.style_layer_weights)} style layer weights for "
                                   f"{len(self.style_layers)} style layers")
+        if self.stability < 0 or self.distill < 0:
+            raise FaststError(f"'stability' and 'distill' weights must be ≥ 0, got {self.stability} and {self.distill}")
         if (self.image_size < MIN_IMAGE_SIZE or self.batch_size < 1 or self.steps < 1
                 or (self.width is not None and self.width < 1)):
             raise FaststError(f"need 'image_size' ≥ {MIN_IMAGE_SIZE}, 'batch_size' ≥ 1, 'steps' ≥ 1 and 'width' ≥ 1")
@@ -90,10 +98,14 @@ PRESETS: dict[str, dict[str, Any]] = {
                   preview_every=50, checkpoint_every=50),
     # The published recipe (Johnson et al., Turi Create): 256 px crops, batch 4, ~40k steps per style.
     "full": dict(image_size=256, batch_size=4, steps=40000, preview_every=1000, checkpoint_every=1000),
+    # A trained model made stable for video (flicker) while keeping its look: only the stability and
+    # distillation terms, no loss network, so a step is two passes of the transformer (see docs/video.md).
+    "stable": dict(image_size=160, batch_size=4, steps=300, lr=2e-4, content_weight=0.0, style_weight=0.0,
+                   tv_weight=0.0, stability=0.5, distill=1.0, preview_every=100, checkpoint_every=100),
 }
 # The model a preset starts from when no init model is given (as Turi Create starts from its own trained
 # network): from the bundled one, 200 quick steps of a new style (mosaic) reached a held-out loss 28 %
 # lower than from scratch, and its 50 steps beat scratch's 200 (see the training documentation).
-PRESET_INIT: dict[str, str] = {"quick": "pretrained"}
+PRESET_INIT: dict[str, str] = {"quick": "pretrained", "stable": "pretrained"}
 # seconds per step at 160 px, batch 4, on a 2-core CPU: bf16 on AMX (Xeon), fp32 on AVX2 (EPYC)
 QUICK_SECONDS_PER_STEP = {"bf16": 0.85, "fp32": 5.0}

@@ -118,6 +118,8 @@ def _starting_point(cfg: TrainConfig, resume: str | os.PathLike | None,
     start = load_model(None if str(init) == "pretrained" else init) if init is not None else None
     if cfg.only_norms and start is None and resume is None:
         raise FaststError("'only_norms' trains the norm parameters of a trained network: give 'init' MODEL")
+    if cfg.distill and start is None and resume is None:
+        raise FaststError("'distill' keeps the look of the model the run starts from: give 'init' MODEL")
     resumed_width = checkpoint_width(read_checkpoint(resume)) if resume is not None else None
     if cfg.width is None:
         cfg = dataclasses.replace(cfg, width=start.net.width if start is not None else resumed_width or DEFAULT_WIDTH)
@@ -175,6 +177,8 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
         new = warm_start(module.net, names, start)
         module.init_info = {"model": start.path.name, "steps_done": int(start.config.get("steps_done", 0)),
                             "new_styles": new}
+        if cfg.distill:  # the teacher is the started network itself, before any step
+            module.teacher.load_state_dict(module.net.state_dict())
     log_dir = Path(log_dir) if log_dir else out.with_suffix("").parent / (out.stem + "_logs")
     validate = bool(datamodule.val_files)
     # validation at every checkpoint, counted in global steps (so a resumed run keeps the schedule)

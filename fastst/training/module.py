@@ -15,6 +15,7 @@ from ..images import load_image
 from ..lossnet import LossNetwork
 from ..modelfile import StyleInfo, file_sha256
 from ..objectives.perceptual import PerceptualObjective
+from ..stability import distillation_loss, stability_term
 from ..transformer import DEFAULT_WIDTH, TransformerNet
 from .config import TrainConfig
 
@@ -38,6 +39,9 @@ class StyleTransferModule(L.LightningModule):
         self.register_load_state_dict_post_hook(_lossnet_not_missing)
         self._styles_info: list[StyleInfo] | None = None
         self.init_info: dict[str, Any] | None = None  # the model this run started from (train(init=...))
+        if cfg.distill:  # the init model, frozen (filled by train(); in checkpoints, so a resumed run keeps it)
+            self.teacher = TransformerNet(num_styles=len(self.style_paths), width=cfg.width or DEFAULT_WIDTH)
+            self.teacher.requires_grad_(False).eval()
 
     # -- style targets ------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -61,14 +65,30 @@ class StyleTransferModule(L.LightningModule):
 
     # -- training -----------------------------------------------------------------------------------
     def losses(self, images: torch.Tensor, styles: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Content, style, TV and weighted total for a batch of photos with their style indices."""
+        """Content, style, TV, the stability and distillation terms where weighted, and the weighted
+        total for a batch of photos with their style indices."""
         weights = torch.nn.functional.one_hot(styles, self.net.num_styles).to(images.dtype)
-        return self.loss_terms(self.net(images, weights), images, styles)
+        out = self.net(images, weights)
+        parts = self.loss_terms(out, images, styles, skip_zero=True)
+        cfg = self.cfg
+        if cfg.stability:  # seeded by step (and rank), so a resumed run draws what an unbroken one would
+            seed = (cfg.seed * 1_000_003 + int(self.global_step)) * 64 + int(self.global_rank)
+            parts["stability"] = stability_term(self.net, images, weights, out, generator=torch.Generator().manual_seed(seed))
+            parts["loss"] = parts["loss"] + cfg.stability * parts["stability"]
+        if cfg.distill:
+            with torch.no_grad():
+                self.teacher.eval()
+                taught = self.teacher(images, weights)
+            parts["distill"] = distillation_loss(out, taught)
+            parts["loss"] = parts["loss"] + cfg.distill * parts["distill"]
+        return parts
 
-    def loss_terms(self, out: torch.Tensor, images: torch.Tensor, styles: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The weighted loss of given outputs `out` for the photos `images` in the styles `styles`."""
+    def loss_terms(self, out: torch.Tensor, images: torch.Tensor, styles: torch.Tensor,
+                   skip_zero: bool = False) -> dict[str, torch.Tensor]:
+        """The weighted loss of given outputs `out` for the photos `images` in the styles `styles`
+        (`skip_zero`: no loss network where content and style weigh 0, as `PerceptualObjective.terms`)."""
         grams = {n: getattr(self, f"gram_{n}")[styles] for n in self.cfg.style_layers}
-        return self.objective.terms(self.lossnet, out, images, grams)
+        return self.objective.terms(self.lossnet, out, images, grams, skip_zero)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, styles = batch

@@ -22,7 +22,7 @@ DEFAULT_BACKBONE = "vgg16-caffe"
 SCORER_BACKBONE = "vgg16-caffe"
 CSV_COLUMNS = ("iteration", "seconds", "content", "style", "tv", "total")
 INITS = ("content", "noise", "style")
-SGD_AUTO_STEP = 2e-3  # first SGD step, in mean absolute pixel change ([0, 1] scale), when --lr is not given
+SGD_AUTO_STEP = 2e-3  # first SGD step, in mean absolute pixel change ([0, 1] scale), when no learning rate is given
 MIN_PYRAMID_SIDE = 32  # below this the deepest VGG layers see a 2x2 map: no useful style statistics
 # Default learning rate per optimizer (pixels in [0, 1]); None: set from the first gradient (SGD_AUTO_STEP).
 OPTIMIZER_LRS: dict[str, float | None] = {

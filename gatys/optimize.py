@@ -63,7 +63,7 @@ class StylizeResult:
     @property
     def final(self) -> Row:
         """The log row of the returned image: the lowest-loss evaluation of the finest level (before
-        --original-colors)."""
+        `original_colors`)."""
         return dict(self.output_row or (self.rows[-1] if self.rows else {}))
 
 

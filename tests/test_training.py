@@ -75,7 +75,7 @@ def test_training_lowers_the_loss(tmp_path):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert sum(losses[-3:]) / 3 < 0.5 * sum(losses[:3]) / 3, losses
 
 
@@ -510,6 +510,7 @@ def test_loss_network_is_a_frozen_submodule_left_out_of_state_dicts(tmp_path):
         other.load_state_dict({k: v for k, v in state.items() if not k.startswith("net.down.0")})
 
 
+@pytest.mark.filterwarnings("ignore:.*LeafSpec", "ignore:.*eval mode at the start of training")
 def test_a_trainer_built_elsewhere_writes_the_model_file(tmp_path, photo_dir):
     """The pieces of train() compose with a plain Trainer: the DataModule finds its own photos, and the
     WriteModelFile callback writes the .fst at the end of fitting."""

@@ -25,8 +25,9 @@ import sys
 import time
 from pathlib import Path
 
-import benchutil as bu
 import numpy as np
+
+import benchutil as bu
 
 COLUMNS = ("clip", "frames", "size", "model", "style", "temporal", "warp_error", "x_input", "style_term",
            "ms_per_frame", "machine")
@@ -41,7 +42,7 @@ def read_frames(path: Path, size: int, limit: int | None) -> list[np.ndarray]:
     """RGB uint8 frames scaled to long side `size` with even sides, as the video pipeline scales them."""
     import av
 
-    from fastst.video import output_size
+    from fastst.inference.videoio import output_size
 
     frames: list[np.ndarray] = []
     with av.open(str(path)) as container:
@@ -105,7 +106,7 @@ class StyleScorer:
         from fastst.images import load_image
         from fastst.losses import gram_matrix
         from fastst.lossnet import LossNetwork
-        from fastst.refine import find_style_image
+        from gatys.refine import find_style_image
 
         cfg = model.config
         self.layers = list(cfg["style_layers"])
@@ -149,8 +150,8 @@ def report(rows: list[dict], **row) -> None:
 
 def measure_clip(video: Path, models: list[str], args: argparse.Namespace, rows: list[dict], machine: str) -> None:
     """Every model and style (and --temporal strength) on one clip; the strip if asked and first."""
+    from fastst.inference.stylizer import Stylizer
     from fastst.modelfile import load_model
-    from fastst.stylize import Stylizer
     from fastst.temporal import mean_warping_error
 
     frames = read_frames(video, args.size, args.frames)

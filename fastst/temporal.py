@@ -8,7 +8,7 @@ A flow field maps each pixel p of frame a to p + flow(p) in frame b, in pixels, 
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,14 +41,18 @@ def flow_warp(image: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return top * (1 - fy) + bottom * fy, inside
 
 
-def occlusion_mask(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
+Warp = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def occlusion_mask(backward: np.ndarray, forward: np.ndarray, warp: Warp = flow_warp) -> np.ndarray:
     """The (H, W) mask of the pixels of frame t that are visible in frame t-1, given the flows
     `backward` (t -> t-1) and `forward` (t-1 -> t). Ruder et al. ("Artistic style transfer for
     videos", GCPR 2016), as used by Lai et al.'s warping error: a pixel is occluded when following
     the backward flow and then the forward flow does not come back,
     |b + f̃|² > 0.01 (|b|² + |f̃|²) + 0.5 with f̃ = forward warped by backward, when it lies on a
-    motion boundary, |∇b_x|² + |∇b_y|² > 0.01 |b|² + 0.002, or when the flow leaves the frame."""
-    f_w, inside = flow_warp(forward, backward)
+    motion boundary, |∇b_x|² + |∇b_y|² > 0.01 |b|² + 0.002, or when the flow leaves the frame.
+    `warp` computes what `flow_warp` does (`DisFlow.warp`: the same with OpenCV, many times faster)."""
+    f_w, inside = warp(forward, backward)
     b2 = (backward ** 2).sum(-1)
     consistent = ((backward + f_w) ** 2).sum(-1) <= 0.01 * (b2 + (f_w ** 2).sum(-1)) + 0.5
     grads = [np.gradient(backward[..., c], axis=a) for c in range(2) for a in (0, 1)]
@@ -112,6 +116,16 @@ class DisFlow:
         gb = b if b.ndim == 2 else self.gray(b)
         return self.dis.calc(ga, gb, None)
 
+    def warp(self, image: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`flow_warp` by OpenCV's remap (bilinear at 1/32 px, edge repeated): ~100x faster than NumPy's gathers."""
+        h, w = flow.shape[:2]
+        x = np.arange(w, dtype=np.float32)[None, :] + flow[..., 0]
+        y = np.arange(h, dtype=np.float32)[:, None] + flow[..., 1]
+        inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+        warped = self.cv2.remap(np.ascontiguousarray(image, dtype=np.float32), x, y, self.cv2.INTER_LINEAR,
+                                borderMode=self.cv2.BORDER_REPLICATE)
+        return warped.reshape(image.shape), inside
+
 
 def blend(current: np.ndarray, previous_warped: np.ndarray, visible: np.ndarray, strength: float) -> np.ndarray:
     """current + strength · visible · (previous_warped − current): each visible pixel pulled towards
@@ -150,8 +164,10 @@ class TemporalBlender:
             result = out.astype(np.float32, copy=False)
         else:
             prev_gray, prev_out = self._previous
-            backward, forward = self._flow(gray, prev_gray), self._flow(prev_gray, gray)
-            warped, _ = flow_warp(prev_out, backward)
-            result = blend(out.astype(np.float32, copy=False), warped, occlusion_mask(backward, forward), self.strength)
+            flow = self._flow
+            backward, forward = flow(gray, prev_gray), flow(prev_gray, gray)
+            warped, _ = flow.warp(prev_out, backward)
+            visible = occlusion_mask(backward, forward, flow.warp)
+            result = blend(out.astype(np.float32, copy=False), warped, visible, self.strength)
         self._previous = (gray, result)
         return result

@@ -3,8 +3,8 @@ moves pixels the way its matrix says, and distillation pins a model to its froze
 from __future__ import annotations
 
 import torch
-from conftest import synthetic_image
 
+from conftest import synthetic_image
 from fastst.modelfile import load_model
 from fastst.pretrained import pretrained_path
 from fastst.stability import (

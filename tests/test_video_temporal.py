@@ -45,7 +45,10 @@ def test_a_still_scene_comes_out_as_without_temporal(capsys, tmp_path, model_pat
     assert code == 0, err
     plain, smooth = frames_of(tmp_path / "plain.mp4"), frames_of(tmp_path / "smooth.mp4")
     assert len(plain) == len(smooth) == 6
-    assert all(np.array_equal(a, b) for a, b in zip(plain, smooth))
+    # equal up to one 8-bit level: the network's bf16 output may round differently from batch to batch
+    # (frames 0-3 and 4-5 run in separate calls), which the blend of equal pictures then carries over
+    assert max(np.abs(a.astype(int) - b).max() for a, b in zip(plain, smooth)) <= 1
+    assert np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(plain, smooth)]) < 0.05
 
 
 def test_a_damaged_video_still_finishes_with_temporal(capsys, tmp_path, model_path):  # noqa: F811

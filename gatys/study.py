@@ -23,14 +23,15 @@ FIRST_ORDER = ("sgd", "adadelta", "adagrad", "adam", "rmsprop")
 # Rates tried, as multiples of the rate each optimizer used in the optimizer comparison (its default;
 # SGD's is set from the first gradient), a decade either side.
 LR_FACTORS = (0.1, 0.3, 1.0, 3.0, 10.0)
-# β as multiples of the default, photo-like to texture-like, α fixed.
-STYLE_WEIGHT_FACTORS = (0.01, 0.1, 1.0, 10.0, 100.0)
+# β as multiples of the default, photo-like to texture-like, α fixed. The default is tuned for 512 px and
+# weighs 4x more per halving of the size, hence more steps below it than above.
+STYLE_WEIGHT_FACTORS = (0.001, 0.01, 0.1, 1.0, 10.0)
 # Gatys et al. compare conv2_2 with conv4_2 as the content layer, and style from conv1_1 only up to conv1_1..conv5_1.
 CONTENT_LAYER_SETS: tuple[tuple[str, ...] | None, ...] = (("relu2_2",), None)
 STYLE_LAYER_SETS: tuple[tuple[str, ...] | None, ...] = (("relu1_1", "relu2_1"), None)
 OFFLINE_BACKBONE = "vgg16-caffe"  # bundled weights: always runs
 BACKBONES = (OFFLINE_BACKBONE, "vgg16", "vgg19", "resnet50")
-DEFAULT_SIZE, DEFAULT_ITERATIONS = 256, 150
+DEFAULT_SIZE, DEFAULT_ITERATIONS = 256, 200
 QUICK_SIZE, QUICK_ITERATIONS = 32, 4
 
 

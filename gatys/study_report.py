@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .optimize import DEFAULT_STYLE_WEIGHT
 from .report import Report, fmt
 from .study_analysis import (
     TARGET_FACTOR,
@@ -98,8 +99,8 @@ def _optimizers(doc: Report, sweep: SweepData | None, sweeps: dict, record: dict
         findings.append(_target_sentence(label, target, hits, int(record["settings"]["iterations"])))
         if len(board) == 1:
             fast, slow = min(hits, key=lambda h: h[2]), max(hits, key=lambda h: h[2])
-            findings.append(f"An evaluation cost {fast[2]:.0f} ms ({name(fast[1])}) to {slow[2]:.0f} ms "
-                            f"({name(slow[1])}) on {label}: the loss network dominates, not the optimizer.")
+            findings.append(f"An evaluation took {fast[2]:.0f} ms ({name(fast[1])}) to {slow[2]:.0f} ms "
+                            f"({name(slow[1])}) on {label}.")
     styles = [_label(record, s) for s in dict.fromkeys(r["style_image"] for r in sweep.rows)]
     doc.para("The lowest objective reached within each budget:")
     doc.table(["evaluations"] + styles, [[b] + [f"{name(col[i][1])} ({fmt(col[i][2])})" for col in board]
@@ -171,8 +172,10 @@ def _weights(doc: Report, sweep: SweepData | None, sweeps: dict, record: dict[st
     if not sweep:
         doc.para("Not run.")
         return []
-    doc.para("L-BFGS with α = 1 and β from a hundredth to a hundred times the default: photo-like to texture-like. "
-             "Content and style are the fixed scorer's unweighted terms of each result.")
+    betas = sorted({float(r["style_weight"]) for r in sweep.rows})
+    doc.para(f"L-BFGS with α = 1 and β from {fmt(betas[0])} to {fmt(betas[-1])}, photo-like to texture-like (the "
+             f"default β, {fmt(DEFAULT_STYLE_WEIGHT)}, is tuned for 512 px and weighs 4× more per halving of the "
+             "size). Content and style are the fixed scorer's unweighted terms of each result.")
     table, findings = [], []
     for style in dict.fromkeys(r["style_image"] for r in sweep.rows):
         rows = sorted(sweep.where(style_image=style), key=lambda r: float(r["style_weight"]))
@@ -213,8 +216,8 @@ def _layers(doc: Report, sweep: SweepData | None, sweeps: dict, record: dict[str
     if shallow and deep:
         a, b = by[shallow[0]], by[deep[0]]
         findings.append(f"Style from {a['style_layers'].replace('+', ' and ')} only instead of all {full} layers: "
-                        f"scorer style term ×{float(a['style']) / float(b['style']):.3g} (the large-scale "
-                        f"statistics are left unmatched), content term ×{float(a['content']) / float(b['content']):.3g}.")
+                        f"scorer style term ×{float(a['style']) / float(b['style']):.3g}, content term "
+                        f"×{float(a['content']) / float(b['content']):.3g}.")
     doc.image("layers/contact_sheet.jpg", "content layer (rows) and style layers (columns)")
     return findings
 

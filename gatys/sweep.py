@@ -63,13 +63,7 @@ def run_sweep(content: str | os.PathLike, style: str | os.PathLike | Sequence[st
     names the axes to plot (default: every varied one). `on_run` and `on_evaluation` (a log row)
     report progress.
     """
-    normalized = bool(stylize_options.get("normalize_gradients", False))
-    if match_weights and normalized:
-        raise FaststError("--match-weights has nothing to match with --normalize-gradients: each layer's gradient "
-                          "is normalised whatever the backbone's feature scale")
-    if lrs and stylize_options.get("lr") is not None:
-        raise FaststError(f"one learning rate for every run ({stylize_options['lr']:g}) and a learning-rate axis "
-                          "were both given; give one of them")
+    _check_options(match_weights, lrs, stylize_options)
     style_paths = [style] if isinstance(style, (str, os.PathLike)) else list(style)
     labels = style_labels(style_paths)
     runs = grid(optimizers, weight_ratios, content_layer_sets, style_layer_sets, backbones, poolings or ("max",),
@@ -86,12 +80,15 @@ def run_sweep(content: str | os.PathLike, style: str | os.PathLike | Sequence[st
     device = go.resolve_device(stylize_options.get("device", "auto"))
     todo = [spec for spec, k in zip(runs, kept) if k is None]
     for spec in todo:  # fail on unknown layers, backbones or poolings before writing anything
-        c, s = spec.layers()
-        go.loss_network(spec.backbone, list(dict.fromkeys(c + s)), device, spec.pooling)
+        go.loss_network(spec.backbone, list(dict.fromkeys(sum(spec.layers(), []))), device, spec.pooling)
+    unknown = [a for a in plots or () if a not in AXES]
+    if unknown:
+        raise FaststError(f"cannot plot by {', '.join(unknown)}: the axes are {', '.join(AXES)}")
     (out / "runs").mkdir(parents=True, exist_ok=True)
     write_json(settings, out / SETTINGS_FILE)
     tv_weight = stylize_options.pop("tv_weight", None)
-    tv_weight = go.default_weights(normalized)[2] if tv_weight is None else tv_weight
+    tv_weight = go.default_weights(bool(stylize_options.get("normalize_gradients")))[2] if tv_weight is None \
+        else tv_weight
     factors = _weight_factors(todo, content_img, style_imgs, match_weights, device,
                               min(256, int(stylize_options.get("size", 256))))
 
@@ -113,16 +110,31 @@ def run_sweep(content: str | os.PathLike, style: str | os.PathLike | Sequence[st
         images.append(image)
         write_summary(summary, out / "summary.csv")
 
-    axes = varied_axes(runs) or ["optimizer"]
-    figures = {axis: out / f"plot_{axis}.png" for axis in (axes if plots is None else plots)}
+    figures = {axis: out / f"plot_{axis}.png" for axis in ((varied_axes(runs) or ["optimizer"]) if plots is None
+                                                           else plots)}
     if todo or not all(p.is_file() for p in [*figures.values(), out / sheet]):  # else all there already
-        for axis, path in figures.items():
-            if axis == "lr":
-                plot_lr(runs, curves, summary, path)
-            else:
-                plot_axis(runs, curves, axis, path)
+        _write_figures(figures, runs, curves, summary)
         write_sheet(content_img, style_imgs, runs, images, summary, out / sheet)
     return summary
+
+
+def _write_figures(figures: Mapping[str, Path], runs: Sequence[RunSpec], curves: Sequence[Sequence[dict[str, float]]],
+                   summary: Sequence[dict[str, Any]]) -> None:
+    for axis, path in figures.items():
+        if axis == "lr":
+            plot_lr(runs, curves, summary, path)
+        else:
+            plot_axis(runs, curves, axis, path)
+
+
+def _check_options(match_weights: bool, lrs: Mapping[str, Sequence[float]] | None,
+                   stylize_options: Mapping[str, Any]) -> None:
+    if match_weights and stylize_options.get("normalize_gradients", False):
+        raise FaststError("--match-weights has nothing to match with --normalize-gradients: each layer's gradient "
+                          "is normalised whatever the backbone's feature scale")
+    if lrs and stylize_options.get("lr") is not None:
+        raise FaststError(f"one learning rate for every run ({stylize_options['lr']:g}) and a learning-rate axis "
+                          "were both given; give one of them")
 
 
 def _run_one(name: str, spec: RunSpec, out: Path, content_img: torch.Tensor, style_img: torch.Tensor,
@@ -229,7 +241,8 @@ def _reuse(out: Path, row: dict[str, str] | None) -> tuple[dict[str, Any], list[
 def write_sheet(content_img: torch.Tensor, style_imgs: Mapping[str, torch.Tensor], runs: Sequence[RunSpec],
                 images: Sequence[torch.Tensor], summary: Sequence[dict[str, Any]], path: Path) -> Path:
     """The contact sheet: content and styles on the first row, then the runs, a new row wherever a
-    setting other than the last varied axis changes (so each row reads along that axis)."""
+    setting other than the last varied axis changes (so each row reads along that axis); tiles of
+    256 px, 192 beyond 18 tiles so that large grids stay small files."""
     axes = varied_axes(runs) or ["optimizer"]
     groups: list[list[int]] = []
     for k, spec in enumerate(runs):
@@ -250,7 +263,7 @@ def write_sheet(content_img: torch.Tensor, style_imgs: Mapping[str, torch.Tensor
         while len(tiles) % cols:
             tiles.append(blank)
             labels.append("")
-    return contact_sheet(tiles, labels, path, cols=cols, quality=88)
+    return contact_sheet(tiles, labels, path, tile=256 if len(tiles) <= 18 else 192, cols=cols, quality=85)
 
 
 def _label(index: int, spec: RunSpec, axes: Sequence[str], row: dict[str, Any]) -> str:

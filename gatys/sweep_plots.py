@@ -104,13 +104,15 @@ def plot_lr(runs: Sequence[RunSpec], curves: Sequence[Sequence[dict[str, float]]
     for spec, row in zip(runs, summary):
         key = spec.optimizer + (" (" + ", ".join(spec.value(a) for a in others) + ")" if others else "")
         lr, final = float(row["lr"]), float(row["objective_total"])
-        if math.isfinite(lr) and final > 0:
+        if math.isfinite(lr) and lr > 0 and final > 0:
             lines.setdefault(key, []).append((lr, final))
-    for key, points in lines.items():
+    for key, points in lines.items():  # rates relative to the median one tried, so every optimizer shares the axis
         points.sort()
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=key, linewidth=1.3)
-    ax.set(xscale="log", yscale="log", title="final objective against the rate", xlabel="learning rate",
-           ylabel="final total loss (run's objective)")
+        middle = points[(len(points) - 1) // 2][0]
+        ax.plot([p[0] / middle for p in points], [p[1] for p in points], marker="o", linewidth=1.3,
+                label=f"{key} (1 = {middle:.3g})")
+    ax.set(xscale="log", yscale="log", title="final objective against the rate",
+           xlabel="learning rate / the median rate tried", ylabel="final total loss (run's objective)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     for extra in panels[len(optimizers) + 1:]:

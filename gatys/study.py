@@ -37,12 +37,11 @@ QUICK_SIZE, QUICK_ITERATIONS = 32, 4
 
 @dataclass(frozen=True)
 class Experiment:
-    """One sweep of the study: its folder name, heading, number of runs (known before it starts, for the
-    progress bar) and its run_sweep arguments, built when it starts (the rate sweep reads the optimizer
-    comparison's rates)."""
+    """One sweep of the study: its folder name, number of runs (known before it starts, for the progress
+    bar), its run_sweep arguments, built when it starts (the rate sweep reads the optimizer comparison's
+    rates), and the axes it plots."""
 
     name: str
-    title: str
     runs: int
     sweep_args: Callable[[Path], dict[str, Any]]
     plots: tuple[str, ...] = ()
@@ -55,7 +54,6 @@ class Backbone:
     name: str
     source: str | None = None  # what run_sweep gets: a name, or a weights file
     reason: str = ""
-    label: str = ""  # the sweep's label of the source (a file's stem)
 
 
 def resolve_backbones(names: Sequence[str], files: Mapping[str, str] | None = None,
@@ -74,7 +72,7 @@ def resolve_backbones(names: Sequence[str], files: Mapping[str, str] | None = No
         if name in files:
             if not Path(files[name]).is_file():
                 raise FaststError(f"no such weights file for {name}", files[name])
-            out.append(Backbone(name, str(files[name]), label=Path(files[name]).stem))
+            out.append(Backbone(name, str(files[name])))
         elif name == OFFLINE_BACKBONE or _cached(name) or download:
             out.append(_probe(name))
         else:
@@ -102,7 +100,7 @@ def _probe(name: str) -> Backbone:
             loss_network(name, list(default_layers(name)[0]))
     except FaststError as e:
         return Backbone(name, reason=str(e))
-    return Backbone(name, name, label=name)
+    return Backbone(name, name)
 
 
 def plan(styles: Sequence[str], backbones: Sequence[Backbone]) -> list[Experiment]:
@@ -117,17 +115,17 @@ def plan(styles: Sequence[str], backbones: Sequence[Backbone]) -> list[Experimen
         return dict(style=first, optimizers=FIRST_ORDER, lrs=lr_grid(out / "optimizers" / "summary.csv"))
 
     return [
-        Experiment("optimizers", "Optimizers at equal evaluations", len(go.OPTIMIZERS) * len(styles),
+        Experiment("optimizers", len(go.OPTIMIZERS) * len(styles),
                    lambda out: dict(style=list(styles), optimizers=list(go.OPTIMIZERS)), ("optimizer",)),
-        Experiment("learning_rates", "Learning rate per first-order optimizer", len(FIRST_ORDER) * len(LR_FACTORS),
+        Experiment("learning_rates", len(FIRST_ORDER) * len(LR_FACTORS),
                    rates, ("lr",)),
-        Experiment("weights", "Content:style weight ratio", len(STYLE_WEIGHT_FACTORS) * len(styles),
+        Experiment("weights", len(STYLE_WEIGHT_FACTORS) * len(styles),
                    lambda out: dict(style=list(styles), weight_ratios=[(a, b * f) for f in STYLE_WEIGHT_FACTORS]),
                    ("weight_ratio",)),
-        Experiment("layers", "Content and style layers", len(CONTENT_LAYER_SETS) * len(STYLE_LAYER_SETS),
+        Experiment("layers", len(CONTENT_LAYER_SETS) * len(STYLE_LAYER_SETS),
                    lambda out: dict(style=first, content_layer_sets=CONTENT_LAYER_SETS,
                                     style_layer_sets=STYLE_LAYER_SETS, match_weights=True)),
-        Experiment("backbones", "Loss networks at matched balance", len(sources),
+        Experiment("backbones", len(sources),
                    lambda out: dict(style=first, backbones=sources, match_weights=True),
                    ("backbone",) if len(sources) > 1 else ()),
     ]

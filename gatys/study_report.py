@@ -231,7 +231,8 @@ def _backbones(doc: Report, sweep: SweepData | None, sweeps: dict, record: dict[
     for bb in record.get("backbones", []):
         r = rows.get(bb["source"] or "")
         if r is None:
-            table.append([bb["name"], "skipped: " + (bb["reason"] or "not run")] + ["–"] * 6)
+            reason = (bb["reason"] or "not run").split(";")[0]  # the cause, without the advice after it
+            table.append([bb["name"], f"skipped: {reason}"] + ["–"] * 6)
             skipped.append(bb["name"])
             continue
         per_eval = 1000 * float(r["seconds"]) / int(r["evaluations"])

@@ -263,7 +263,7 @@ def write_sheet(content_img: torch.Tensor, style_imgs: Mapping[str, torch.Tensor
         while len(tiles) % cols:
             tiles.append(blank)
             labels.append("")
-    return contact_sheet(tiles, labels, path, tile=256 if len(tiles) <= 18 else 192, cols=cols, quality=85)
+    return contact_sheet(tiles, labels, path, tile=256 if len(tiles) <= 18 else 192, cols=cols, quality=80)
 
 
 def _label(index: int, spec: RunSpec, axes: Sequence[str], row: dict[str, Any]) -> str:

@@ -53,7 +53,7 @@ def plot_axis(runs: Sequence[RunSpec], curves: Sequence[Sequence[dict[str, float
     varied_others = [a for a in varied_axes(runs) if a != axis]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     styles = ["-", "--", ":", "-."]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13.5, 4.5), layout="constrained")
     for spec, rows in zip(runs, curves):
         if not rows:
             continue
@@ -71,9 +71,9 @@ def plot_axis(runs: Sequence[RunSpec], curves: Sequence[Sequence[dict[str, float
         ax.set_xlabel(xlabel)
         ax.set_ylabel(RELATIVE)
         ax.grid(True, which="both", alpha=0.3)
-    ax1.legend(fontsize=8, title=axis.replace("_", " "))
+    fig.legend(*ax1.get_legend_handles_labels(), loc="outside right center", fontsize=8,
+               title=axis.replace("_", " "))
     fig.suptitle(f"Gatys loss curves by {axis.replace('_', ' ')} (each run's own objective)")
-    fig.tight_layout()
     return _save(fig, path)
 
 

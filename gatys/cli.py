@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from fastst.cli import build_parser, run_cli
 
-COMMANDS = ("stylize", "sweep")
+COMMANDS = ("stylize", "sweep", "study")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

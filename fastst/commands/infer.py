@@ -189,8 +189,8 @@ def _style_image(model: AnyModel, index: int, given: list[str]) -> Path:
 def _pick_backend(args: argparse.Namespace, model: AnyModel, jobs: list[Job], is_onnx: bool) -> AnyModel:
     """Read every input once (a corrupt file fails the run up front), then run a .fst model on ONNX
     Runtime where asked, or with --backend auto where it is faster and equal."""
-    from ..hardware import resolve_device
-    from ..inference.backends import choose_backend, default_precision, get_backend
+    from ..hardware import default_precision, resolve_device
+    from ..inference.backends import choose_backend, get_backend
     from ..inference.planning import measure_inputs, network_pixels
 
     sizes = measure_inputs(jobs, args.max_size)

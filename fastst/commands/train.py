@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import FaststError
 from ..training.config import PRESETS, TrainConfig
+from .flags import with_flag_names
 
 # flags of train()'s arguments that are no TrainConfig field; the library's errors quote these names
 RUN_FLAGS = {"init": "--init", "resume": "--resume", "data": "--data", "val_data": "--val-data", "styles": "--style"}
@@ -68,14 +68,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--half", action="store_true", help="store weights as fp16 in the model file (half the size)")
     p.set_defaults(func=run)
     return p
-
-
-def with_flag_names(error: FaststError, flags: Mapping[str, str]) -> FaststError:
-    """The library's error with each quoted setting that `flags` knows ('width', 'val_data') named by
-    its flag instead (--width, --val-data)."""
-    message = str(error)[len(error.path) + 2:] if error.path else str(error)
-    flagged = re.sub(r"'([a-z_]+)'", lambda m: flags.get(m.group(1), m.group(0)), message)
-    return FaststError(flagged, error.path)
 
 
 def flag_errors(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fastst.commands.train import with_flag_names
+from fastst.commands.flags import with_flag_names
 from fastst.errors import FaststError
 
 from .. import defaults as go

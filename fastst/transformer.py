@@ -100,10 +100,11 @@ def _merge_taps(w: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def channels_last_eager(x: torch.Tensor) -> bool:
-    """True for a 4-D tensor stored channels-last (NHWC) outside tracing, export and compilation:
-    the CPU inference layout, where the layers below take copy-free paths. Plain (NCHW) tensors,
-    training and the exporters keep the plain formulations."""
-    return (x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    """True for a 4-D CPU tensor stored channels-last (NHWC), outside tracing, export and compilation:
+    the CPU inference layout, where the layers take copy-free paths. Plain (NCHW) tensors (training,
+    the exporters), other devices and compiled graphs keep the plain formulations."""
+    return (x.device.type == "cpu" and x.dim() == 4 and not x.is_contiguous()
+            and x.is_contiguous(memory_format=torch.channels_last)
             and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
 
 

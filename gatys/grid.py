@@ -6,9 +6,9 @@ import itertools
 import math
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from fastst.errors import FaststError
 from fastst.lossnet import default_layers

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from .optimize import read_log
 

@@ -119,7 +119,8 @@ def _leader_sentence(label: str, lead: list[tuple[int, str, float]]) -> str:
         else:
             parts.append((opt, [b]))
     if len(parts) == 1:
-        return f"On {label} {name(parts[0][0])} has the lowest objective at every budget ({join([str(b) for b, _, _ in lead])} evaluations)."
+        budgets = join([str(b) for b, _, _ in lead])
+        return f"On {label} {name(parts[0][0])} has the lowest objective at every budget ({budgets} evaluations)."
     said = [f"{name(opt)}'s after {join([str(b) for b in bs])}" for opt, bs in parts]
     return f"On {label} the lowest objective is {said[0]} evaluation{'s' if parts[0][1] != [1] else ''}, " \
         + join(said[1:]) + "."

@@ -9,10 +9,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import synthetic_image, write_png
 from PIL import Image
 
 import gatys.optimize as go
+from conftest import synthetic_image, write_png
 from gatys.cli import main
 from gatys.grid import ALL, grid, parse_lrs
 from gatys.study import FIRST_ORDER, LR_FACTORS, STYLE_WEIGHT_FACTORS

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastst.errors import FaststError
-from fastst.lossnet import default_layers
+from fastst.objectives.settings import default_layers
 
 from .optimize import OPTIMIZERS
 

@@ -92,7 +92,7 @@ def _cached(name: str) -> bool:
 
 def _probe(name: str) -> Backbone:
     """Build the backbone's loss network (downloading torchvision's weights if need be); a failure is a reason."""
-    from fastst.lossnet import default_layers
+    from fastst.objectives.settings import default_layers
 
     from .optimize import loss_network
 

@@ -1,7 +1,8 @@
 """`fastst` command line: thin argparse layer over the library, and the one place that ties in the
 layers built on it (`export`, `gatys`). Each subcommand lives in fastst/commands/<name>.py with
 add_parser() and run(); commands/demo.py is the `make demo` program (`python -m fastst.commands.demo`).
-FaststError becomes one line and exit 2."""
+FaststError becomes one line and exit 2. Nothing here imports torch: `main` bounds OpenMP's spinning
+first (fastst.openmp), then the subcommands load torch."""
 from __future__ import annotations
 
 import argparse
@@ -11,10 +12,11 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .allocator import keep_freed_memory
-from .errors import FaststError
+from .errors import FaststError, Interrupted
+from .openmp import bound_openmp_spin
 from .version import fastst_version
 
-COMMANDS = ("train", "infer", "export", "convert", "styles")
+COMMANDS = ("train", "infer", "export", "convert", "styles", "serve")
 
 
 def build_parser(prog: str = "fastst", package: str = "fastst.commands", commands: Sequence[str] = COMMANDS,
@@ -52,6 +54,9 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None, prog: s
     keep_freed_memory()
     try:
         return int(func(args) or 0)
+    except Interrupted as e:  # stopped by the user where the run can resume
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 130
     except FaststError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
@@ -61,6 +66,7 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None, prog: s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    bound_openmp_spin()  # before the subcommands import torch: see fastst.openmp
     return run_cli(build_parser(), argv, "fastst")
 
 

@@ -70,7 +70,7 @@ def _layer_sets(values: list[str] | None, what: str) -> list[list[str] | None]:
 
 def check_out_folder(out: Path, inputs: list[str], overwrite: bool) -> None:
     """Before any run: the folder is no input's and takes files, and holds no earlier sweep's results
-    unless `overwrite` (they would be mixed with or replaced by this sweep's)."""
+    unless `overwrite` (they would be mixed with or replaced by this sweep's; a resumed sweep keeps them)."""
     if out.exists() and not out.is_dir():
         raise FaststError("exists and is not a folder", out)
     results = [out / name for name in RESULTS] + (sorted(out.glob("plot_*.png")) if out.is_dir() else [])
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     check_settings(args.size, args.iterations, args.scales, args.style_scale, args.init,
                    [w for pair in ratios for w in pair] + ([args.tv_weight] if args.tv_weight is not None else []),
                    1, None)
-    check_out_folder(Path(args.out), [args.content, args.style], args.overwrite)
+    check_out_folder(Path(args.out), [args.content, *args.style], args.overwrite or args.resume)
     start = time.perf_counter()
     rows = gs.run_sweep(
         args.content, args.style, args.out, optimizers=_split(args.optimizers), weight_ratios=ratios,

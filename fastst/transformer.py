@@ -236,6 +236,7 @@ class TransformerNet(nn.Module):
         # they compute exactly what they did without it; an identity row opens it to reproduce the photo,
         # which the output's instance norm alone cannot (it fixes every channel's mean and spread).
         self.skip = nn.Parameter(torch.zeros(num_styles, 3))
+        self.skip_closed = False  # exporters set it where every gain is 0: the graph then has no skip path
         if output == "clamp":
             self.out.norm = None  # type: ignore[assignment]
 
@@ -258,7 +259,7 @@ class TransformerNet(nn.Module):
         if self.output == "clamp":
             return self.out.convolve(x).clamp(0, 1)
         z = self.out(x, style_weights)
-        if self.output == "sigmoid":
+        if self.output == "sigmoid" and not self.skip_closed:
             gain = (style_weights.to(self.skip.dtype) @ self.skip)[:, :, None, None]
             z = z + (gain.float() * logit(image.float())).to(z.dtype)  # fp32: 1 − ε rounds to 1 in bf16
         return torch.sigmoid(z)

@@ -184,7 +184,7 @@ def _register_backends() -> None:
     runtime.register(on_export=say)
 
 
-def _refine_style_images(args: argparse.Namespace, model: AnyModel, styles: list, jobs: list[Job]) -> dict[int, Path]:
+def _refine_style_images(args: argparse.Namespace, model: AnyModel, styles: list, jobs: list[Job]) -> dict[Any, Path]:
     """--refine: the image of every style it polishes towards; checks the flags that go with it."""
     if not args.refine:
         if args.style_image:
@@ -195,12 +195,29 @@ def _refine_style_images(args: argparse.Namespace, model: AnyModel, styles: list
     for place in args.style_image:
         if not Path(place).exists():
             raise FaststError("no such style image or folder (--style-image)", place)
-    found: dict[int, Path] = {}
+    found: dict[Any, Path] = {}
     for _, style in styles:
-        if not isinstance(style, int):
+        row = _single_row(model, style)
+        if row is None:
             raise FaststError("--refine polishes towards one style: give --style NAME, not a blend")
-        found[style] = _style_image(model, style, args.style_image)
+        found[style_key(style)] = _style_image(model, row, args.style_image)
     return found
+
+
+def style_key(style: Any) -> Any:
+    """A job's style as a dict key (a {group: 1} style is a dict)."""
+    return tuple(sorted(style.items())) if isinstance(style, dict) else style
+
+
+def _single_row(model: AnyModel, style: Any) -> int | None:
+    """The row a one-style job paints (a style of several sizes: its own row, the one the default stroke
+    picks), or None for a blend."""
+    if isinstance(style, int):
+        return style
+    if isinstance(style, dict) and len(style) == 1:
+        weights = model.mix(style, 1.0).weights
+        return max(range(len(weights)), key=lambda i: weights[i])
+    return None
 
 
 def _style_image(model: AnyModel, index: int, given: list[str]) -> Path:
@@ -258,7 +275,7 @@ def _warn_emulated_bf16(stylizer: Stylizer) -> None:
 
 
 def _stylize_images(args: argparse.Namespace, stylizer: Stylizer, jobs: list[Job],
-                    style_images: dict[int, Path]) -> None:
+                    style_images: dict[Any, Path]) -> None:
     """Every image job, each input loaded once and run with up to --batch-size styles at a time."""
     import torch
 
@@ -295,7 +312,7 @@ def _stylize_images(args: argparse.Namespace, stylizer: Stylizer, jobs: list[Job
         bar.close()
 
 
-def _refined(args: argparse.Namespace, x: Any, y: Any, chunk: list[Job], style_images: dict[int, Path],
+def _refined(args: argparse.Namespace, x: Any, y: Any, chunk: list[Job], style_images: dict[Any, Path],
              options: dict[str, Any], progress: bool) -> Any:
     """Polish the full-strength outputs with --refine evaluations, then blend and keep colours as asked."""
     import torch
@@ -304,7 +321,7 @@ def _refined(args: argparse.Namespace, x: Any, y: Any, chunk: list[Job], style_i
 
     from ..inference.stylizer import finish
 
-    return torch.stack([finish(x, refine(x, img, style_images[j.style], args.refine, args.device, progress), **options)
+    return torch.stack([finish(x, refine(x, img, style_images[style_key(j.style)], args.refine, args.device, progress), **options)
                         for j, img in zip(chunk, y)])
 
 

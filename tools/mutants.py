@@ -58,9 +58,13 @@ MUTANTS: tuple[Mutant, ...] = (
            "return torch.stack([t0, t1 + t2], dim), torch.stack([t0, t1 + t2], dim)",
            ("tests/test_transformer.py",), "odd output rows of the upsampling conv use the even rows' taps"),
     # ---------------------------------------------------------------- model file
-    Mutant("modelfile-not-strict", "fastst/modelfile.py",
-           "net.load_state_dict(", "net.load_state_dict(strict=False, state_dict=",
-           ("tests/test_modelcheck.py",), "a truncated model file loads with random layers"),
+    Mutant("modelcheck-missing-weights", "fastst/modelcheck.py",
+           "missing = [k for k in expected if k not in state]", "missing = []",
+           ("tests/test_modelcheck.py",), "a truncated model file passes validation (load_state_dict then "
+           "fails with a traceback; loading with strict=False would also run it with random layers)"),
+    Mutant("modelcheck-fewer-styles", "fastst/modelcheck.py",
+           "if count is not None and len(styles) != count:", "if count is not None and len(styles) > count:",
+           ("tests/test_modelcheck.py",), "a style table shorter than the network's styles passes validation"),
     Mutant("modelfile-hashes-dropped", "fastst/modelfile.py",
            '"sha256": self.sha256,', '"sha256": "",',
            ("tests/test_modelfile.py",),

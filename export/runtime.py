@@ -29,6 +29,7 @@ class OnnxModel:
     style_weights = StyleModel.style_weights
     style_index = StyleModel.style_index
     style_names = StyleModel.style_names
+    mix = StyleModel.mix
 
     def __init__(self, path: str | os.PathLike, device: str = "cpu", threads: int | None = None) -> None:
         self.path = Path(path)
@@ -45,8 +46,11 @@ class OnnxModel:
         hashes = _json(meta.get("style_sha256"), list)
         if not (hashes and len(hashes) == len(names) and all(isinstance(h, str) for h in hashes)):
             hashes = [""] * len(names)
-        self.styles = [StyleInfo(n, h) for n, h in zip(names, hashes)]
+        self.styles = _rows(meta, names)
+        for info, h in zip(self.styles, hashes):
+            info.sha256 = h
         self.config: dict = _json(meta.get("training"), dict) or {}
+        self.default_strength = float(json.loads(meta.get("default_strength", "1")))
         batch = inputs["image"].shape[0]
         self.max_batch = batch if isinstance(batch, int) else None
 
@@ -103,6 +107,17 @@ def _style_names(meta: dict[str, str], num_styles: object, path: Path) -> list[s
     if isinstance(num_styles, int) and num_styles != len(names):
         raise FaststError(f"ONNX model metadata names {len(names)} styles but its input takes {num_styles}", path)
     return names
+
+
+def _rows(meta: dict[str, str], names: list[str]) -> list[StyleInfo]:
+    """The style table (kind, group, style size per row) from the `rows` metadata, where the export has it."""
+    try:
+        rows = json.loads(meta["rows"])
+        infos = [StyleInfo(name=str(r["name"]), kind=str(r.get("kind", "style")), group=r.get("group"),
+                           style_size=r.get("style_size")) for r in rows]
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return [StyleInfo(n) for n in names]
+    return infos if [i.name for i in infos] == names else [StyleInfo(n) for n in names]
 
 
 def cached_onnx_path(model: StyleModel) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -179,18 +179,32 @@ class ValidationPhotos(Dataset):
         return resize_long_side(pil_to_tensor(load_pil(self.files[index])), self.size)
 
 
+def without(files: list[Path], root: Path, exclude: Sequence[str | os.PathLike]) -> list[Path]:
+    """`files` less those named in `exclude` (paths relative to `root`, or absolute); FaststError when
+    nothing is left."""
+    gone = {(root / e).resolve() for e in exclude}
+    kept = [f for f in files if f.resolve() not in gone]
+    if not kept:
+        raise FaststError(f"every photo is excluded ({len(files)} of {len(files)})", root)
+    if len(kept) == len(files):
+        log.warning("%s: none of the %d excluded photos is among the training photos", root, len(gone))
+    return kept
+
+
 class StyleDataModule(L.LightningDataModule):
     """Crops of a folder of photos paired with style indices, in a seeded resumable order; with
     `val_data`, whole held-out photos for validation. Finds and checks its files in `setup`."""
 
     def __init__(self, data: str | os.PathLike, image_size: int = 256, batch_size: int = 4, num_styles: int = 1,
                  steps: int = 1000, seed: int = 0, workers: int = 0,
-                 crop_scale: tuple[float, float] = DEFAULT_CROP_SCALE, val_data: str | os.PathLike | None = None) -> None:
+                 crop_scale: tuple[float, float] = DEFAULT_CROP_SCALE, val_data: str | os.PathLike | None = None,
+                 exclude: Sequence[str | os.PathLike] = ()) -> None:
         super().__init__()
         self.data, self.image_size, self.batch_size = Path(data), image_size, batch_size
         self.num_styles, self.steps, self.seed, self.workers = num_styles, steps, seed, workers
         self.crop_scale = crop_scale
         self.val_data = None if val_data is None else Path(val_data)
+        self.exclude = list(exclude)
         self.files: list[Path] = []
         self.val_files: list[Path] = []  # none: no validation
 
@@ -199,6 +213,8 @@ class StyleDataModule(L.LightningDataModule):
         if self.files:
             return
         self.files, _ = readable_images(self.data)
+        if self.exclude:
+            self.files = without(self.files, self.data, self.exclude)
         if self.val_data is not None:
             self.val_files = scorable_photos(readable_images(self.val_data, "val_data")[0], self.image_size, self.val_data)
             if {f.resolve() for f in self.val_files} <= {f.resolve() for f in self.files}:

@@ -74,6 +74,9 @@ def _dict(value: Any, what: str, path: str | os.PathLike | None) -> dict[str, An
     return value
 
 
+OPTIONAL_WEIGHTS = {"skip"}  # the input-skip gains, absent from files written before them (read as closed)
+
+
 def expected_shapes(num_styles: int, residual_blocks: int, width: int, output: str) -> dict[str, torch.Size]:
     """{state-dict name: shape} of TransformerNet(num_styles, residual_blocks, width, output), built on the
     meta device: no memory is allocated whatever the sizes."""
@@ -95,14 +98,14 @@ def check_tensors(state: Any, expected: Mapping[str, torch.Size] | None, path: s
         if value.dtype not in FLOAT_TYPES:
             raise FaststError(f"{what}: '{name}' holds {str(value.dtype).replace('torch.', '')} values, not floats", path)
     if expected is not None:
-        missing = [k for k in expected if k not in state]
+        missing = [k for k in expected if k not in state and k not in OPTIONAL_WEIGHTS]
         extra = [k for k in state if k not in expected]
         if missing or extra:
             parts = ([f"{len(missing)} missing (first: {missing[0]})"] if missing else []) + \
                     ([f"{len(extra)} unexpected (first: {extra[0]})"] if extra else [])
             raise FaststError(f"{what} do not fit the architecture: {', '.join(parts)}", path)
         for name, shape in expected.items():
-            if state[name].shape != shape:
+            if name in state and state[name].shape != shape:
                 raise FaststError(f"{what}: '{name}' has shape {tuple(state[name].shape)}, the architecture needs "
                                   f"{tuple(shape)}", path)
     for name, value in state.items():

@@ -107,6 +107,10 @@ def test_outputs_that_are_inputs_are_refused_through_links(tmp_path):
     assert same_file(tmp_path / "link.png", photo) and same_file(tmp_path / "hard.png", photo)
     assert not same_file(tmp_path / "other.png", photo)
     assert inside(data / "logs" / "a.png", data) and not inside(tmp_path / "photos2", data)
+    (tmp_path / "alias").symlink_to(data)  # the data folder under another name
+    assert inside(tmp_path / "alias" / "logs", data)
+    with pytest.raises(FaststError, match="inside the input folder"):
+        check_not_inputs([tmp_path / "alias" / "logs" / "m.fst"], [], [data])
     for out in ("link.png", "hard.png", "photo.png", "./sub/../photo.png"):
         with pytest.raises(FaststError, match="is also an input"):
             check_not_inputs([tmp_path / out], [photo])

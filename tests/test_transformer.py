@@ -71,9 +71,9 @@ def test_output_layer_equals_the_plain_conv_norm_layer():
 
 def test_width_sets_every_layer_s_channels():
     """`width` w: convs of w, 2w and 4w channels down, 4w in the residual blocks, 2w and w up; the
-    default is Johnson et al.'s 32 (1.69 M parameters with four styles' norms)."""
+    default is Johnson et al.'s 32 (1.69 M parameters with four styles' norms and input-skip gains)."""
     net = TransformerNet(num_styles=4)
-    assert net.width == 32 and sum(p.numel() for p in net.parameters()) == 1_688_859
+    assert net.width == 32 and sum(p.numel() for p in net.parameters()) == 1_688_859 + 4 * 3
     narrow = TransformerNet(num_styles=1, width=8)
     channels = [m.conv.out_channels for m in (*narrow.down, narrow.residual[4].b, *narrow.up, narrow.out)]
     assert channels == [8, 16, 32, 32, 16, 8, 3]

@@ -49,15 +49,29 @@ def safe_label(label: str) -> str:
 
 def parse_styles(model: Any, specs: list[str], all_styles: bool = False) -> list[tuple[str, Style]]:
     """[(label, style)] from style specs: each plain NAME|INDEX is one output, all NAME=W entries
-    together one blend (weights normalised); `all_styles`: one output per style of the model.
-    FaststError on a bad weight; the model's `style_index` names the styles on a bad name."""
-    names: list[str] = model.style_names
+    together one blend (weights normalised); `all_styles`: one output per style of the model. A NAME
+    is a style (a group of rows trained at several style sizes: {NAME: 1}, its rows chosen by the
+    stroke) or one row (its index). FaststError on a bad weight or name (naming the styles)."""
+    from ..controls import groups, resolve
+
+    rows = model.styles
+    by_group = groups(rows)
+
+    def one(name: str | int) -> tuple[str, Style]:
+        try:
+            group, row = resolve(rows, name)
+        except FaststError as e:
+            raise FaststError(str(e), getattr(model, "path", None)) from None
+        if row is None and len(by_group[group]) == 1:
+            row = by_group[group][0]
+        return (safe_label(rows[row].name), row) if row is not None else (safe_label(group), {group: 1.0})
+
     if all_styles:
         if specs:
             raise FaststError("give either a list of styles or all styles, not both")
-        return [(safe_label(n), i) for i, n in enumerate(names)]
+        return [one(g) for g in by_group]
     if not specs:
-        return [(safe_label(names[0]), 0)]
+        return [one(next(iter(by_group), 0))]
     jobs: list[tuple[str, Style]] = []
     blend: dict[str, float] = {}
     for spec in specs:
@@ -69,12 +83,13 @@ def parse_styles(model: Any, specs: list[str], all_styles: bool = False) -> list
                 raise FaststError(f"style {spec}: weight '{weight}' is not a number") from None
             if not w >= 0 or w == float("inf"):
                 raise FaststError(f"style {spec}: weights must be non-negative")
-            i = model.style_index(name)
-            blend[names[i]] = blend.get(names[i], 0.0) + w
+            label, style = one(name)
+            key = next(iter(style)) if isinstance(style, dict) else rows[style].name
+            blend[key] = blend.get(key, 0.0) + w
         else:
-            i = model.style_index(spec)
-            if (safe_label(names[i]), i) not in jobs:
-                jobs.append((safe_label(names[i]), i))
+            job = one(spec)
+            if job not in jobs:
+                jobs.append(job)
     if blend:
         top = max(blend.values())
         if top <= 0:

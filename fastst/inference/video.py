@@ -75,12 +75,13 @@ class _Pipeline:
 
 
 def stylize_video(stylizer: Any, src: str | os.PathLike, dst: str | os.PathLike, weights: torch.Tensor,
-                  strength: float = 1.0, preserve_colors: bool = False, max_size: int | None = None,
+                  pixel_blend: float = 1.0, preserve_colors: bool = False, max_size: int | None = None,
                   batch_size: int = 4, tile: int | None = None, progress: bool = True) -> VideoResult:
     """Stylize every frame of `src` into `dst` (H.264 yuv420p, source frame rate, source size or
     `max_size`, even dimensions) with the source audio copied (or AAC where the container needs it).
 
-    `stylizer` is a fastst.inference.stylizer.Stylizer, `weights` its (1, S) style weights. Written
+    `stylizer` is a fastst.inference.stylizer.Stylizer, `weights` its (1, S) row weights (strength and
+    stroke composed: `Stylizer.controls`), `pixel_blend` < 1 mixes each frame back in. Written
     atomically: `dst` appears only when the whole video is done. Frames lost to damage are skipped with
     one warning; an input with no decodable frame raises FaststError.
     """
@@ -93,7 +94,7 @@ def stylize_video(stylizer: Any, src: str | os.PathLike, dst: str | os.PathLike,
         raise FaststError(f"video output must be .mp4, .mov or .mkv (H.264), not '{dst.suffix}'", dst)
     info = probe_video(src)
     size = output_size(info.width, info.height, max_size)
-    frame_options = {"strength": strength, "preserve_colors": preserve_colors, "tile": tile}
+    frame_options = {"pixel_blend": pixel_blend, "preserve_colors": preserve_colors, "tile": tile}
     old_level = av.logging.get_level()
     t0 = time.perf_counter()
     with atomic_path(dst) as tmp:

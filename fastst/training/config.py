@@ -23,6 +23,11 @@ MIN_IMAGE_SIZE = 32
 MIN_STYLE_SIZE = 16  # the network's smallest input side
 
 
+def _sizes(text: str) -> tuple[int, ...]:
+    """'256,512' -> (256, 512); argparse reports the ValueError of anything else."""
+    return tuple(int(v) for v in text.split(",") if v.strip())
+
+
 def setting(default: Any, help: str, *, has_flag: bool = True, **flag: Any) -> Any:  # noqa: A002 - argparse's name
     """A TrainConfig field with its help text and the argparse settings of its command-line flag."""
     return field(default=default, metadata={"help": help, "flag": flag if has_flag else None})
@@ -60,6 +65,14 @@ class TrainConfig:
     width: int | None = setting(None, "channels of the first conv; the others have 2× and 4× [32, or the --init "
                                 "model's]: narrower runs faster, wider has more capacity; a wider run grows an "
                                 "--init model", type=int)
+    style_sizes: tuple[int, ...] | None = setting(
+        None, "train each style at these style-image sizes (long side, px, comma-separated), one row each, named "
+        "NAME@SIZE: 'fastst infer --stroke' moves between them (larger: bigger brush strokes)", type=_sizes)
+    identity: bool = setting(False, "add an identity row, trained to reproduce the photo: the end of 'fastst infer "
+                             "--strength' at 0 (with --init MODEL --only-norms: added to a trained model in minutes)",
+                             action="store_true")
+    identity_weight: float = setting(1e5, "weight of the identity row's reconstruction term (mean squared error)",
+                                     type=float)
     only_norms: bool = setting(False, "with --init: train only the per-style norm scales and shifts (add a style "
                                "to a model without changing its others)", action="store_true")
 
@@ -69,6 +82,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.content_layers, self.style_layers = tuple(self.content_layers), tuple(self.style_layers)
+        if self.style_sizes is not None:
+            self.style_sizes = tuple(int(v) for v in self.style_sizes) or None
+            sizes = self.style_sizes or ()
+            if sizes and (min(sizes) < MIN_IMAGE_SIZE or len(set(sizes)) != len(sizes)):
+                raise FaststError(f"'style_sizes' must be distinct sizes of at least {MIN_IMAGE_SIZE} px, "
+                                  f"got {','.join(map(str, self.style_sizes))}")
         self.crop_scale = tuple(float(a) for a in self.crop_scale)  # type: ignore[assignment]
         lo, hi = self.crop_scale if len(self.crop_scale) == 2 else (0.0, 0.0)
         if not 0 < lo <= hi <= 1:

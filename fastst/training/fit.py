@@ -29,6 +29,7 @@ from .config import TrainConfig
 from .guards import NonFiniteLoss, StopOnInterrupt, StopOnNonFiniteLoss, make_trainer
 from .metrics import keep_metrics_history
 from .module import StyleTransferModule
+from .rows import plan_rows
 from .surgery import warm_start
 
 log = logging.getLogger(__name__)
@@ -90,10 +91,12 @@ def warn_if_framed(path: str | os.PathLike, image: Any) -> bool:
     return True
 
 
-def _check_styles(styles: Sequence[str | os.PathLike], style_names: Sequence[str] | None) -> tuple[list[str], list[str]]:
-    """The style image paths (each loaded once: a missing or corrupt one fails here) and unique names."""
+def _check_styles(styles: Sequence[str | os.PathLike], style_names: Sequence[str] | None,
+                  identity: bool = False) -> tuple[list[str], list[str]]:
+    """The style image paths (each loaded once: a missing or corrupt one fails here) and unique names;
+    none are needed by a run that trains an identity row alone."""
     paths = [str(Path(s)) for s in styles]
-    if not paths:
+    if not paths and not identity:
         raise FaststError("at least one style image is needed")
     for s in paths:
         warn_if_framed(s, load_image(s))
@@ -171,20 +174,24 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
           resume: str | os.PathLike | None = None, accelerator: str = "auto", devices: int | str = "auto",
           precision: str | None = None, strategy: str = "auto", style_names: Sequence[str] | None = None,
           num_nodes: int = 1, tensorboard: bool = False, progress: bool = True, half: bool = False,
-          init: str | os.PathLike | None = None, val_data: str | os.PathLike | None = None) -> Path:
+          init: str | os.PathLike | None = None, val_data: str | os.PathLike | None = None,
+          exclude: Sequence[str | os.PathLike] = ()) -> Path:
     """Train a TransformerNet on the photos in `data` for the given style images; write the model
     file `out` atomically and return its path. Checkpoints, previews and logs go to `log_dir`.
     `init` starts from a trained .fst model ("pretrained": the bundled one), see `warm_start`.
     `val_data`: a folder of held-out photos, scored whole in every style at every checkpoint
-    (`StyleTransferModule.validation_step`); their final loss goes into the model file."""
+    (`StyleTransferModule.validation_step`); their final loss goes into the model file. `exclude`: photos
+    of `data` to leave out (paths relative to `data`, or absolute), e.g. a held-out test set."""
     out = Path(out)
     log_dir = Path(log_dir) if log_dir else out.with_suffix("").parent / (out.stem + "_logs")
     _check_output(out, log_dir, [*styles, None if str(init) == "pretrained" else init, resume], [data, val_data],
                   resume, init)
-    paths, names = _check_styles(styles, style_names)
-    cfg, start = _starting_point(config or TrainConfig(), resume, init, names)
-    datamodule = StyleDataModule(data, cfg.image_size, cfg.batch_size, len(paths), cfg.steps, cfg.seed, cfg.workers,
-                                 cfg.crop_scale, val_data=val_data)
+    cfg = config or TrainConfig()
+    paths, names = _check_styles(styles, style_names, cfg.identity)
+    rows = [r.name for r in plan_rows(paths, names, cfg)]
+    cfg, start = _starting_point(cfg, resume, init, rows)
+    datamodule = StyleDataModule(data, cfg.image_size, cfg.batch_size, len(rows), cfg.steps, cfg.seed, cfg.workers,
+                                 cfg.crop_scale, val_data=val_data, exclude=exclude)
     datamodule.setup("fit")  # bad data fails now, before anything is written
     validate = bool(datamodule.val_files)
     # validation at every checkpoint, counted in global steps (so a resumed run keeps the schedule)
@@ -202,7 +209,7 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
         L.seed_everything(cfg.seed, workers=True, verbose=False)  # before the network's random initialisation
         module = StyleTransferModule(paths, names, cfg.to_dict())
         if start is not None:
-            new = warm_start(module.net, names, start)
+            new = warm_start(module.net, rows, start, module.rows)
             module.init_info = {"model": start.path.name, "steps_done": int(start.config.get("steps_done", 0)),
                                 "new_styles": new}
         keep_metrics_history(log_dir, resuming=resume is not None)

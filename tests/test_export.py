@@ -295,8 +295,9 @@ def const_value(package: Path, op) -> np.ndarray:
 def test_coreml_program_scales_the_image_in_and_out(precision: str, cli_export: dict, coreml_fp32: dict,
                                                     model_file: Path) -> None:
     """What Core ML does with the 8-bit images, read from the ML Program (Core ML cannot run on Linux):
-    the input image (0-255) is multiplied by 1/255 and nothing added before the first conv, whose weights
-    are the model's; the output is the network's sigmoid times 255, nothing else, cast to the image."""
+    the input image (0-255) is multiplied by 1/255 and nothing added or scaled again before the first conv,
+    whose weights are the model's; the output is the network's sigmoid times 255, nothing else, cast to the
+    image."""
     path = cli_export["coreml"] if precision == "fp16" else Path(coreml_fp32["path"])
     producers, consumers = mil_program(load_spec(path))
     tol = 1e-3 if precision == "fp16" else 1e-7
@@ -307,17 +308,18 @@ def test_coreml_program_scales_the_image_in_and_out(precision: str, cli_export: 
         (value,) = const_value(path, producers[arg]).ravel()
         return float(value)
 
-    # input: image -> mul(1/255) -> [cast] -> pad -> conv; no add or sub on the way (bias 0)
-    seen, name = [], "image"
-    while True:
-        (op,) = consumers[name]  # one consumer at each step: the image goes nowhere else
-        if op.type == "conv":
-            break
-        seen.append(op.type)
-        if op.type == "mul":
-            assert other_input(op, name) == pytest.approx(1 / 255, rel=tol)
-        name = op.outputs[0].name
-    assert seen.count("mul") == 1 and set(seen) <= {"mul", "cast", "pad"}, seen
+    # input: image -> mul(1/255) -> [cast] -> pad -> conv (and the input skip's clip); nothing added (bias 0)
+    (op,) = consumers["image"]
+    assert op.type == "mul" and other_input(op, "image") == pytest.approx(1 / 255, rel=tol)
+    frontier, convs = [op.outputs[0].name], []
+    while frontier:  # what the scaled image feeds, through casts and pads
+        for user in consumers[frontier.pop()]:
+            assert user.type not in ("add", "sub", "mul"), f"{user.type} on the scaled input image"
+            if user.type in ("cast", "pad"):
+                frontier.append(user.outputs[0].name)
+            elif user.type == "conv":
+                convs.append(user)
+    (op,) = convs  # the first conv, and no other
     weight = const_value(path, producers[op.inputs["weight"].arguments[0].name]).astype(np.float32)
     net = load_model(model_file).net
     expected = net.down[0].conv.weight.detach().numpy().ravel()

@@ -87,7 +87,9 @@ def _reference_forward(net: TransformerNet, image: torch.Tensor, style: torch.Te
     """The network as the Turi Create / Johnson et al. papers draw it, written out with plain functional ops
     from its parameters: reflection-padded convs, instance norm whose scale and shift are the style-weighted
     rows of each norm's tables, ReLUs, 5 residual blocks x + b(a(x)), nearest x2 upsampling then a 3x3 conv,
-    a 9x9 output conv, then the sigmoid (or the clamp of imported models). Sides padded to a multiple of 4."""
+    a 9x9 output conv; then fastst's input skip (the style-weighted gain times the logit of the input clamped
+    to [1e-3, 1 - 1e-3], added to the output's logits) and the sigmoid, or the clamp of imported models.
+    Sides padded to a multiple of 4."""
     def conv(x, layer, stride=1):
         k = layer.conv.kernel_size[0]
         return F.conv2d(F.pad(x, (k // 2,) * 4, mode="reflect"), layer.conv.weight, layer.conv.bias, stride)
@@ -108,14 +110,18 @@ def _reference_forward(net: TransformerNet, image: torch.Tensor, style: torch.Te
     for layer in net.up:
         x = torch.relu(norm(conv(x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3), layer), layer))
     x = conv(x, net.out)
-    x = x.clamp(0, 1) if net.output == "clamp" else torch.sigmoid(norm(x, net.out))
-    return x[..., :h, :w]
+    if net.output == "clamp":
+        return x.clamp(0, 1)[..., :h, :w]
+    p = image.clamp(1e-3, 1 - 1e-3)
+    skip = (style @ net.skip)[:, :, None, None] * torch.log(p / (1 - p))
+    return torch.sigmoid(norm(x, net.out) + F.pad(skip, (0, -w % 4, 0, -h % 4), mode="reflect"))[..., :h, :w]
 
 
 @pytest.mark.parametrize("output,size", [("sigmoid", (36, 52)), ("sigmoid", (29, 43)), ("clamp", (32, 24))])
 def test_network_equals_a_reference_forward_written_from_the_papers(output, size):
-    """The whole network, residual paths included, against `_reference_forward` in fp64, for a batch with a
-    one-hot and a blended style; norm tables far from identity, so every layer's scale and shift count."""
+    """The whole network, residual paths and input skip included, against `_reference_forward` in fp64, for
+    a batch with a one-hot and a blended style; norm tables far from identity, so every layer's scale and
+    shift count, and the second style's skip open."""
     torch.manual_seed(3)
     net = TransformerNet(num_styles=2, width=8, output=output).double().eval()
     g = torch.Generator().manual_seed(4)
@@ -125,6 +131,7 @@ def test_network_equals_a_reference_forward_written_from_the_papers(output, size
             n.shift.copy_(torch.randn(n.shift.shape, generator=g, dtype=torch.float64) * 0.3)
         if output == "clamp":
             net.out.conv.bias.fill_(0.5)  # an output around the middle of [0, 1], mostly not clamped
+        net.skip.copy_(torch.tensor([[0.0, 0.0, 0.0], [0.8, 0.5, 1.0]], dtype=torch.float64))  # one row's skip open
     image = torch.rand(2, 3, *size, generator=g, dtype=torch.float64)
     style = torch.tensor([[1.0, 0.0], [0.3, 0.7]], dtype=torch.float64)
     with torch.no_grad():

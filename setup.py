@@ -13,6 +13,6 @@ DATA_PACKAGES = ["fastst.pretrained", "fastst._samples", "fastst._samples.photos
 setup(
     packages=find_packages(include=["fastst", "fastst.*", "gatys", "gatys.*", "export", "export.*"]) + DATA_PACKAGES,
     package_dir={"fastst._samples": "datasets/samples"},
-    package_data={"fastst.pretrained": ["*.fst"], "fastst._samples": ["SOURCES.md"],
+    package_data={"fastst.pretrained": ["*.fst"], "fastst._samples": ["SOURCES.md"], "export": ["web_assets/*"],
                   "fastst._samples.photos": ["*.jpg"], "fastst._samples.styles": ["*.jpg"]},
 )

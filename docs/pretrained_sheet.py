@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fastst.controls import groups
 from fastst.images import load_image
 from fastst.inference.stylizer import Stylizer, stylize
 from fastst.modelfile import load_model
@@ -29,11 +30,11 @@ def main() -> None:
         photo = load_image(ROOT / "datasets" / "samples" / "photos" / name)
         images.append(photo)
         labels.append(Path(name).stem)
-        for style in model.style_names:
+        for style in groups(model.styles):  # each style at the model's default strength
             images.append(stylize(runner, photo, style, max_size=args.size))
             labels.append(style)
     # a README picture: JPEG quality 85 keeps it under 200 KB
-    print(contact_sheet(images, labels, Path(args.out), tile=192, cols=1 + len(model.style_names), quality=85))
+    print(contact_sheet(images, labels, Path(args.out), tile=192, cols=1 + len(groups(model.styles)), quality=85))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,11 @@ def metadata(model: StyleModel) -> dict[str, str]:
         "interface_version": str(INTERFACE_VERSION),
         "training": training_summary(model),
     }
+    # the style table for apps that compose strength and stroke themselves (fastst.controls): the raw
+    # `style` input is w = s·w_style + (1 − s)·e_identity, a group's weight split between its sizes
+    meta["rows"] = json.dumps([{"name": s.name, "kind": s.kind, "group": s.group or s.name, "style_size": s.style_size}
+                               for s in model.styles])
+    meta["default_strength"] = json.dumps(model.default_strength)
     hashes = [s.sha256 for s in model.styles]
     if any(hashes):
         meta["style_sha256"] = json.dumps(hashes)

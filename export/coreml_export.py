@@ -120,6 +120,7 @@ def export_coreml(model: StyleModel, path: str | os.PathLike, precision: str = "
 
     report: dict[str, Any] = {"format": "coreml", "path": str(path), "precision": precision,
                               "styles": model.style_names, "sizes": len(sizes),
+                              "input_sizes": [f"{w}x{h}" for h, w in sizes],
                               "min_side": min(min(s) for s in sizes), "max_side": max(max(s) for s in sizes)}
     t0 = time.perf_counter()
     stage("Core ML: tracing")
@@ -188,7 +189,10 @@ def _convert(ct: Any, traced: torch.jit.ScriptModule, model: StyleModel, sizes: 
              default_size: tuple[int, int], precision: str) -> Any:
     """ct.convert to an iOS 16 ML Program with image input/output and enumerated input sizes."""
     n = model.net.num_styles
-    shapes = ct.EnumeratedShapes(shapes=[(1, 3, h, w) for h, w in sizes], default=(1, 3, *default_size))
+    if len(sizes) == 1:  # coremltools wants two or more enumerated shapes: one size is a fixed shape
+        shapes = ct.Shape(shape=(1, 3, *sizes[0]))
+    else:
+        shapes = ct.EnumeratedShapes(shapes=[(1, 3, h, w) for h, w in sizes], default=(1, 3, *default_size))
     try:
         with _quiet():
             return ct.convert(
@@ -212,9 +216,10 @@ def _describe(mlmodel: Any, model: StyleModel, sizes: list[tuple[int, int]], pre
     mlmodel.short_description = (f"fastst fast style transfer, {len(names)} style{'s' if len(names) != 1 else ''}: "
                                  f"{', '.join(names)}. Set `style` to a one-hot vector to pick one, or to "
                                  "non-negative weights summing to 1 to blend.")
-    mlmodel.input_description["image"] = (f"RGB image to stylize; {len(sizes)} enumerated sizes, every side "
-                                          f"{min(min(s) for s in sizes)}-{max(max(s) for s in sizes)} px "
-                                          "(see metadata 'sizes', WIDTHxHEIGHT)")
+    mlmodel.input_description["image"] = (
+        f"RGB image to stylize; {len(sizes)} enumerated sizes, every side {min(min(s) for s in sizes)}-"
+        f"{max(max(s) for s in sizes)} px (see metadata 'sizes', WIDTHxHEIGHT)" if len(sizes) > 1
+        else f"RGB image to stylize, {sizes[0][1]}x{sizes[0][0]} px (WIDTHxHEIGHT)")
     mlmodel.input_description["style"] = f"style weights, 1 x {len(names)} float32; order: {order}"
     mlmodel.output_description["stylized"] = "stylized RGB image, same size as the input"
     meta = metadata(model)
@@ -234,7 +239,9 @@ def check_spec(spec: Any, model: StyleModel, sizes: Sequence[tuple[int, int]]) -
         problems.append("unexpected input/output names")
     else:
         image, style = desc.input
-        got = sorted((s.height, s.width) for s in image.type.imageType.enumeratedSizes.sizes)
+        image_type = image.type.imageType
+        got = sorted((s.height, s.width) for s in image_type.enumeratedSizes.sizes) or [(image_type.height,
+                                                                                        image_type.width)]
         if got != sorted(sizes):
             problems.append("enumerated sizes differ")
         if list(style.type.multiArrayType.shape) != [1, model.net.num_styles]:

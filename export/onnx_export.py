@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from fastst.errors import FaststError, first_line
-from fastst.images import atomic_path
+from fastst.images import DISK_ERRORS, atomic_path
 from fastst.modelfile import StyleModel
 
 from .common import check_output_path, metadata, nbytes, verification_batch
@@ -31,6 +31,22 @@ VERIFY_SIZES = ((67, 131), (96, 80))
 _EXAMPLE_SIZE = (72, 88)
 
 
+def max_opset() -> int:
+    """The newest opset torch's exporter says it writes (its version converter raises past it)."""
+    try:
+        from torch.onnx import _constants
+        return int(_constants.ONNX_MAX_OPSET)
+    except (ImportError, AttributeError):
+        return DEFAULT_OPSET
+
+
+def check_opset(opset: int) -> None:
+    """FaststError unless `opset` is one torch's exporter can write here (checked before any work)."""
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= max_opset():
+        raise FaststError(f"ONNX opset must be from {MIN_OPSET} to {max_opset()}, got {opset} (torch's exporter "
+                          f"cannot write reflection padding before {MIN_OPSET} nor convert past {max_opset()})")
+
+
 def export_onnx(model: StyleModel, path: str | os.PathLike, opset: int = DEFAULT_OPSET, fp16: bool = False,
                 verify: bool = True, on_stage: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Write `model` as a single ONNX file and return a report (size, times, verification errors).
@@ -40,9 +56,7 @@ def export_onnx(model: StyleModel, path: str | os.PathLike, opset: int = DEFAULT
     the size) behind the same float32 inputs and outputs, so it runs on onnxruntime's CPU provider
     too. The file appears only once it has passed the checks.
     """
-    if not isinstance(opset, int) or opset < MIN_OPSET:
-        raise FaststError(f"ONNX opset must be {MIN_OPSET} or newer, got {opset} "
-                          "(torch's exporter cannot write reflection padding at opset 17)")
+    check_opset(opset)
     path = check_output_path(path, model, "ONNX")
     try:
         import onnx
@@ -56,7 +70,10 @@ def export_onnx(model: StyleModel, path: str | os.PathLike, opset: int = DEFAULT
     with atomic_path(path) as tmp:
         t0 = time.perf_counter()
         stage("ONNX: exporting the graph")
-        _torch_export(wrapper, tmp, opset, model.net.num_styles)
+        try:
+            _torch_export(wrapper, tmp, opset, model.net.num_styles)
+        except FaststError as e:  # named after the file being written, not its temporary name
+            raise FaststError(str(e), path) from None
         stage("ONNX: metadata and checker")
         try:
             proto = onnx.load(str(tmp))
@@ -104,9 +121,13 @@ def _torch_export(wrapper: ExportNet, out: Path, opset: int, num_styles: int) ->
                 dynamic_shapes={"image": {0: batch, 2: height, 3: width}, "style": {0: batch}})
     except ImportError as e:
         raise FaststError(f"ONNX export needs the 'onnxscript' package ({e})") from None
+    except OSError as e:
+        if e.errno in DISK_ERRORS:
+            raise  # the destination's problem: atomic_path names it
+        raise FaststError(f"torch.onnx.export failed at opset {opset}: {type(e).__name__}: {first_line(e, 200)}") from None
     except Exception as e:
         raise FaststError(f"torch.onnx.export failed at opset {opset}: "
-                          f"{type(e).__name__}: {first_line(e, 200)}", out.name) from None
+                          f"{type(e).__name__}: {first_line(e, 200)}") from None
 
 
 def _annotate(proto: Any, model: StyleModel, fp16: bool) -> None:

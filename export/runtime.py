@@ -29,6 +29,7 @@ class OnnxModel:
     style_weights = StyleModel.style_weights
     style_index = StyleModel.style_index
     style_names = StyleModel.style_names
+    mix = StyleModel.mix
 
     def __init__(self, path: str | os.PathLike, device: str = "cpu", threads: int | None = None) -> None:
         self.path = Path(path)
@@ -39,8 +40,17 @@ class OnnxModel:
         if set(inputs) != {"image", "style"} or [o.name for o in self.session.get_outputs()] != ["stylized"]:
             raise FaststError("not a fastst ONNX export (expected inputs image, style and output stylized)", self.path)
         num_styles = inputs["style"].shape[1]
-        names = _style_names(self.session.get_modelmeta().custom_metadata_map, num_styles, self.path)
-        self.styles = [StyleInfo(n) for n in names]
+        meta = self.session.get_modelmeta().custom_metadata_map
+        names = _style_names(meta, num_styles, self.path)
+        # the style images' hashes and the training settings (their file names): what --refine looks them up by
+        hashes = _json(meta.get("style_sha256"), list)
+        if not (hashes and len(hashes) == len(names) and all(isinstance(h, str) for h in hashes)):
+            hashes = [""] * len(names)
+        self.styles = _rows(meta, names)
+        for info, h in zip(self.styles, hashes):
+            info.sha256 = h
+        self.config: dict = _json(meta.get("training"), dict) or {}
+        self.default_strength = float(json.loads(meta.get("default_strength", "1")))
         batch = inputs["image"].shape[0]
         self.max_batch = batch if isinstance(batch, int) else None
 
@@ -76,6 +86,15 @@ def _session(path: Path, device: str, threads: int | None) -> object:
         raise FaststError(f"not a loadable ONNX model ({first_line(e)})", path) from None
 
 
+def _json(text: str | None, kind: type) -> object:
+    """A metadata property parsed as JSON if it is a `kind`, else None (metadata may be anything)."""
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return value if isinstance(value, kind) else None
+
+
 def _style_names(meta: dict[str, str], num_styles: object, path: Path) -> list[str]:
     """The style names the export's `styles` metadata lists, else style0, style1, ..."""
     try:
@@ -88,6 +107,17 @@ def _style_names(meta: dict[str, str], num_styles: object, path: Path) -> list[s
     if isinstance(num_styles, int) and num_styles != len(names):
         raise FaststError(f"ONNX model metadata names {len(names)} styles but its input takes {num_styles}", path)
     return names
+
+
+def _rows(meta: dict[str, str], names: list[str]) -> list[StyleInfo]:
+    """The style table (kind, group, style size per row) from the `rows` metadata, where the export has it."""
+    try:
+        rows = json.loads(meta["rows"])
+        infos = [StyleInfo(name=str(r["name"]), kind=str(r.get("kind", "style")), group=r.get("group"),
+                           style_size=r.get("style_size")) for r in rows]
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return [StyleInfo(n) for n in names]
+    return infos if [i.name for i in infos] == names else [StyleInfo(n) for n in names]
 
 
 def cached_onnx_path(model: StyleModel) -> Path:

@@ -151,10 +151,9 @@ def load_local(path: Path) -> tuple[str, str, dict[str, torch.Tensor]]:
     """(architecture, normalisation, state dict) of a local weights file; a file that fits none is a user error."""
     if not path.is_file():
         raise FaststError("no such weights file (backbones are: " + ", ".join(BACKBONES) + ", or a path)", path)
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise FaststError(f"not a state-dict file ({type(e).__name__})", path) from None
+    from .modelcheck import read_torch_file
+
+    blob = read_torch_file(path, "state-dict file")
     normalization = "imagenet"
     if isinstance(blob, dict) and "state_dict" in blob:
         normalization = blob.get("normalization", normalization)

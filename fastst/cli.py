@@ -12,11 +12,11 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .allocator import keep_freed_memory
-from .errors import FaststError
+from .errors import FaststError, Interrupted
 from .openmp import bound_openmp_spin
 from .version import fastst_version
 
-COMMANDS = ("train", "infer", "export", "convert", "styles")
+COMMANDS = ("train", "infer", "export", "convert", "styles", "serve")
 
 
 def build_parser(prog: str = "fastst", package: str = "fastst.commands", commands: Sequence[str] = COMMANDS,
@@ -54,6 +54,9 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None, prog: s
     keep_freed_memory()
     try:
         return int(func(args) or 0)
+    except Interrupted as e:  # stopped by the user where the run can resume
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 130
     except FaststError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2

@@ -15,8 +15,23 @@ class FaststError(Exception):
         super().__init__(message)
 
 
+class Interrupted(FaststError):
+    """The user stopped a run (Ctrl-C) at a point it can resume from: `checkpoint`. The CLIs exit 130."""
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None,
+                 checkpoint: str | os.PathLike | None = None) -> None:
+        super().__init__(message, path)
+        self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
+
+
 def first_line(error: BaseException, limit: int = 160) -> str:
     """The first line of an exception's message, at most `limit` characters, or its type's name when
     the message is empty: how a third-party error is quoted inside a one-line FaststError."""
     text = str(error).strip()
-    return text.splitlines()[0][:limit] if text else type(error).__name__
+    if not text:
+        return type(error).__name__
+    line = text.splitlines()[0]
+    if len(line) <= limit:
+        return line
+    head, space, _ = line[:limit + 1].rpartition(" ")  # cut at a word, marked; mid-word only in one long word
+    return head.rstrip(",;:") + " …" if space and head else line[:limit] + "…"

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import FaststError
 
 #: Image files read as inputs (folders are searched for these).
+log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 #: Image files written as outputs, by suffix, with Pillow's format name.
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
@@ -38,10 +42,15 @@ def load_pil(path: str | os.PathLike) -> Image.Image:
     path = Path(path)
     check_input_file(path)
     try:
-        with Image.open(path) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            return _to_rgb(im)
+        with warnings.catch_warnings(record=True) as caught:  # PIL's bomb warning, said our way
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                im = ImageOps.exif_transpose(im)
+        if any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught):
+            log.warning("%s: a very large image (%dx%d, %.0f megapixels): it takes a lot of memory and time",
+                        path, im.width, im.height, im.width * im.height / 1e6)
+        return _to_rgb(im)
     except FaststError:
         raise
     except UnidentifiedImageError:
@@ -156,6 +165,9 @@ def resize_exact(t: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return _resize(t, height, width)
 
 
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO)
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -171,7 +183,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise FaststError("output folder does not exist", parent)
     if not os.access(parent, os.W_OK):
         raise FaststError("output folder is not writable", parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=parent)
+    except OSError as e:
+        raise FaststError(f"cannot write here ({e.strerror or e})", path) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -181,9 +196,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.chmod(tmp_path, mode)
         yield tmp_path
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(e, OSError) and e.errno in DISK_ERRORS:  # a full or failing disk: one line, nothing left
+            raise FaststError(f"cannot write the file ({e.strerror or e})", path) from None
         raise
 
 

@@ -12,9 +12,11 @@ from typing import Any
 import torch
 
 from .errors import FaststError, first_line
+from .modelcheck import check_tensors, read_torch_file
 from .modelfile import StyleInfo, save_model
 from .transformer import TransformerNet
 
+_RUNNING_STATS = re.compile(r"running_(mean|var)$|num_batches_tracked$")  # old saves carry these; unused
 _PYTORCH_EXAMPLES_KEYS = ("conv1.conv2d.weight", "in1.weight", "res1.conv1.conv2d.weight", "deconv3.conv2d.weight")
 
 
@@ -27,7 +29,7 @@ def from_pytorch_examples(state: Mapping[str, torch.Tensor]) -> TransformerNet:
     """A one-style TransformerNet computing what the fast_neural_style network computes: for x in [0, 1],
     net(x) = clamp(theirs(255·x), 0, 255) / 255 (on sides that are multiples of 4, where both keep the size).
     Its first conv takes the ×255 of the input and its output conv the ÷255 of the output."""
-    state = {k: v.float() for k, v in state.items() if not re.search(r"running_(mean|var)$|num_batches_tracked$", k)}
+    state = {k: v.float() for k, v in state.items() if not _RUNNING_STATS.search(k)}
     width = int(state["conv1.conv2d.weight"].shape[0])
     blocks = len({k.split(".")[0] for k in state if re.fullmatch(r"res\d+\..*", k)})
     net = TransformerNet(num_styles=1, residual_blocks=blocks, width=width, output="clamp")
@@ -55,12 +57,10 @@ def import_model(path: str | os.PathLike, out: str | os.PathLike, style_name: st
     """Convert a pytorch/examples fast_neural_style model (`.pth`, e.g. saved_models/mosaic.pth) into
     a fastst model file with one style, named `style_name` (default: the file's stem)."""
     path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is one user error
-        raise FaststError(f"not a readable PyTorch file ({type(e).__name__})", path) from None
+    state = read_torch_file(path, "PyTorch file")
     if not is_pytorch_examples_state(state):
         raise FaststError("not a fast_neural_style model (pytorch/examples) nor a fastst checkpoint", path)
+    check_tensors({k: v for k, v in state.items() if not _RUNNING_STATS.search(str(k))}, None, path)
     try:
         net = from_pytorch_examples(state)
     except FaststError as e:

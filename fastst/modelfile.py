@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .atomic import save_torch
 from .errors import FaststError
-from .images import atomic_path
-from .transformer import DEFAULT_WIDTH, OUTPUTS, TransformerNet, style_vector
+from .modelcheck import read_torch_file, validate_blob
+from .transformer import DEFAULT_WIDTH, TransformerNet, style_vector
+
+if TYPE_CHECKING:
+    from .controls import Mix
 
 FORMAT = "fastst-model"
 FORMAT_VERSION = 1
@@ -23,14 +25,26 @@ FORMAT_VERSION = 1
 
 @dataclass
 class StyleInfo:
-    """One style a model holds: its name, the sha256 of the style image, a small RGB thumbnail."""
+    """One row of a model's style table: its name, the sha256 of the style image, a small RGB thumbnail;
+    `kind` "style" or "identity" (reproduces the photo), `group` the painting it belongs to (several rows
+    of one group: trained at different `style_size`s, the style image's long side), see fastst.controls."""
 
     name: str
     sha256: str = ""
     thumbnail: torch.Tensor | None = None  # uint8 (3, h, w)
+    kind: str = "style"
+    group: str | None = None  # None: the row's own name
+    style_size: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "sha256": self.sha256, "thumbnail": self.thumbnail}
+        d = {"name": self.name, "sha256": self.sha256, "thumbnail": self.thumbnail, "kind": self.kind}
+        return d | {k: v for k, v in (("group", self.group), ("style_size", self.style_size)) if v is not None}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StyleInfo:
+        size = d.get("style_size")
+        return cls(name=str(d["name"]), sha256=d.get("sha256") or "", thumbnail=d.get("thumbnail"),
+                   kind=str(d.get("kind", "style")), group=d.get("group"), style_size=None if size is None else int(size))
 
 
 @dataclass
@@ -41,6 +55,7 @@ class StyleModel:
     styles: list[StyleInfo]
     config: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    default_strength: float = 1.0  # the strength `infer` uses when none is given (fastst.controls)
 
     @property
     def style_names(self) -> list[str]:
@@ -61,6 +76,19 @@ class StyleModel:
             return style_vector(n, style, batch)
         except ValueError as e:
             raise FaststError(f"{e}; styles are: {', '.join(self.style_names)}", self.path) from None
+
+    def mix(self, style: int | str | dict[str, float] | None = None, strength: float | None = None,
+            stroke: float | None = None) -> Mix:
+        """Row weights for a style (group or row name, index, or {name: weight} blend) at a strength
+        (None: the model's default) and stroke; see fastst.controls.mix."""
+        from .controls import groups, mix
+
+        first = next(iter(groups(self.styles)), 0)  # the first style, not an identity row placed first
+        blend = {first if style is None else style: 1.0} if not isinstance(style, dict) else style
+        try:
+            return mix(self.styles, blend, self.default_strength if strength is None else strength, stroke)
+        except FaststError as e:
+            raise FaststError(str(e), self.path) from None
 
     def style_index(self, name: str | int) -> int:
         """Index of a style by name or index (given as int or digit string)."""
@@ -83,8 +111,9 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def save_model(path: str | os.PathLike, net: TransformerNet, styles: list[StyleInfo],
-               config: dict[str, Any] | None = None, half: bool = False) -> Path:
-    """Write a model file atomically; `half` stores weights as fp16 (half the size, same results to ~1e-3)."""
+               config: dict[str, Any] | None = None, half: bool = False, default_strength: float | None = None) -> Path:
+    """Write a model file atomically; `half` stores weights as fp16 (half the size, same results to ~1e-3);
+    `default_strength` (None: 1, not stored) is the strength `infer` uses when given none."""
     if len(styles) != net.num_styles:
         raise ValueError("one StyleInfo per style is needed")
     state = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().clone()
@@ -98,10 +127,9 @@ def save_model(path: str | os.PathLike, net: TransformerNet, styles: list[StyleI
         "styles": [s.to_dict() for s in styles],
         "config": dict(config or {}),
     }
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(blob, tmp)
-    return path
+    if default_strength is not None:
+        blob["default_strength"] = float(default_strength)
+    return save_torch(blob, path, "model file")
 
 
 def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> StyleModel:
@@ -110,28 +138,15 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
         from .pretrained import pretrained_path
         path = pretrained_path()
     path = Path(path)
-    if not path.exists():
-        raise FaststError("no such model file", path)
-    if path.is_dir():
-        raise FaststError("is a directory, expected a .fst model file", path)
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as e:
-        raise FaststError(f"not a fastst model file ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})", path) from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        kind = "a Lightning checkpoint (convert it with `fastst convert`)" if isinstance(blob, dict) and "pytorch-lightning_version" in blob else "not a fastst model file"
-        raise FaststError(kind, path)
-    if blob.get("format_version", 0) > FORMAT_VERSION:
-        raise FaststError(f"model format version {blob['format_version']} is newer than this fastst supports ({FORMAT_VERSION}); upgrade fastst", path)
+    blob = read_torch_file(path, "model file", "fastst model file")
+    validate_blob(blob, path, FORMAT, FORMAT_VERSION)
     arch = blob["architecture"]
-    if arch.get("output", "sigmoid") not in OUTPUTS:
-        raise FaststError(f"unknown output head '{arch['output']}'; upgrade fastst", path)
-    net = TransformerNet(num_styles=int(arch["num_styles"]), residual_blocks=int(arch.get("residual_blocks", 5)),
-                         width=int(arch.get("width", DEFAULT_WIDTH)), output=str(arch.get("output", "sigmoid")))
-    try:
-        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
-    except RuntimeError as e:
-        raise FaststError(f"model weights do not fit the architecture ({str(e).splitlines()[0]})", path) from None
-    styles = [StyleInfo(name=s["name"], sha256=s.get("sha256", ""), thumbnail=s.get("thumbnail")) for s in blob["styles"]]
+    net = TransformerNet(num_styles=arch["num_styles"], residual_blocks=arch.get("residual_blocks", 5),
+                         width=arch.get("width", DEFAULT_WIDTH), output=arch.get("output", "sigmoid"))
+    state = {k: v.float() for k, v in blob["state_dict"].items()}
+    state.setdefault("skip", torch.zeros(net.num_styles, 3))  # files from before the input skip: closed
+    net.load_state_dict(state)
+    styles = [StyleInfo.from_dict(s) for s in blob["styles"]]
     net.eval().requires_grad_(False).to(device)
-    return StyleModel(net=net, styles=styles, config=blob.get("config", {}), path=path)
+    return StyleModel(net=net, styles=styles, config=blob.get("config", {}), path=path,
+                      default_strength=float(blob.get("default_strength", 1.0)))

@@ -232,6 +232,10 @@ class TransformerNet(nn.Module):
             UpsampleConv(2 * w, w, 3, 1, num_styles),
         ])
         self.out = OutputConv(w, 3, 9, 1, num_styles, relu=False)
+        # Per-row gain of a path from the input straight to the output's logits: zero for style rows, so
+        # they compute exactly what they did without it; an identity row opens it to reproduce the photo,
+        # which the output's instance norm alone cannot (it fixes every channel's mean and spread).
+        self.skip = nn.Parameter(torch.zeros(num_styles, 3))
         if output == "clamp":
             self.out.norm = None  # type: ignore[assignment]
 
@@ -244,6 +248,7 @@ class TransformerNet(nn.Module):
 
     def body(self, x: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
         """The layers on an input whose sides are multiples of 4 (the exporters pad and crop their own way)."""
+        image = x
         for layer in self.down:
             x = layer(x, style_weights)
         for block in self.residual:
@@ -252,17 +257,31 @@ class TransformerNet(nn.Module):
             x = layer(x, style_weights)
         if self.output == "clamp":
             return self.out.convolve(x).clamp(0, 1)
-        return torch.sigmoid(self.out(x, style_weights))
+        z = self.out(x, style_weights)
+        if self.output == "sigmoid":
+            gain = (style_weights.to(self.skip.dtype) @ self.skip)[:, :, None, None]
+            z = z + (gain.float() * logit(image.float())).to(z.dtype)  # fp32: 1 − ε rounds to 1 in bf16
+        return torch.sigmoid(z)
 
     def norms(self) -> list[ConditionalInstanceNorm]:
         """Every conditional instance norm, in forward order."""
         return [m for m in self.modules() if isinstance(m, ConditionalInstanceNorm)]
 
 
+LOGIT_EPS = 1e-3  # keeps the input's logits finite (±6.9): a zero skip gain then adds exactly zero
+
+
+def logit(p: torch.Tensor) -> torch.Tensor:
+    """log(p / (1 − p)) of an image clamped to [ε, 1 − ε], written with logs that every exporter knows."""
+    p = p.clamp(LOGIT_EPS, 1 - LOGIT_EPS)
+    return torch.log(p) - torch.log1p(-p)
+
+
 def style_vector(num_styles: int, style: int | torch.Tensor | list[float] | None = None,
-                 batch: int = 1) -> torch.Tensor:
+                 batch: int = 1, signed: bool = False) -> torch.Tensor:
     """Build an (batch, num_styles) weight matrix from a style index, a weight list or None (style 0).
-    Weight lists are normalised to sum to 1."""
+    Weight lists are normalised to sum to 1; `signed` admits negative entries (a strength above 1
+    extrapolates away from the identity row, fastst.controls), the sum must still be positive."""
     if style is None:
         style = 0
     if isinstance(style, int):
@@ -274,7 +293,7 @@ def style_vector(num_styles: int, style: int | torch.Tensor | list[float] | None
         w = torch.as_tensor(style, dtype=torch.float32).flatten()
         if w.numel() != num_styles:
             raise ValueError(f"expected {num_styles} style weights, got {w.numel()}")
-        if (w < 0).any() or w.sum() <= 0:
-            raise ValueError("style weights must be non-negative and not all zero")
+        if not torch.isfinite(w).all() or (not signed and (w < 0).any()) or w.sum() <= 0:
+            raise ValueError("style weights must be finite, " + ("" if signed else "non-negative ") + "with a positive sum")
         w = w / w.sum()
     return w.unsqueeze(0).expand(batch, num_styles).contiguous()

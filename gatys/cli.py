@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from fastst.cli import build_parser, run_cli
 from fastst.openmp import bound_openmp_spin
 
-COMMANDS = ("stylize", "sweep")
+COMMANDS = ("stylize", "sweep", "study")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

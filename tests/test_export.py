@@ -77,13 +77,32 @@ def onnx_fp16(workdir: Path, model_file: Path, cli_export: dict) -> dict:
     return export_onnx(load_model(model_file), path, fp16=True)
 
 
+#: The fp32 Core ML export has one fixed input size (WIDTHxHEIGHT): coremltools wants two or more
+#: enumerated shapes, so one size is converted as a fixed shape.
+FP32_SIZE = "512x384"
+
+
 @pytest.fixture(scope="module")
 def coreml_fp32(workdir: Path, model_file: Path, cli_export: dict) -> dict:
-    """fp32 Core ML written over an existing package (a copy of the fp16 one): tests the replacement too."""
-    from export.coreml_export import export_coreml
+    """`fastst export --coreml-precision fp32 --coreml-sizes 512x384` written over an existing package (a
+    copy of the fp16 one): tests the replacement and the one-size export too. The graph the exporter
+    traces is kept (torch.jit.trace watched), so that tests can run it themselves."""
     path = workdir / "two-fp32.mlpackage"
     shutil.copytree(cli_export["coreml"], path)
-    return export_coreml(load_model(model_file), path, precision="fp32")
+    traced = []
+    real_trace = torch.jit.trace
+
+    def watched_trace(*args, **kwargs):
+        traced.append(real_trace(*args, **kwargs))
+        return traced[-1]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.jit, "trace", watched_trace)
+        rc, out, err = run_cli(str(model_file), "--coreml", str(path), "--coreml-precision", "fp32",
+                               "--coreml-sizes", FP32_SIZE)
+    assert rc == 0, err
+    from export.common import nbytes
+    return {"path": path, "out": out, "bytes": nbytes(path), "traced": traced}
 
 
 def ort_session(path: Path):
@@ -115,19 +134,26 @@ def test_cli_writes_both_and_reports(cli_export: dict, workdir: Path) -> None:
 # ---------------------------------------------------------------- ONNX
 
 
-@pytest.mark.parametrize("size", [(67, 131), (120, 92)])
-def test_onnx_matches_pytorch(cli_export: dict, model_file: Path, size: tuple[int, int]) -> None:
-    """Sizes the export never saw (one not a multiple of 4), a batch of a one-hot and a blended style."""
-    image, _ = verification_batch(2, *size, seed=7)
-    style = torch.tensor([[0.0, 1.0], [0.3, 0.7]])
-    got = ort_session(cli_export["onnx"]).run(["stylized"], {"image": image.numpy(), "style": style.numpy()})[0]
+@pytest.mark.parametrize("batch,size", [(1, (67, 131)), (3, (120, 92)), (2, (64, 76))])
+def test_onnx_matches_pytorch(cli_export: dict, model_file: Path, batch: int, size: tuple[int, int]) -> None:
+    """Batches and sizes the export never saw (it traced a batch of 2 at 72x88; 67x131 is not a multiple
+    of 4), one-hot and blended styles. Tolerance 1e-4 on the [0, 1] scale: measured 3-5e-6 on these
+    inputs (fp32 on both sides, other kernels), so a 20x margin, and 10x stricter than the exporter's check."""
+    g = torch.Generator().manual_seed(7 + batch)
+    image = torch.rand(batch, 3, *size, generator=g)
+    style = torch.tensor([[0.0, 1.0], [0.3, 0.7], [1.0, 0.0]])[:batch]
+    session = ort_session(cli_export["onnx"])
+    got = session.run(["stylized"], {"image": image.numpy(), "style": style.numpy()})[0]
     ref = reference(model_file, image, style)
-    assert got.shape == (2, 3, *size) and got.dtype == np.float32
-    assert np.abs(got - ref).max() < 1e-3
-    # the style input matters: the same image under the other style vector is clearly different
-    swapped = ort_session(cli_export["onnx"]).run(
-        ["stylized"], {"image": image[[1, 0]].numpy(), "style": style.numpy()})[0]
-    assert np.abs(swapped[0] - got[1]).max() > 1e-2
+    assert got.shape == (batch, 3, *size) and got.dtype == np.float32
+    assert np.abs(got - ref).max() < 1e-4
+    # every sample is computed on its own: each one alone gives the same result as in the batch
+    for i in range(batch):
+        alone = session.run(["stylized"], {"image": image[i:i + 1].numpy(), "style": style[i:i + 1].numpy()})[0]
+        assert np.abs(alone[0] - got[i]).max() < 1e-5
+    # the style input matters: the same image under another style vector is clearly different
+    other = session.run(["stylized"], {"image": image[:1].numpy(), "style": np.array([[1.0, 0.0]], np.float32)})[0]
+    assert np.abs(other[0] - got[0]).max() > 1e-2
 
 
 def test_onnx_graph_and_metadata(cli_export: dict) -> None:
@@ -158,16 +184,27 @@ def test_onnx_fp16_half_size_float32_io(onnx_fp16: dict, cli_export: dict, model
     path = Path(onnx_fp16["path"])
     assert onnx_fp16["precision"] == "fp16" and onnx_fp16["bytes"] == path.stat().st_size
     assert 0.4 * fp32_bytes < onnx_fp16["bytes"] < 0.6 * fp32_bytes
-    assert 0 < onnx_fp16["max_error"] <= onnx_fp16["tolerance"] <= 2e-2
-    assert len(onnx_fp16["checks"]) == 4  # two sizes x two style vectors
     proto = onnx.load(str(path))
     assert {p.key: p.value for p in proto.metadata_props}["precision"] == "fp16"
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer)
-    # float32 in and out, runs on onnxruntime's CPU provider, close to fp32
+    # the report's errors are what the file gives: recomputed here for each checked size and style vector
+    session = ort_session(path)
+    assert [(c["size"], c["style"]) for c in onnx_fp16["checks"]] == [
+        (f"{h}x{w}", kind) for h, w in ((67, 131), (96, 80)) for kind in ("one-hot", "blend")]
+    for c in onnx_fp16["checks"]:
+        h, w = map(int, c["size"].split("x"))
+        image, style = verification_batch(2, h, w)
+        got = session.run(["stylized"], {"image": image.numpy(), "style": style.numpy()})[0]
+        i = ("one-hot", "blend").index(c["style"])
+        assert c["max_abs"] == pytest.approx(float(np.abs(got[i] - reference(model_file, image, style)[i]).max()),
+                                             rel=1e-5)
+    # float32 in and out, runs on onnxruntime's CPU provider, close to fp32 on inputs the export never saw:
+    # measured 3.4e-3 here (2.7-4.2e-3 over five inputs: fp16 rounding through 16 layers); bound 1e-2, ~2.5x
     image, style = verification_batch(2, 64, 100, seed=3)
-    got = ort_session(path).run(["stylized"], {"image": image.numpy(), "style": style.numpy()})[0]
+    got = session.run(["stylized"], {"image": image.numpy(), "style": style.numpy()})[0]
     assert got.dtype == np.float32
-    assert np.abs(got - reference(model_file, image, style)).max() < 2e-2
+    error = np.abs(got - reference(model_file, image, style)).max()
+    assert 1e-4 < error < 1e-2  # and far above the fp32 export's 5e-6: it does compute in half precision
 
 
 # ---------------------------------------------------------------- Core ML
@@ -201,12 +238,18 @@ def test_coreml_spec(precision: str, cli_export: dict, coreml_fp32: dict) -> Non
     assert image.type.WhichOneof("Type") == "imageType"
     assert image.type.imageType.colorSpace == image.type.imageType.RGB
     sizes = {(s.height, s.width) for s in image.type.imageType.enumeratedSizes.sizes}
-    assert sizes == set(DEFAULT_SIZES) and len(sizes) == 47
-    assert {(1080, 1920), (1920, 1080), (256, 256), (2048, 2048)} <= sizes
-    for side in (0, 1):
-        assert min(s[side] for s in sizes) == 256 and max(s[side] for s in sizes) == 2048
-    assert all(h % 4 == 0 and w % 4 == 0 for h, w in sizes)
-    assert (image.type.imageType.height, image.type.imageType.width) == (512, 512)  # the default size
+    if precision == "fp16":  # the default: 47 enumerated sizes
+        assert sizes == set(DEFAULT_SIZES) and len(sizes) == 47
+        assert {(1080, 1920), (1920, 1080), (256, 256), (2048, 2048)} <= sizes
+        for side in (0, 1):
+            assert min(s[side] for s in sizes) == 256 and max(s[side] for s in sizes) == 2048
+        assert all(h % 4 == 0 and w % 4 == 0 for h, w in sizes)
+        assert (image.type.imageType.height, image.type.imageType.width) == (512, 512)  # the default size
+    else:  # --coreml-sizes 512x384: one fixed size, no flexibility
+        assert not sizes and image.type.imageType.WhichOneof("SizeFlexibility") is None
+        assert (image.type.imageType.height, image.type.imageType.width) == (384, 512)
+        assert json.loads(desc.metadata.userDefined["sizes"]) == [FP32_SIZE]
+        assert f"input size {FP32_SIZE}" in coreml_fp32["out"]
     assert list(style.type.multiArrayType.shape) == [1, 2]
     assert style.type.multiArrayType.dataType == style.type.multiArrayType.FLOAT32
     assert all(n in style.shortDescription for n in STYLES)
@@ -221,11 +264,95 @@ def test_coreml_spec(precision: str, cli_export: dict, coreml_fp32: dict) -> Non
     assert conv_weight_types(spec) == {"FLOAT16" if precision == "fp16" else "FLOAT32"}
 
 
+def mil_program(spec) -> tuple[dict, dict]:
+    """The ML Program's main block as {output name: op} (producers) and {input name: [ops]} (consumers)."""
+    fn = spec.mlProgram.functions["main"]
+    ops = fn.block_specializations[fn.opset].operations
+    producers = {o.name: op for op in ops for o in op.outputs}
+    consumers: dict[str, list] = {}
+    for op in ops:
+        for arg in op.inputs.values():
+            for a in arg.arguments:
+                consumers.setdefault(a.name, []).append(op)
+    return producers, consumers
+
+
+def const_value(package: Path, op) -> np.ndarray:
+    """The value of a MIL const op: immediate (fp32 floats or fp16 bytes) or in the package's weight file."""
+    from coremltools.proto import MIL_pb2
+    val = op.attributes["val"]
+    fp16 = val.type.tensorType.dataType == MIL_pb2.DataType.Value("FLOAT16")
+    if val.WhichOneof("value") == "immediateValue":
+        t = val.immediateValue.tensor
+        return np.frombuffer(t.bytes.values, np.float16) if fp16 else np.array(t.floats.values, np.float32)
+    from coremltools.libmilstoragepython import _BlobStorageReader
+    blob = _BlobStorageReader(str(package / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"))
+    offset = val.blobFileValue.offset
+    return np.array(blob.read_fp16_data(offset)).view(np.float16) if fp16 else np.array(blob.read_float_data(offset))
+
+
+@pytest.mark.parametrize("precision", ["fp16", "fp32"])
+def test_coreml_program_scales_the_image_in_and_out(precision: str, cli_export: dict, coreml_fp32: dict,
+                                                    model_file: Path) -> None:
+    """What Core ML does with the 8-bit images, read from the ML Program (Core ML cannot run on Linux):
+    the input image (0-255) is multiplied by 1/255 and nothing added before the first conv, whose weights
+    are the model's; the output is the network's sigmoid times 255, nothing else, cast to the image."""
+    path = cli_export["coreml"] if precision == "fp16" else Path(coreml_fp32["path"])
+    producers, consumers = mil_program(load_spec(path))
+    tol = 1e-3 if precision == "fp16" else 1e-7
+
+    def other_input(op, name: str) -> float:
+        """The one constant the op `op` applies to `name`."""
+        (arg,) = [v.arguments[0].name for v in op.inputs.values() if v.arguments[0].name != name]
+        (value,) = const_value(path, producers[arg]).ravel()
+        return float(value)
+
+    # input: image -> mul(1/255) -> [cast] -> pad -> conv; no add or sub on the way (bias 0)
+    seen, name = [], "image"
+    while True:
+        (op,) = consumers[name]  # one consumer at each step: the image goes nowhere else
+        if op.type == "conv":
+            break
+        seen.append(op.type)
+        if op.type == "mul":
+            assert other_input(op, name) == pytest.approx(1 / 255, rel=tol)
+        name = op.outputs[0].name
+    assert seen.count("mul") == 1 and set(seen) <= {"mul", "cast", "pad"}, seen
+    weight = const_value(path, producers[op.inputs["weight"].arguments[0].name]).astype(np.float32)
+    net = load_model(model_file).net
+    expected = net.down[0].conv.weight.detach().numpy().ravel()
+    assert np.abs(weight - expected).max() <= tol * np.abs(expected).max()
+    # output: stylized <- [cast] <- mul(255) <- sigmoid
+    op = producers["stylized"]
+    while op.type == "cast":
+        op = producers[op.inputs["x"].arguments[0].name]
+    assert op.type == "mul"
+    x, y = (op.inputs[k].arguments[0].name for k in ("x", "y"))
+    scaled = x if producers[y].type == "const" else y
+    assert producers[scaled].type == "sigmoid"
+    assert other_input(op, scaled) == 255.0
+
+
+def test_coreml_traced_graph_works_at_other_sizes_and_batches(coreml_fp32: dict, model_file: Path) -> None:
+    """The graph Core ML converts (torch.jit.trace at 64x64, batch 1) computes the network at other sizes
+    and batches: nothing of the trace size is baked in. Bound 1e-5 on the 0-255 output scaled back to [0, 1]:
+    measured 6e-8 (the same fp32 ops in another order)."""
+    (traced,) = coreml_fp32["traced"]
+    net = load_model(model_file).net
+    g = torch.Generator().manual_seed(11)
+    for batch, h, w in ((1, 200, 68), (3, 96, 128)):
+        image = torch.rand(batch, 3, h, w, generator=g)
+        style = torch.rand(batch, 2, generator=g)
+        style = style / style.sum(1, keepdim=True)
+        with torch.no_grad():
+            got, ref = traced(image, style) / 255.0, net(image, style)
+        assert got.shape == ref.shape and float((got - ref).abs().max()) < 1e-5
+
+
 def test_coreml_fp16_half_size_and_replaced_in_place(cli_export: dict, coreml_fp32: dict, workdir: Path) -> None:
     from export.common import nbytes
     fp16, fp32 = nbytes(cli_export["coreml"]), coreml_fp32["bytes"]
     assert 0.4 * fp32 < fp16 < 0.6 * fp32
-    assert coreml_fp32["trace_error"] < 1e-4
     assert not [p.name for p in workdir.iterdir() if ".part" in p.name]
 
 
@@ -237,7 +364,7 @@ def test_coreml_prediction_matches_pytorch(precision: str, cli_export: dict, cor
     from PIL import Image
     path = cli_export["coreml"] if precision == "fp16" else Path(coreml_fp32["path"])
     mlmodel = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
-    image, style = verification_batch(2, 384, 512, seed=5)
+    image, style = verification_batch(2, 384, 512, seed=5)  # an enumerated size of fp16, FP32_SIZE of fp32
     image = (image * 255).round() / 255
     ref = reference(model_file, image, style)
     for i in range(2):
@@ -286,7 +413,7 @@ def test_output_folder_read_only(flag: str, name: str, model_file: Path, tmp_pat
 
 @pytest.mark.parametrize("argv,words", [
     (["--coreml-precision", "int8"], ["unknown Core ML precision 'int8'", "fp16, fp32"]),
-    (["--opset", "17"], ["opset must be 18 or newer"]),
+    (["--opset", "17"], ["opset must be from 18"]),
     (["--coreml-sizes", "500x333"], ["500x333", "multiple of 4"]),
 ])
 def test_bad_options(argv: list[str], words: list[str], model_file: Path, tmp_path: Path) -> None:

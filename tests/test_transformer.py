@@ -71,9 +71,9 @@ def test_output_layer_equals_the_plain_conv_norm_layer():
 
 def test_width_sets_every_layer_s_channels():
     """`width` w: convs of w, 2w and 4w channels down, 4w in the residual blocks, 2w and w up; the
-    default is Johnson et al.'s 32 (1.69 M parameters with four styles' norms)."""
+    default is Johnson et al.'s 32 (1.69 M parameters with four styles' norms and input-skip gains)."""
     net = TransformerNet(num_styles=4)
-    assert net.width == 32 and sum(p.numel() for p in net.parameters()) == 1_688_859
+    assert net.width == 32 and sum(p.numel() for p in net.parameters()) == 1_688_859 + 4 * 3
     narrow = TransformerNet(num_styles=1, width=8)
     channels = [m.conv.out_channels for m in (*narrow.down, narrow.residual[4].b, *narrow.up, narrow.out)]
     assert channels == [8, 16, 32, 32, 16, 8, 3]
@@ -81,3 +81,54 @@ def test_width_sets_every_layer_s_channels():
     assert narrow(x, torch.ones(1, 1)).shape == x.shape
     with pytest.raises(ValueError, match="width"):
         TransformerNet(width=0)
+
+
+def _reference_forward(net: TransformerNet, image: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    """The network as the Turi Create / Johnson et al. papers draw it, written out with plain functional ops
+    from its parameters: reflection-padded convs, instance norm whose scale and shift are the style-weighted
+    rows of each norm's tables, ReLUs, 5 residual blocks x + b(a(x)), nearest x2 upsampling then a 3x3 conv,
+    a 9x9 output conv, then the sigmoid (or the clamp of imported models). Sides padded to a multiple of 4."""
+    def conv(x, layer, stride=1):
+        k = layer.conv.kernel_size[0]
+        return F.conv2d(F.pad(x, (k // 2,) * 4, mode="reflect"), layer.conv.weight, layer.conv.bias, stride)
+
+    def norm(x, layer):
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        var = ((x - mean) ** 2).mean(dim=(2, 3), keepdim=True)
+        scale, shift = style @ layer.norm.scale, style @ layer.norm.shift  # (N, C)
+        return (x - mean) / torch.sqrt(var + 1e-5) * scale[:, :, None, None] + shift[:, :, None, None]
+
+    h, w = image.shape[-2:]
+    x = F.pad(image, (0, -w % 4, 0, -h % 4), mode="reflect")
+    for layer, stride in zip(net.down, (1, 2, 2)):
+        x = torch.relu(norm(conv(x, layer, stride), layer))
+    for block in net.residual:
+        y = torch.relu(norm(conv(x, block.a), block.a))
+        x = x + norm(conv(y, block.b), block.b)
+    for layer in net.up:
+        x = torch.relu(norm(conv(x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3), layer), layer))
+    x = conv(x, net.out)
+    x = x.clamp(0, 1) if net.output == "clamp" else torch.sigmoid(norm(x, net.out))
+    return x[..., :h, :w]
+
+
+@pytest.mark.parametrize("output,size", [("sigmoid", (36, 52)), ("sigmoid", (29, 43)), ("clamp", (32, 24))])
+def test_network_equals_a_reference_forward_written_from_the_papers(output, size):
+    """The whole network, residual paths included, against `_reference_forward` in fp64, for a batch with a
+    one-hot and a blended style; norm tables far from identity, so every layer's scale and shift count."""
+    torch.manual_seed(3)
+    net = TransformerNet(num_styles=2, width=8, output=output).double().eval()
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for n in net.norms():
+            n.scale.copy_(0.5 + torch.rand(n.scale.shape, generator=g, dtype=torch.float64))
+            n.shift.copy_(torch.randn(n.shift.shape, generator=g, dtype=torch.float64) * 0.3)
+        if output == "clamp":
+            net.out.conv.bias.fill_(0.5)  # an output around the middle of [0, 1], mostly not clamped
+    image = torch.rand(2, 3, *size, generator=g, dtype=torch.float64)
+    style = torch.tensor([[1.0, 0.0], [0.3, 0.7]], dtype=torch.float64)
+    with torch.no_grad():
+        got, expected = net(image, style), _reference_forward(net, image, style)
+    assert got.shape == expected.shape == image.shape
+    assert float(expected.std()) > 0.02  # a picture, not a constant
+    assert torch.allclose(got, expected, atol=1e-10)

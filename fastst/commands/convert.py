@@ -22,9 +22,12 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..errors import FaststError
+    from ..paths import check_not_inputs, check_writable_folder
 
     if Path(args.out).suffix != ".fst":
         raise FaststError("the model file should end in .fst", args.out)
+    check_not_inputs([args.out], [args.checkpoint])  # a checkpoint named .fst must not be replaced
+    check_writable_folder(Path(args.out).parent)
     if Path(args.checkpoint).suffix.lower() in (".pth", ".pt", ".model"):
         from ..importers import import_model
 

@@ -58,6 +58,7 @@ def _train_quick(out: Path, tiny: bool) -> Path:
 
 def _stylize_samples(out: Path, files: list[Path], models: list[tuple[str, Any]], tiny: bool) -> list[Path]:
     """Step 2: every photo in every style of every model, and a contact sheet of them all."""
+    from ..controls import groups
     from ..images import load_image, save_image
     from ..inference.stylizer import Stylizer
     from ..sheets import contact_sheet
@@ -70,14 +71,15 @@ def _stylize_samples(out: Path, files: list[Path], models: list[tuple[str, Any]]
         sheet_labels.append(f.stem)
         for tag, model in models:
             runner = Stylizer(model)
-            for name in model.style_names:
-                result = runner.batch(photo.unsqueeze(0), model.style_weights(name))[0]
+            for name in groups(model.styles):  # each style at the model's default strength and stroke
+                weights, blend = runner.controls(name)
+                result = runner.batch(photo.unsqueeze(0), weights, pixel_blend=blend)[0]
                 path = out / "stylized" / f"{f.stem}_{tag}_{name}.jpg"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 written.append(save_image(result, path))
                 sheet_images.append(result)
                 sheet_labels.append(f"{tag}: {name}")
-    cols = 1 + sum(len(m.style_names) for _, m in models)
+    cols = 1 + sum(len(groups(m.styles)) for _, m in models)
     written.append(contact_sheet(sheet_images, sheet_labels, out / "contact_sheet.jpg", tile=96 if tiny else 256,
                                  cols=cols))
     return written

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..errors import FaststError
@@ -26,6 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--coreml-sizes", metavar="WxH,...",
                    help="Core ML input sizes, e.g. 1920x1080,1080x1920 (sides multiples of 4; "
                         "default: 47 sizes, squares and 4:3, 3:2, 16:9 both ways, 256-2048 px a side)")
+    p.add_argument("--web", metavar="DIR", help="write a web page that runs the model in the browser (photo or "
+                   "webcam; WebGPU or WebAssembly) into this new or empty folder; see docs/web.md")
+    p.add_argument("--web-runtime", metavar="DIR", help="with --web: a folder holding onnxruntime-web's dist files "
+                   "(default: the pinned version, fetched once with npm and cached)")
     p.add_argument("--opset", type=int, default=None, metavar="N", help="ONNX opset (default: 20; 18 or newer)")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime / Core ML comparison with PyTorch")
     p.set_defaults(func=run)
@@ -35,15 +40,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from export.common import check_output_path, human_size
     from export.coreml_export import PRECISIONS, check_coreml_path, check_sizes, parse_sizes
-    from export.onnx_export import DEFAULT_OPSET, MIN_OPSET
+    from export.onnx_export import DEFAULT_OPSET, check_opset
 
-    if not args.onnx and not args.coreml:
-        raise FaststError("nothing to export: give --onnx OUT.onnx and/or --coreml OUT.mlpackage")
+    if not args.onnx and not args.coreml and not args.web:
+        raise FaststError("nothing to export: give --onnx OUT.onnx, --coreml OUT.mlpackage and/or --web DIR")
+    if args.web_runtime and not args.web:
+        raise FaststError("--web-runtime is for --web")
     if args.coreml_precision not in PRECISIONS:
         raise FaststError(f"unknown Core ML precision '{args.coreml_precision}'; use one of: {', '.join(PRECISIONS)}")
     opset = DEFAULT_OPSET if args.opset is None else args.opset
-    if opset < MIN_OPSET:
-        raise FaststError(f"ONNX opset must be {MIN_OPSET} or newer, got {opset}")
+    check_opset(opset)
     sizes = check_sizes(parse_sizes(args.coreml_sizes)) if args.coreml_sizes else None
     coreml_path = str(args.coreml).rstrip("/") if args.coreml else None
 
@@ -55,10 +61,14 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(args.onnx, model, "ONNX")
     if coreml_path:
         check_coreml_path(coreml_path, model)
+    if args.web:
+        from export.web import check_site_folder
+        check_site_folder(Path(args.web), model)
 
     from tqdm import tqdm
     verify = not args.no_verify
     stages = (2 + verify if args.onnx else 0) + (3 + (verify and platform.system() == "Darwin") if coreml_path else 0)
+    stages += 5 + verify if args.web else 0
     bar = tqdm(total=stages, desc="export", file=sys.stderr, leave=False,
                bar_format="{desc}: step {n_fmt}/{total_fmt} [{elapsed}]")
     started = [False]
@@ -82,6 +92,16 @@ def run(args: argparse.Namespace) -> int:
             report = export_coreml(model, coreml_path, precision=args.coreml_precision, sizes=sizes,
                                    verify=verify, on_stage=on_stage)
             tqdm.write(_summary(report, human_size), file=sys.stdout)
+        if args.web:
+            from export.web import summary, write_site
+
+            from .flags import with_flag_names
+            try:
+                report = write_site(model, args.web, runtime=args.web_runtime, opset=opset, verify=verify,
+                                    on_stage=on_stage)
+            except FaststError as e:
+                raise with_flag_names(e, {"runtime": "--web-runtime"}) from None
+            tqdm.write(summary(report), file=sys.stdout)
     finally:
         bar.close()
     return 0
@@ -98,8 +118,10 @@ def _summary(r: dict[str, Any], human_size: Any) -> str:
         ref = "PyTorch fp32" if r["precision"] == "fp16" else "PyTorch"
         return (head + f"\n         onnxruntime vs {ref}: max abs error {r['max_error']:.1e} on [0, 1] "
                 f"(sizes {sizes}; one-hot and blended style; tolerance {r['tolerance']:.0e})")
-    head = (f"Core ML  {r['path']}  {size}  ML Program, iOS 16+, {r['precision']}, {r['sizes']} input sizes "
-            f"{r['min_side']}-{r['max_side']} px a side, export {r['export_s']:.1f} s")
+    sizes = (f"{r['sizes']} input sizes {r['min_side']}-{r['max_side']} px a side" if r["sizes"] > 1
+             else f"input size {r['input_sizes'][0]}")
+    head = (f"Core ML  {r['path']}  {size}  ML Program, iOS 16+, {r['precision']}, {sizes}, "
+            f"export {r['export_s']:.1f} s")
     check = r.get("prediction_check", "not verified (--no-verify)")
     if "max_error" in r:
         check = f"Core ML vs PyTorch: max abs error {r['max_error']:.3f} on [0, 1] ({check})"

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("fastst.infer")
 
 REFINE_MAX_PIXELS = 1024 * 1024  # above this --refine asks for --max-size: Gatys' memory and time grow with the pixels
+TEMPORAL_DEFAULT = 0.5  # --temporal's blend strength unless --temporal-strength says otherwise (docs/video.md)
 
 
 def _fraction(text: str) -> float:
@@ -31,6 +32,13 @@ def _fraction(text: str) -> float:
     return v
 
 
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
 def _positive(minimum: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
@@ -41,6 +49,14 @@ def _positive(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {v}")
         return v
     return parse
+
+
+def _tile(text: str) -> int:
+    """--tile: 0 (never tile) or a tile side of at least 16 px (smaller tiles are all context, no picture)."""
+    v = _positive(0)(text)
+    if 0 < v < 16:
+        raise argparse.ArgumentTypeError(f"must be 0 (never tile) or at least 16 px, got {v}")
+    return v
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -60,8 +76,21 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="style to apply; repeat for one output per style; NAME=W entries together form one "
                         "blend with weights normalised to sum to 1 (default: the first style)")
     p.add_argument("--all-styles", action="store_true", help="write one output per style of the model")
-    p.add_argument("--strength", type=_fraction, default=1.0, metavar="F",
-                   help="blend with the content: 0 = content, 1 = fully stylized (default 1)")
+    p.add_argument("--strength", type=_number, default=None, metavar="S",
+                   help="how much of the style, in the network's features: 0 = the photo (the model's identity "
+                        "row), 1 = the style as trained, up to 1.5 exaggerates (default: the model's own default; "
+                        "a model without an identity row blends pixels instead)")
+    p.add_argument("--stroke", type=_number, default=None, metavar="X",
+                   help="brush-stroke size for styles trained at several style sizes: 0 = the smallest, "
+                        "1 = the largest (default: the style's own row)")
+    p.add_argument("--pixel-blend", type=_fraction, default=1.0, metavar="F",
+                   help="mix the photo back pixel by pixel: 0 = the photo, 1 = the network's output (default 1)")
+    p.add_argument("--temporal", action="store_true",
+                   help="videos: blend each frame's output with the previous one along the optical flow where the "
+                        "scene is still visible: less flicker, for some extra time a frame (docs/video.md); "
+                        "needs OpenCV (pip install 'fastst[video]')")
+    p.add_argument("--temporal-strength", type=_fraction, default=None, metavar="S",
+                   help=f"how much of the previous output --temporal keeps, 0-1 (default {TEMPORAL_DEFAULT})")
     p.add_argument("--preserve-colors", action="store_true", help="keep the content's colours (luminance transfer)")
     p.add_argument("--max-size", type=_positive(16), metavar="N", help="downscale so the long side is at most N px")
     p.add_argument("--refine", type=_positive(1), metavar="N",
@@ -71,7 +100,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--style-image", action="append", default=[], metavar="FILE|FOLDER",
                    help="with --refine: the style's image, or a folder to find it in by the hash the model stores "
                         "(default: the bundled styles)")
-    p.add_argument("--tile", type=_positive(0), metavar="N",
+    p.add_argument("--tile", type=_tile, metavar="N",
                    help="stylize in N px tiles (each computed with 56 px of context around it) that share "
                         "whole-image statistics: bounded memory, no seams; default: 512 px tiles above "
                         "4 megapixels (a 16 MP image then needs < 2 GiB); 0: never tile")
@@ -123,10 +152,16 @@ def run(args: argparse.Namespace) -> int:
     _register_backends()
     model = open_model(model_path, device=args.device)
     styles = parse_styles(model, args.style, args.all_styles)
+    for _, style in styles:  # strength and stroke out of range: one error before anything is written
+        model.mix(style, args.strength, args.stroke)
     try:
         jobs, folders = plan(inputs, styles, args.output, args.overwrite)
     except OutputExistsError as e:
         raise FaststError("output exists; use --overwrite to replace it", e.path) from None
+    if args.temporal_strength is not None and not args.temporal:
+        raise FaststError("--temporal-strength goes with --temporal")
+    if args.temporal and not any(job.kind == "video" for job in jobs):
+        raise FaststError("--temporal smooths videos along their motion; no video was given")
     style_images = _refine_style_images(args, model, styles, jobs)
     model = _pick_backend(args, model, jobs, is_onnx)
     stylizer = Stylizer(model, device=args.device, precision=args.precision)
@@ -205,7 +240,7 @@ def _pick_backend(args: argparse.Namespace, model: AnyModel, jobs: list[Job], is
     if backend == "auto":
         pixels = network_pixels(jobs, sizes)
         device = resolve_device(args.device)
-        precision = default_precision(device) if args.precision == "auto" else args.precision
+        precision = default_precision(device, "inference") if args.precision == "auto" else args.precision
         backend = choose_backend(pixels, device.type, precision, args.tile)
         if backend == "onnx" and not get_backend("onnx").available():
             backend = "torch"
@@ -232,7 +267,7 @@ def _stylize_images(args: argparse.Namespace, stylizer: Stylizer, jobs: list[Job
 
     progress = not args.quiet
     one = progress and len(jobs) == 1  # a single image shows its tiles' progress instead
-    options = {"strength": args.strength, "preserve_colors": args.preserve_colors}
+    options = {"pixel_blend": args.pixel_blend, "preserve_colors": args.preserve_colors}
     by_src: dict[Path, list[Job]] = {}
     for job in jobs:
         by_src.setdefault(job.src, []).append(job)
@@ -244,11 +279,14 @@ def _stylize_images(args: argparse.Namespace, stylizer: Stylizer, jobs: list[Job
                 x = resize_long_side(x, args.max_size)
             for i in range(0, len(group), args.batch_size):
                 chunk = group[i:i + args.batch_size]
-                weights = torch.cat([stylizer.style_weights(j.style) for j in chunk])
+                controls = [stylizer.controls(j.style, args.strength, args.stroke) for j in chunk]
+                weights = torch.cat([w for w, _ in controls])
+                blend = min(b for _, b in controls)  # a model without an identity row: its strength's pixel blend
+                done = {**options, "pixel_blend": options["pixel_blend"] * blend}
                 y = stylizer.batch(x.unsqueeze(0).expand(len(chunk), -1, -1, -1), weights, tile=args.tile,
-                                   stats=args.tile_stats, progress=one, **({} if args.refine else options))
+                                   stats=args.tile_stats, progress=one, **({} if args.refine else done))
                 if args.refine:
-                    y = _refined(args, x, y, chunk, style_images, options, one)
+                    y = _refined(args, x, y, chunk, style_images, done, one)
                 for j, img in zip(chunk, y):
                     save_image(img, j.out)
                     print(j.out, flush=True)
@@ -270,14 +308,23 @@ def _refined(args: argparse.Namespace, x: Any, y: Any, chunk: list[Job], style_i
                         for j, img in zip(chunk, y)])
 
 
+def _temporal(args: argparse.Namespace) -> float:
+    """The blend strength of --temporal (0: off)."""
+    if not args.temporal:
+        return 0.0
+    return TEMPORAL_DEFAULT if args.temporal_strength is None else args.temporal_strength
+
+
 def _stylize_videos(args: argparse.Namespace, stylizer: Stylizer, jobs: list[Job]) -> None:
     from ..inference.video import stylize_video
 
     progress = not args.quiet
     for job in jobs:
-        result = stylize_video(stylizer, job.src, job.out, stylizer.style_weights(job.style),
-                               strength=args.strength, preserve_colors=args.preserve_colors, max_size=args.max_size,
-                               batch_size=args.batch_size, tile=args.tile, progress=progress)
+        weights, blend = stylizer.controls(job.style, args.strength, args.stroke)
+        result = stylize_video(stylizer, job.src, job.out, weights, pixel_blend=args.pixel_blend * blend,
+                               preserve_colors=args.preserve_colors, max_size=args.max_size,
+                               batch_size=args.batch_size, tile=args.tile, progress=progress,
+                               temporal=_temporal(args))
         print(job.out, flush=True)
         if progress:
             print(f"{job.src.name}: {result.frames} frames at {result.frames_per_second:.2f} frames/s, "

@@ -17,7 +17,11 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     print(f"{model.path}: {len(model.styles)} style(s)")
     for i, s in enumerate(model.styles):
-        print(f"  {i}: {s.name}" + (f"  (sha256 {s.sha256[:12]})" if s.sha256 else ""))
+        role = ("  [identity row: strength 0]" if s.kind == "identity" else
+                f"  [{s.group} at style size {s.style_size}]" if s.group and s.group != s.name else "")
+        print(f"  {i}: {s.name}" + (f"  (sha256 {s.sha256[:12]})" if s.sha256 else "") + role)
+    if model.default_strength != 1.0:
+        print(f"  default strength: {model.default_strength:g}")
     net = model.net
     params = sum(p.numel() for p in net.parameters())
     print(f"  network: width {net.width}, {len(net.residual)} residual blocks, {params / 1e6:.2f} M parameters"

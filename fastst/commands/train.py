@@ -8,12 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import FaststError
+from ..errors import FaststError, Interrupted
 from ..training.config import PRESETS, TrainConfig
 from .flags import with_flag_names
 
 # flags of train()'s arguments that are no TrainConfig field; the library's errors quote these names
-RUN_FLAGS = {"init": "--init", "resume": "--resume", "data": "--data", "val_data": "--val-data", "styles": "--style"}
+RUN_FLAGS = {"init": "--init", "resume": "--resume", "data": "--data", "val_data": "--val-data", "styles": "--style",
+             "accelerator": "--accelerator", "devices": "--devices", "strategy": "--strategy",
+             "precision": "--precision", "num_nodes": "--num-nodes", "identity": "--identity", "exclude": "--exclude"}
 
 
 def _shown(value: Any) -> str:
@@ -37,16 +39,20 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a fast stylizer for one or more style images",
                        description="Train a feed-forward stylizer (Turi-style transformer, perceptual losses).")
-    p.add_argument("--style", action="append", required=True, metavar="IMG",
-                   help="style image; repeat for a multi-style model (name: the file stem, or NAME=IMG)")
+    p.add_argument("--style", action="append", default=[], metavar="IMG",
+                   help="style image; repeat for a multi-style model (name: the file stem, or NAME=IMG); "
+                   "may be left out with --identity")
     p.add_argument("--data", default=None, help="folder of training photos, searched recursively "
                    "(default: the bundled samples in datasets/samples/photos; use COCO for real models)")
     p.add_argument("--out", "-o", required=True, help="model file to write (.fst)")
+    p.add_argument("--exclude", metavar="LIST", help="a text file naming photos of --data to leave out, one a "
+                   "line, relative to --data ('#' starts a comment): e.g. benchmarks/heldout_photos.txt")
     p.add_argument("--val-data", metavar="FOLDER",
                    help="held-out photos, scored whole (long side --image-size) in every style at every checkpoint "
                         "and at the end: val/loss in the CSV log, on the loss plot and in the model file")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="quick: ~10 min on a CPU; full: the published recipe (256 px, batch 4, 40k steps)")
+                   help="quick: ~10 min on a CPU; full: the published recipe (256 px, batch 4, 40k steps); stable: "
+                        "make the --init model (default: the bundled one) flicker less on video, keeping its look")
     p.add_argument("--objective", choices=["perceptual", "gatys"], default="perceptual",
                    help="perceptual: Johnson et al.'s layers and weights; gatys: Gatys' objective "
                    "(gatys stylize's layers and α, β, TV weights) at an output of --style-size px, "
@@ -77,6 +83,9 @@ def flag_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except Interrupted as e:  # the user's Ctrl-C: where to resume, as a command line says it
+            raise Interrupted(f"interrupted; resume with --resume {e.checkpoint}" if e.checkpoint else str(e),
+                              checkpoint=e.checkpoint) from None
         except FaststError as e:
             raise with_flag_names(e, flags) from None
     return wrapped
@@ -147,12 +156,26 @@ def style_arguments(given: list[str]) -> tuple[list[str], list[str]]:
     return names, paths
 
 
+def read_exclude(path: str | None) -> list[str]:
+    """The photo paths listed in an --exclude file (blank lines and '#' comments skipped)."""
+    if path is None:
+        return []
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise FaststError(f"cannot read the --exclude list ({type(e).__name__})", path) from None
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
 def run(args: argparse.Namespace) -> int:
     from ..training.config import QUICK_SECONDS_PER_STEP
     from ..training.fit import default_precision, train
 
     cfg = build_config(args)
+    if not args.style and not cfg.identity:
+        raise FaststError("give at least one --style image (or --identity)")
     names, paths = style_arguments(args.style)
+    exclude = read_exclude(args.exclude)
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
     precision = args.precision or default_precision(args.accelerator)
     if args.preset == "quick":
@@ -163,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
                              resume=args.resume, accelerator=args.accelerator, devices=devices, precision=precision,
                              strategy=args.strategy, style_names=names, num_nodes=args.num_nodes,
                              tensorboard=args.tensorboard, half=args.half, init=resolve_init(args),
-                             val_data=args.val_data)
+                             val_data=args.val_data, exclude=exclude)
     from lightning.pytorch.utilities import rank_zero_only
 
     if rank_zero_only.rank == 0:  # under DDP every process returns here; rank 0 wrote the file

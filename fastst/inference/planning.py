@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import FaststError
 from ..images import IMAGE_EXTENSIONS, IMAGE_OUTPUT_SUFFIXES, MIN_SIDE, find_files, load_pil
+from ..paths import check_writable_folder
 from .videoio import OUTPUT_FORMATS, VIDEO_EXTENSIONS, output_size, output_suffix, probe_video
 
 MODEL_SUFFIXES = (".fst", ".onnx", ".ckpt", ".pt", ".pth")
@@ -48,15 +49,29 @@ def safe_label(label: str) -> str:
 
 def parse_styles(model: Any, specs: list[str], all_styles: bool = False) -> list[tuple[str, Style]]:
     """[(label, style)] from style specs: each plain NAME|INDEX is one output, all NAME=W entries
-    together one blend (weights normalised); `all_styles`: one output per style of the model.
-    FaststError on a bad weight; the model's `style_index` names the styles on a bad name."""
-    names: list[str] = model.style_names
+    together one blend (weights normalised); `all_styles`: one output per style of the model. A NAME
+    is a style (a group of rows trained at several style sizes: {NAME: 1}, its rows chosen by the
+    stroke) or one row (its index). FaststError on a bad weight or name (naming the styles)."""
+    from ..controls import groups, resolve
+
+    rows = model.styles
+    by_group = groups(rows)
+
+    def one(name: str | int) -> tuple[str, Style]:
+        try:
+            group, row = resolve(rows, name)
+        except FaststError as e:
+            raise FaststError(str(e), getattr(model, "path", None)) from None
+        if row is None and len(by_group[group]) == 1:
+            row = by_group[group][0]
+        return (safe_label(rows[row].name), row) if row is not None else (safe_label(group), {group: 1.0})
+
     if all_styles:
         if specs:
             raise FaststError("give either a list of styles or all styles, not both")
-        return [(safe_label(n), i) for i, n in enumerate(names)]
+        return [one(g) for g in by_group]
     if not specs:
-        return [(safe_label(names[0]), 0)]
+        return [one(next(iter(by_group), 0))]
     jobs: list[tuple[str, Style]] = []
     blend: dict[str, float] = {}
     for spec in specs:
@@ -68,16 +83,19 @@ def parse_styles(model: Any, specs: list[str], all_styles: bool = False) -> list
                 raise FaststError(f"style {spec}: weight '{weight}' is not a number") from None
             if not w >= 0 or w == float("inf"):
                 raise FaststError(f"style {spec}: weights must be non-negative")
-            i = model.style_index(name)
-            blend[names[i]] = blend.get(names[i], 0.0) + w
+            label, style = one(name)
+            key = next(iter(style)) if isinstance(style, dict) else rows[style].name
+            blend[key] = blend.get(key, 0.0) + w
         else:
-            i = model.style_index(spec)
-            if (safe_label(names[i]), i) not in jobs:
-                jobs.append((safe_label(names[i]), i))
+            job = one(spec)
+            if job not in jobs:
+                jobs.append(job)
     if blend:
-        total = sum(blend.values())
-        if total <= 0:
+        top = max(blend.values())
+        if top <= 0:
             raise FaststError("blend weights are all zero; give at least one style a positive weight")
+        blend = {n: w / top for n, w in blend.items()}  # first by the largest: 1e308 + 1e308 would overflow
+        total = sum(blend.values())
         blend = {n: w / total for n, w in blend.items()}
         label = "+".join(f"{safe_label(n)}{round(100 * w)}" for n, w in blend.items() if w > 0)
         jobs.append((label, blend))
@@ -121,9 +139,8 @@ def _single_target(out: Path, kind: str) -> Path:
     """`out` as the one output file of a run: FaststError if it cannot hold a `kind` or has no folder."""
     ok = tuple(OUTPUT_FORMATS) if kind == "video" else IMAGE_OUTPUT_SUFFIXES
     if out.suffix.lower() not in ok:
-        raise FaststError(f"a {kind} output must end in {', '.join(ok)}", out)
-    if not out.parent.is_dir():
-        raise FaststError("output folder does not exist", out.parent)
+        raise FaststError(f"{'a video' if kind == 'video' else 'an image'} output must end in {', '.join(ok)}", out)
+    check_writable_folder(out.parent)
     return out
 
 
@@ -176,12 +193,15 @@ def _check_outputs(jobs: list[Job], sources: set[str], overwrite: bool) -> None:
 
 
 def _check_folders(folders: set[Path]) -> None:
+    """Every output folder exists or can be created, and takes files (a read-only one fails here, not
+    after the work)."""
     for d in folders:
         p = d
         while not p.exists():
             p = p.parent
         if not p.is_dir():
             raise FaststError("cannot create the output folder: a file is in the way", p)
+        check_writable_folder(d, create=True)
 
 
 def measure_inputs(jobs: list[Job], max_size: int | None = None) -> dict[Path, tuple[int, int, int]]:
@@ -199,6 +219,9 @@ def measure_inputs(jobs: list[Job], max_size: int | None = None) -> dict[Path, t
     for src in dict.fromkeys(job.src for job in jobs if job.kind == "video"):
         info = probe_video(src)
         w, h = output_size(info.width, info.height, max_size)
+        if min(w, h) < MIN_SIDE:
+            scaled = f" downscaled to {max_size} px" if max_size else ""
+            raise FaststError(f"video too small to stylize ({w}x{h}{scaled}; need at least {MIN_SIDE} px a side)", src)
         sizes[src] = (w, h, info.frames)
     return sizes
 

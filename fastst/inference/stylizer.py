@@ -94,6 +94,16 @@ class Stylizer:
             return w.expand(batch, -1).contiguous() if w.shape[0] == 1 else w
         return self.model.style_weights(style, batch)
 
+    def controls(self, style: StyleSpec = None, strength: float | None = None, stroke: float | None = None,
+                 batch: int = 1) -> tuple[torch.Tensor, float]:
+        """(batch, S) row weights for a style (group or row name, index or {name: weight} blend) at a
+        strength (None: the model's default) and stroke, and the pixel blend the strength falls back to
+        on a model without an identity row (1.0: none); see fastst.controls."""
+        if isinstance(style, (list, tuple)):
+            style = {i: float(w) for i, w in enumerate(style)}
+        m = self.model.mix(style, strength, stroke)
+        return torch.tensor([m.weights]).expand(batch, -1).contiguous(), m.pixel_blend
+
     def run_network(self, images: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """The torch network on (N,3,H,W) at this device and precision; the output stays there."""
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
@@ -119,19 +129,20 @@ class Stylizer:
         return tiled_forward(self, image, weights, tile, stats=stats, stats_pixels=stats_pixels, context=context,
                              ramp=ramp, post=post, progress=progress)
 
-    def batch(self, images: torch.Tensor, weights: torch.Tensor, strength: float = 1.0,
+    def batch(self, images: torch.Tensor, weights: torch.Tensor, pixel_blend: float = 1.0,
               preserve_colors: bool = False, tile: int | None = None, progress: bool = False,
               **tile_options: Any) -> torch.Tensor:
-        """Stylize a batch (N,3,H,W) with per-image style weights (N,S); `tile=None` tiles only
-        images above AUTO_TILE_PIXELS, 0 never tiles. Returns float32 CPU (N,3,H,W) in [0,1]."""
-        if not 0.0 <= strength <= 1.0:
-            raise FaststError(f"strength must be in [0, 1], got {strength}")
+        """Stylize a batch (N,3,H,W) with per-image row weights (N,S) (see `controls`); `pixel_blend` < 1
+        mixes the photo back in pixel by pixel; `tile=None` tiles only images above AUTO_TILE_PIXELS,
+        0 never tiles. Returns float32 CPU (N,3,H,W) in [0,1]."""
+        if not 0.0 <= pixel_blend <= 1.0:
+            raise FaststError(f"pixel blend must be in [0, 1], got {pixel_blend}")
         images = images.float()
-        if strength == 0.0:
+        if pixel_blend == 0.0:
             return images.cpu().clone()  # the content, exactly; no network run
 
         def post(content: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return finish(content, y, strength, preserve_colors)
+            return finish(content, y, pixel_blend, preserve_colors)
 
         h, w = images.shape[-2:]
         if tile is None:
@@ -143,15 +154,15 @@ class Stylizer:
         return post(images, self.forward(images, weights)).clamp_(0, 1)
 
 
-def finish(content: torch.Tensor, stylized: torch.Tensor, strength: float = 1.0,
+def finish(content: torch.Tensor, stylized: torch.Tensor, pixel_blend: float = 1.0,
            preserve_colors: bool = False) -> torch.Tensor:
-    """A stylized image's last touches: the content's colours back (`preserve_colors`), then a blend
-    towards the content (`strength` < 1). Works on (3,H,W) and (N,3,H,W) tensors on the CPU."""
+    """A stylized image's last touches: the content's colours back (`preserve_colors`), then a pixel
+    blend towards the content (`pixel_blend` < 1). Works on (3,H,W) and (N,3,H,W) tensors on the CPU."""
     content = content.float().cpu()
     if preserve_colors:
         stylized = _preserve_colors(content, stylized)
-    if strength < 1.0:
-        stylized = torch.lerp(content, stylized, strength)
+    if pixel_blend < 1.0:
+        stylized = torch.lerp(content, stylized, pixel_blend)
     return stylized
 
 
@@ -166,14 +177,19 @@ def _to_tensor(image: ImageLike) -> tuple[torch.Tensor, str]:
 
 
 def stylize(model: AnyModel | TransformerNet | str | os.PathLike | Stylizer, image: ImageLike,
-            style: StyleSpec | torch.Tensor = None, *, strength: float = 1.0, preserve_colors: bool = False,
+            style: StyleSpec | torch.Tensor = None, *, strength: float | None = None, stroke: float | None = None,
+            pixel_blend: float = 1.0, preserve_colors: bool = False,
             max_size: int | None = None, tile: int | None = None, precision: str = "auto",
             device: str | torch.device = "auto", progress: bool = False) -> Any:
     """Stylize an image with a trained model and return it in the form it came in.
 
     `image`: a (3,H,W) or (N,3,H,W) tensor in [0,1], a PIL image, or a file path (returns a (3,H,W)
     tensor). `style`: index, name, {name: weight} blend (normalised), weight list, or None (first
-    style). `strength` in [0,1] blends with the content; `preserve_colors` keeps the content's
+    style); a tensor is taken as raw row weights. `strength` in [0, 1.5] moves between the photo
+    (0, the model's identity row) and the style (1), None: the model's default; `stroke` in [0, 1]
+    between a style's smallest and largest brush strokes (fastst.controls). `pixel_blend` < 1 mixes
+    the photo back pixel by pixel (a model without an identity row does so for strength too);
+    `preserve_colors` keeps the content's
     chroma; `max_size` caps the long side; `tile` (px) bounds memory for big images (None: automatic
     above 4 MP, 0: never). `precision`: auto|fp32|bf16|fp16; `device`: auto|cpu|cuda|mps.
     """
@@ -181,8 +197,14 @@ def stylize(model: AnyModel | TransformerNet | str | os.PathLike | Stylizer, ima
     x, kind = _to_tensor(image)
     if max_size is not None and max(x.shape[-2:]) > max_size:
         x = resize_long_side(x, int(max_size))
-    weights = runner.style_weights(style, batch=x.shape[0])
-    y = runner.batch(x, weights, strength=strength, preserve_colors=preserve_colors, tile=tile, progress=progress)
+    if isinstance(style, torch.Tensor):
+        if strength is not None or stroke is not None:
+            raise FaststError("raw row weights carry their own strength and stroke: give a style name instead")
+        weights, blend = runner.style_weights(style, batch=x.shape[0]), 1.0
+    else:
+        weights, blend = runner.controls(style, strength, stroke, batch=x.shape[0])
+    y = runner.batch(x, weights, pixel_blend=blend * pixel_blend, preserve_colors=preserve_colors, tile=tile,
+                     progress=progress)
     if kind == "pil":
         return tensor_to_pil(y[0])
     return y[0] if kind == "tensor3" else y

@@ -68,6 +68,10 @@ def open_input(path: Path) -> Any:
     if not container.streams.video:
         container.close()
         raise FaststError("has no video stream", path)
+    kind = container.format.name
+    if kind == "image2" or kind.endswith("_pipe"):  # FFmpeg reads a still image as a one-frame "video"
+        container.close()
+        raise FaststError(f"is a still image ({kind.removesuffix('_pipe')}), not a video: give it its image suffix", path)
     return container
 
 

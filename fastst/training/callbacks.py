@@ -3,6 +3,7 @@ last step, and the model file written at the end (so that any Trainer fitting th
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -12,22 +13,28 @@ import torch
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 
+from ..errors import FaststError
 from ..images import load_image, resize_short_side, save_image
 from ..modelfile import StyleModel, save_model
 from .metrics import plot_losses
 from .module import StyleTransferModule
 from .surgery import keep_other_styles
 
+log = logging.getLogger(__name__)
+
 
 class ProgressBar(TQDMProgressBar):
     """Lightning's bar, which also gets its total on a resumed run: Lightning skips on_train_epoch_start,
-    where the bar learns it, when it restarts in the middle of an epoch (a fastst run is one epoch)."""
+    where the bar learns it, when it restarts in the middle of an epoch (a fastst run is one epoch).
+    A resumed run's bar counts the whole run's steps from the step it resumed at."""
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         super().on_train_start(trainer, module)
         if trainer.global_step:
-            self.train_progress_bar.total = convert_inf(self.total_train_batches)
-            self.train_progress_bar.set_description(f"resumed at step {trainer.global_step}")
+            bar = self.train_progress_bar
+            bar.reset(total=convert_inf(trainer.num_training_batches))
+            bar.n = bar.initial = trainer.global_step  # the rate counts this leg's steps
+            bar.set_description(f"resumed at step {trainer.global_step}")
 
 
 class ValidateLastStep(Callback):
@@ -50,8 +57,16 @@ class PreviewGrid(Callback):
 
     def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
         files = getattr(trainer.datamodule, "files", None) or []
-        self.photos = [resize_short_side(load_image(p), self.size)[..., :self.size, :self.size]
-                       for p in files[: self.count]]
+        self.photos, skipped = [], []
+        for path in files:  # the first `count` usable photos: headers that parse may still hide bad pixels
+            if len(self.photos) == self.count:
+                break
+            try:
+                self.photos.append(resize_short_side(load_image(path), self.size)[..., :self.size, :self.size])
+            except FaststError as e:
+                skipped.append(str(e))
+        if skipped:
+            log.warning("preview grid: skipped %d unusable photo(s) (%s)", len(skipped), skipped[0])
 
     def write(self, trainer: L.Trainer, module: StyleTransferModule) -> None:
         log_dir = trainer.log_dir  # a collective under DDP: every rank must ask, before rank 0 alone writes

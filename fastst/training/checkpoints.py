@@ -7,22 +7,15 @@ from typing import Any
 
 import torch
 
-from ..errors import FaststError
+from ..modelcheck import read_torch_file, validate_checkpoint
 from ..modelfile import StyleInfo, save_model
 from ..transformer import DEFAULT_WIDTH, TransformerNet
 
 
 def read_checkpoint(checkpoint: str | os.PathLike) -> dict[str, Any]:
     """A Lightning checkpoint written by `fastst train`, loaded on the CPU; bad files raise FaststError."""
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise FaststError("no such checkpoint", checkpoint)
-    try:
-        blob = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise FaststError(f"not a readable checkpoint ({type(e).__name__})", checkpoint) from None
-    if not isinstance(blob, dict) or "fastst" not in blob or "state_dict" not in blob:
-        raise FaststError("not a checkpoint written by fastst train", checkpoint)
+    blob = read_torch_file(checkpoint, "checkpoint")
+    validate_checkpoint(blob, checkpoint)
     return blob
 
 
@@ -35,9 +28,11 @@ def checkpoint_to_model(checkpoint: str | os.PathLike, out: str | os.PathLike, h
     """Convert a Lightning checkpoint written by `fastst train` into a .fst model file."""
     blob = read_checkpoint(checkpoint)
     meta = blob["fastst"]
-    styles = [StyleInfo(s["name"], s.get("sha256", ""), s.get("thumbnail")) for s in meta["styles"]]
+    styles = [StyleInfo.from_dict(s) for s in meta["styles"]]
     net = TransformerNet(num_styles=len(styles), width=checkpoint_width(blob))
-    net.load_state_dict({k[4:]: v for k, v in blob["state_dict"].items() if k.startswith("net.")})
+    state = {k[4:]: v for k, v in blob["state_dict"].items() if k.startswith("net.")}
+    state.setdefault("skip", torch.zeros(len(styles), 3))  # checkpoints from before the input skip: closed
+    net.load_state_dict(state)
     earlier = int((meta["config"].get("init") or {}).get("steps_done", 0))  # steps of the model the run started from
     config = dict(meta["config"], steps_done=int(blob.get("global_step", 0)) + earlier)
     return save_model(out, net, styles, config, half=half)

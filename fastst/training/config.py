@@ -4,6 +4,7 @@ help comes at once."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,12 @@ from ..objectives.settings import (
 LR_SCHEDULES = ("constant", "cosine")
 DEFAULT_CROP_SCALE = (0.35, 1.0)  # area fraction of a photo that a random training crop covers
 MIN_IMAGE_SIZE = 32
+MIN_STYLE_SIZE = 16  # the network's smallest input side
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    """'256,512' -> (256, 512); argparse reports the ValueError of anything else."""
+    return tuple(int(v) for v in text.split(",") if v.strip())
 
 
 def setting(default: Any, help: str, *, has_flag: bool = True, **flag: Any) -> Any:  # noqa: A002 - argparse's name
@@ -58,6 +65,20 @@ class TrainConfig:
     width: int | None = setting(None, "channels of the first conv; the others have 2× and 4× [32, or the --init "
                                 "model's]: narrower runs faster, wider has more capacity; a wider run grows an "
                                 "--init model", type=int)
+    style_sizes: tuple[int, ...] | None = setting(
+        None, "train each style at these style-image sizes (long side, px, comma-separated), one row each, named "
+        "NAME@SIZE: 'fastst infer --stroke' moves between them (larger: bigger brush strokes)", type=_sizes)
+    identity: bool = setting(False, "add an identity row, trained to reproduce the photo: the end of 'fastst infer "
+                             "--strength' at 0 (with --init MODEL --only-norms: added to a trained model in minutes)",
+                             action="store_true")
+    identity_weight: float = setting(1e5, "weight of the identity row's reconstruction term (mean squared error)",
+                                     type=float)
+    stability: float = setting(0.0, "weight of the stability term, for video without flicker: the output of a "
+                               "slightly shifted, rotated, zoomed, noisier, brighter photo must equal the same "
+                               "change of the photo's output (pixel MSE; 0: off)", type=float)
+    distill: float = setting(0.0, "with --init: weight of keeping the init model's look, the pixel MSE between "
+                             "the output and the init model's output for the same photo and style (0: off)",
+                             type=float)
     only_norms: bool = setting(False, "with --init: train only the per-style norm scales and shifts (add a style "
                                "to a model without changing its others)", action="store_true")
 
@@ -67,6 +88,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.content_layers, self.style_layers = tuple(self.content_layers), tuple(self.style_layers)
+        if self.style_sizes is not None:
+            self.style_sizes = tuple(int(v) for v in self.style_sizes) or None
+            sizes = self.style_sizes or ()
+            if sizes and (min(sizes) < MIN_IMAGE_SIZE or len(set(sizes)) != len(sizes)):
+                raise FaststError(f"'style_sizes' must be distinct sizes of at least {MIN_IMAGE_SIZE} px, "
+                                  f"got {','.join(map(str, self.style_sizes))}")
         self.crop_scale = tuple(float(a) for a in self.crop_scale)  # type: ignore[assignment]
         lo, hi = self.crop_scale if len(self.crop_scale) == 2 else (0.0, 0.0)
         if not 0 < lo <= hi <= 1:
@@ -78,9 +105,33 @@ class TrainConfig:
             if len(self.style_layer_weights) != len(self.style_layers):
                 raise FaststError(f"{len(self.style_layer_weights)} style layer weights for "
                                   f"{len(self.style_layers)} style layers")
-        if (self.image_size < MIN_IMAGE_SIZE or self.batch_size < 1 or self.steps < 1
-                or (self.width is not None and self.width < 1)):
-            raise FaststError(f"need 'image_size' ≥ {MIN_IMAGE_SIZE}, 'batch_size' ≥ 1, 'steps' ≥ 1 and 'width' ≥ 1")
+        check_ranges(self)
+
+
+def check_ranges(cfg: TrainConfig) -> None:
+    """Every setting in its range, NaN and infinity nowhere: a bad value fails before any work, named
+    as the setting ('lr'), never as a NaN model file or a failure after training steps ran."""
+    def need(ok: bool, name: str, what: str) -> None:
+        if not ok:
+            raise FaststError(f"'{name}' must be {what}, got {getattr(cfg, name)!r}".replace("()", "none"))
+
+    def finite(v: float, low: float = 0.0, strict: bool = False) -> bool:
+        return math.isfinite(v) and (v > low if strict else v >= low)
+
+    need(finite(cfg.lr, strict=True), "lr", "a positive number")
+    for name in ("content_weight", "style_weight", "tv_weight", "identity_weight", "stability", "distill"):
+        need(finite(getattr(cfg, name)), name, "a finite number ≥ 0")
+    need(cfg.style_layer_weights is None or all(finite(w) for w in cfg.style_layer_weights), "style_layer_weights",
+         "finite numbers ≥ 0")
+    need(cfg.image_size >= MIN_IMAGE_SIZE, "image_size", f"≥ {MIN_IMAGE_SIZE} px")
+    need(cfg.style_size is None or cfg.style_size >= MIN_STYLE_SIZE, "style_size", f"≥ {MIN_STYLE_SIZE} px")
+    for name, low in (("batch_size", 1), ("steps", 1), ("checkpoint_every", 1), ("log_every", 1),
+                      ("preview_every", 0), ("workers", 0)):
+        need(getattr(cfg, name) >= low, name, f"≥ {low}")
+    need(cfg.width is None or cfg.width >= 1, "width", "≥ 1")
+    need(0 <= cfg.seed < 2 ** 32, "seed", "from 0 to 2^32 - 1")
+    need(bool(cfg.content_layers), "content_layers", "one or more layer names")
+    need(bool(cfg.style_layers), "style_layers", "one or more layer names")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -90,10 +141,14 @@ PRESETS: dict[str, dict[str, Any]] = {
                   preview_every=50, checkpoint_every=50),
     # The published recipe (Johnson et al., Turi Create): 256 px crops, batch 4, ~40k steps per style.
     "full": dict(image_size=256, batch_size=4, steps=40000, preview_every=1000, checkpoint_every=1000),
+    # A trained model made stable for video (flicker) while keeping its look: only the stability and
+    # distillation terms, no loss network, so a step is two passes of the transformer (see docs/video.md).
+    "stable": dict(image_size=160, batch_size=4, steps=300, lr=2e-4, content_weight=0.0, style_weight=0.0,
+                   tv_weight=0.0, stability=0.5, distill=1.0, preview_every=100, checkpoint_every=100),
 }
 # The model a preset starts from when no init model is given (as Turi Create starts from its own trained
 # network): from the bundled one, 200 quick steps of a new style (mosaic) reached a held-out loss 28 %
 # lower than from scratch, and its 50 steps beat scratch's 200 (see the training documentation).
-PRESET_INIT: dict[str, str] = {"quick": "pretrained"}
+PRESET_INIT: dict[str, str] = {"quick": "pretrained", "stable": "pretrained"}
 # seconds per step at 160 px, batch 4, on a 2-core CPU: bf16 on AMX (Xeon), fp32 on AVX2 (EPYC)
 QUICK_SECONDS_PER_STEP = {"bf16": 0.85, "fp32": 5.0}

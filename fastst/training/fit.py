@@ -15,17 +15,21 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
+from ..checkpoint_io import AtomicCheckpointIO
 from ..data import StyleDataModule
-from ..errors import FaststError
+from ..errors import FaststError, Interrupted
 from ..hardware import default_precision as precision_policy
 from ..images import load_image, uniform_border
 from ..modelfile import StyleModel, load_model
+from ..paths import check_not_inputs, check_writable_folder
 from ..transformer import DEFAULT_WIDTH
 from .callbacks import PreviewGrid, ProgressBar, ValidateLastStep, WriteModelFile
 from .checkpoints import checkpoint_width, read_checkpoint
 from .config import TrainConfig
+from .guards import NonFiniteLoss, StopOnInterrupt, StopOnNonFiniteLoss, make_trainer
 from .metrics import keep_metrics_history
 from .module import StyleTransferModule
+from .rows import plan_rows
 from .surgery import warm_start
 
 log = logging.getLogger(__name__)
@@ -87,10 +91,12 @@ def warn_if_framed(path: str | os.PathLike, image: Any) -> bool:
     return True
 
 
-def _check_styles(styles: Sequence[str | os.PathLike], style_names: Sequence[str] | None) -> tuple[list[str], list[str]]:
-    """The style image paths (each loaded once: a missing or corrupt one fails here) and unique names."""
+def _check_styles(styles: Sequence[str | os.PathLike], style_names: Sequence[str] | None,
+                  identity: bool = False) -> tuple[list[str], list[str]]:
+    """The style image paths (each loaded once: a missing or corrupt one fails here) and unique names;
+    none are needed by a run that trains an identity row alone."""
     paths = [str(Path(s)) for s in styles]
-    if not paths:
+    if not paths and not identity:
         raise FaststError("at least one style image is needed")
     for s in paths:
         warn_if_framed(s, load_image(s))
@@ -100,25 +106,37 @@ def _check_styles(styles: Sequence[str | os.PathLike], style_names: Sequence[str
     return paths, names
 
 
-def _check_output(out: Path, resume: str | os.PathLike | None, init: str | os.PathLike | None) -> None:
+def _check_output(out: Path, log_dir: Path, inputs: Sequence[str | os.PathLike | None],
+                  folders: Sequence[str | os.PathLike | None], resume: str | os.PathLike | None,
+                  init: str | os.PathLike | None) -> None:
+    """The model file and log folder: a .fst name, folders that take files, and never an input of the
+    run (`inputs`: files it reads; `folders`: folders whose photos it reads), through links."""
     if out.suffix != ".fst":
         raise FaststError("the model file should end in .fst", out)
-    if not out.parent.exists():
-        raise FaststError("output folder does not exist", out.parent)
     if resume is not None and not Path(resume).is_file():
         raise FaststError("no such checkpoint", resume)
     if resume is not None and init is not None:
         raise FaststError("give 'resume' (a checkpoint of this run) or 'init' (a model to start from), not both")
+    check_not_inputs([out, log_dir], inputs, folders)
+    check_writable_folder(out.parent)
+    check_writable_folder(log_dir, create=True)
 
 
-def _starting_point(cfg: TrainConfig, resume: str | os.PathLike | None,
-                    init: str | os.PathLike | None) -> tuple[TrainConfig, StyleModel | None]:
+def _starting_point(cfg: TrainConfig, resume: str | os.PathLike | None, init: str | os.PathLike | None,
+                    names: Sequence[str] = ()) -> tuple[TrainConfig, StyleModel | None]:
     """The model the run starts from (`init`; "pretrained": the bundled one), and the config with its
     width settled: as given, else that of the model or checkpoint the run continues, else the default."""
     start = load_model(None if str(init) == "pretrained" else init) if init is not None else None
     if cfg.only_norms and start is None and resume is None:
         raise FaststError("'only_norms' trains the norm parameters of a trained network: give 'init' MODEL")
-    resumed_width = checkpoint_width(read_checkpoint(resume)) if resume is not None else None
+    if cfg.distill and start is None and resume is None:
+        raise FaststError("'distill' keeps the look of the model the run starts from: give 'init' MODEL")
+    resumed = read_checkpoint(resume) if resume is not None else None
+    resumed_width = checkpoint_width(resumed) if resumed is not None else None
+    trained = [s["name"] for s in resumed["fastst"]["styles"]] if resumed is not None else list(names)
+    if names and trained != list(names):
+        raise FaststError(f"the checkpoint's styles are {', '.join(trained)}; this run's are {', '.join(names)}: "
+                          "resume with the same styles in the same order", resume)
     if cfg.width is None:
         cfg = dataclasses.replace(cfg, width=start.net.width if start is not None else resumed_width or DEFAULT_WIDTH)
     if resumed_width is not None and cfg.width != resumed_width:
@@ -131,6 +149,8 @@ def _starting_point(cfg: TrainConfig, resume: str | os.PathLike | None,
 def _callbacks(cfg: TrainConfig, log_dir: Path, out: Path, half: bool, start: StyleModel | None,
                progress: bool, validate: bool) -> list[Callback]:
     callbacks: list[Callback] = [
+        StopOnNonFiniteLoss(),
+        StopOnInterrupt(log_dir / "checkpoints" / "last.ckpt"),
         ModelCheckpoint(dirpath=str(log_dir / "checkpoints"), every_n_train_steps=cfg.checkpoint_every,
                         save_last=True, save_top_k=1, monitor=None),
         PreviewGrid(cfg.preview_every),
@@ -156,39 +176,72 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
           resume: str | os.PathLike | None = None, accelerator: str = "auto", devices: int | str = "auto",
           precision: str | None = None, strategy: str = "auto", style_names: Sequence[str] | None = None,
           num_nodes: int = 1, tensorboard: bool = False, progress: bool = True, half: bool = False,
-          init: str | os.PathLike | None = None, val_data: str | os.PathLike | None = None) -> Path:
+          init: str | os.PathLike | None = None, val_data: str | os.PathLike | None = None,
+          exclude: Sequence[str | os.PathLike] = ()) -> Path:
     """Train a TransformerNet on the photos in `data` for the given style images; write the model
     file `out` atomically and return its path. Checkpoints, previews and logs go to `log_dir`.
     `init` starts from a trained .fst model ("pretrained": the bundled one), see `warm_start`.
     `val_data`: a folder of held-out photos, scored whole in every style at every checkpoint
-    (`StyleTransferModule.validation_step`); their final loss goes into the model file."""
+    (`StyleTransferModule.validation_step`); their final loss goes into the model file. `exclude`: photos
+    of `data` to leave out (paths relative to `data`, or absolute), e.g. a held-out test set."""
     out = Path(out)
-    paths, names = _check_styles(styles, style_names)
-    _check_output(out, resume, init)
-    cfg, start = _starting_point(config or TrainConfig(), resume, init)
-    datamodule = StyleDataModule(data, cfg.image_size, cfg.batch_size, len(paths), cfg.steps, cfg.seed, cfg.workers,
-                                 cfg.crop_scale, val_data=val_data)
-    datamodule.setup("fit")  # bad data fails now, before anything is written
-    L.seed_everything(cfg.seed, workers=True, verbose=False)  # before the network's random initialisation
-    module = StyleTransferModule(paths, names, cfg.to_dict())
-    if start is not None:
-        new = warm_start(module.net, names, start)
-        module.init_info = {"model": start.path.name, "steps_done": int(start.config.get("steps_done", 0)),
-                            "new_styles": new}
     log_dir = Path(log_dir) if log_dir else out.with_suffix("").parent / (out.stem + "_logs")
+    _check_output(out, log_dir, [*styles, None if str(init) == "pretrained" else init, resume], [data, val_data],
+                  resume, init)
+    cfg = config or TrainConfig()
+    paths, names = _check_styles(styles, style_names, cfg.identity)
+    rows = [r.name for r in plan_rows(paths, names, cfg)]
+    cfg, start = _starting_point(cfg, resume, init, rows)
+    datamodule = StyleDataModule(data, cfg.image_size, cfg.batch_size, len(rows), cfg.steps, cfg.seed, cfg.workers,
+                                 cfg.crop_scale, val_data=val_data, exclude=exclude)
+    datamodule.setup("fit")  # bad data fails now, before anything is written
     validate = bool(datamodule.val_files)
     # validation at every checkpoint, counted in global steps (so a resumed run keeps the schedule)
     validation: dict[str, Any] = dict(limit_val_batches=0)
     if validate:
         validation = dict(check_val_every_n_epoch=None, val_check_interval=min(cfg.checkpoint_every, cfg.steps))
     with _quiet_run(resuming=resume is not None):
-        keep_metrics_history(log_dir, resuming=resume is not None)
-        trainer = L.Trainer(
+        trainer = make_trainer(
             accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
             precision=precision or default_precision(accelerator), max_steps=cfg.steps, max_epochs=-1,
             logger=_loggers(log_dir, tensorboard), callbacks=_callbacks(cfg, log_dir, out, half, start, progress, validate),
             log_every_n_steps=min(cfg.log_every, cfg.steps), enable_progress_bar=progress, enable_model_summary=False,
             use_distributed_sampler=False, default_root_dir=str(log_dir), deterministic=False, num_sanity_val_steps=0,
-            **validation)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+            plugins=[AtomicCheckpointIO()], **validation)
+        L.seed_everything(cfg.seed, workers=True, verbose=False)  # before the network's random initialisation
+        module = StyleTransferModule(paths, names, cfg.to_dict())
+        if start is not None:
+            new = warm_start(module.net, rows, start, module.rows)
+            module.init_info = {"model": start.path.name, "steps_done": int(start.config.get("steps_done", 0)),
+                                "new_styles": new}
+            if cfg.distill:  # the teacher is the started network itself, before any step
+                module.teacher.load_state_dict(module.net.state_dict())
+        keep_metrics_history(log_dir, resuming=resume is not None)
+        _fit(trainer, module, datamodule, resume, log_dir / "checkpoints" / "last.ckpt")
     return out
+
+
+def _close_bar(trainer: L.Trainer) -> None:
+    """End the progress bar's line, so that an error printed next starts a line of its own."""
+    bar = getattr(trainer.progress_bar_callback, "_train_progress_bar", None)
+    if bar is not None and not getattr(bar, "disable", True):
+        bar.close()
+
+
+def _fit(trainer: L.Trainer, module: StyleTransferModule, datamodule: StyleDataModule,
+         resume: str | os.PathLike | None, last: Path) -> None:
+    """trainer.fit, with a non-finite loss naming the checkpoint kept and Lightning's exit on Ctrl-C
+    (before the loop, or a second Ctrl-C) turned into Interrupted."""
+    try:
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+        finally:
+            _close_bar(trainer)
+    except NonFiniteLoss as e:
+        raise NonFiniteLoss(f"{e}; the last checkpoint, {last}, is kept" if last.is_file() else str(e)) from None
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        if last.is_file():
+            raise Interrupted(f"interrupted; the run resumes from {last}", checkpoint=last) from None
+        raise Interrupted("interrupted before the first checkpoint") from None

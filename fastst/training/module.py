@@ -15,8 +15,10 @@ from ..images import load_image
 from ..lossnet import LossNetwork
 from ..modelfile import StyleInfo, file_sha256
 from ..objectives.perceptual import PerceptualObjective
+from ..stability import distillation_loss, stability_term
 from ..transformer import DEFAULT_WIDTH, TransformerNet
 from .config import TrainConfig
+from .rows import force_identity, identity_skip_mask, plan_rows, reconstruction_loss
 
 LOSSNET = "lossnet."  # state-dict prefix of the frozen loss network
 
@@ -29,7 +31,13 @@ class StyleTransferModule(L.LightningModule):
         self.save_hyperparameters()
         self.cfg = TrainConfig(**config)
         self.style_paths, self.style_names = list(style_paths), list(style_names)
-        self.net = TransformerNet(num_styles=len(self.style_paths), width=self.cfg.width or DEFAULT_WIDTH)
+        self.rows = plan_rows(self.style_paths, self.style_names, self.cfg)
+        kinds = [r.kind for r in self.rows]
+        self.identity_row = kinds.index("identity") if "identity" in kinds else None
+        self.net = TransformerNet(num_styles=len(self.rows), width=self.cfg.width or DEFAULT_WIDTH)
+        # only the identity row opens the input skip; the style rows' gains stay zero (see TransformerNet)
+        mask = identity_skip_mask(self.rows)
+        self.net.skip.register_hook(lambda grad: grad * mask.to(grad))
         cfg = self.cfg
         self.objective = PerceptualObjective(cfg.content_layers, cfg.style_layers, cfg.content_weight,
                                              cfg.style_weight, cfg.tv_weight, cfg.style_layer_weights)
@@ -38,37 +46,78 @@ class StyleTransferModule(L.LightningModule):
         self.register_load_state_dict_post_hook(_lossnet_not_missing)
         self._styles_info: list[StyleInfo] | None = None
         self.init_info: dict[str, Any] | None = None  # the model this run started from (train(init=...))
+        if cfg.distill:  # the init model, frozen (filled by train(); in checkpoints, so a resumed run keeps it)
+            self.teacher = TransformerNet(num_styles=len(self.rows), width=cfg.width or DEFAULT_WIDTH)
+            self.teacher.requires_grad_(False).eval()
 
     # -- style targets ------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        """The styles' Gram targets, as buffers that move with the module and stay out of checkpoints."""
-        size = self.cfg.style_size or 2 * self.cfg.image_size
+        """Each row's Gram targets (its style image at its size; zeros for the identity row), as buffers
+        that move with the module and stay out of checkpoints."""
         device = next(self.lossnet.parameters()).device
-        targets = [self.objective.style_targets(self.lossnet, load_image(p, size=size).to(device))
-                   for p in self.style_paths]
+        targets = [self.objective.style_targets(self.lossnet, load_image(r.path, size=r.style_size).to(device))
+                   for r in self.rows if r.path is not None]
+        if self.identity_row is not None:
+            targets.insert(self.identity_row, {n: torch.zeros_like(g) for n, g in targets[0].items()} if targets else
+                           {n: torch.zeros(1, 1) for n in self.cfg.style_layers})
         for name in self.cfg.style_layers:
             self.register_buffer(f"gram_{name}", torch.stack([t[name] for t in targets]), persistent=False)
 
     def style_infos(self) -> list[StyleInfo]:
-        """Names, image hashes and 64-px thumbnails of the styles."""
+        """Names, image hashes, 64-px thumbnails, kinds, groups and style sizes of the rows."""
         if self._styles_info is None:
             infos = []
-            for name, path in zip(self.style_names, self.style_paths):
-                thumb = (load_image(path, size=64) * 255).round().to(torch.uint8)
-                infos.append(StyleInfo(name=name, sha256=file_sha256(path), thumbnail=thumb))
+            for r in self.rows:
+                thumb = None if r.path is None else (load_image(r.path, size=64) * 255).round().to(torch.uint8)
+                infos.append(StyleInfo(name=r.name, sha256=file_sha256(r.path) if r.path else "", thumbnail=thumb,
+                                       kind=r.kind, group=None if r.group == r.name else r.group,
+                                       style_size=r.style_size))
             self._styles_info = infos
         return self._styles_info
 
     # -- training -----------------------------------------------------------------------------------
     def losses(self, images: torch.Tensor, styles: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Content, style, TV and weighted total for a batch of photos with their style indices."""
+        """Content, style, TV, the stability and distillation terms where weighted, and the weighted
+        total for a batch of photos with their row indices; an identity row's samples (the first of
+        every batch) are scored by their reconstruction instead of the painting terms."""
+        styles = force_identity(styles, self.identity_row)
         weights = torch.nn.functional.one_hot(styles, self.net.num_styles).to(images.dtype)
-        return self.loss_terms(self.net(images, weights), images, styles)
+        out = self.net(images, weights)
+        if self.identity_row is None:
+            parts = self.loss_terms(out, images, styles, skip_zero=True)
+        else:
+            parts = self._identity_losses(out, images, styles)
+        cfg = self.cfg
+        if cfg.stability:  # seeded by step (and rank), so a resumed run draws what an unbroken one would
+            seed = (cfg.seed * 1_000_003 + int(self.global_step)) * 64 + int(self.global_rank)
+            parts["stability"] = stability_term(self.net, images, weights, out,
+                                                generator=torch.Generator().manual_seed(seed))
+            parts["loss"] = parts["loss"] + cfg.stability * parts["stability"]
+        if cfg.distill:
+            with torch.no_grad():
+                self.teacher.eval()
+                taught = self.teacher(images, weights)
+            parts["distill"] = distillation_loss(out, taught)
+            parts["loss"] = parts["loss"] + cfg.distill * parts["distill"]
+        return parts
 
-    def loss_terms(self, out: torch.Tensor, images: torch.Tensor, styles: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The weighted loss of given outputs `out` for the photos `images` in the styles `styles`."""
+    def _identity_losses(self, out: torch.Tensor, images: torch.Tensor, styles: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The painting terms of the style rows' samples plus the identity row's reconstruction term."""
+        same = styles == self.identity_row
+        if bool(same.all()):
+            parts = {"loss": out.new_zeros((), dtype=torch.float32)}  # an identity row alone: no painting terms
+        else:
+            parts = self.loss_terms(out[~same], images[~same], styles[~same], skip_zero=True)
+        parts["identity"] = reconstruction_loss(out[same], images[same])
+        parts["loss"] = parts["loss"] + self.cfg.identity_weight * parts["identity"]
+        return parts
+
+    def loss_terms(self, out: torch.Tensor, images: torch.Tensor, styles: torch.Tensor,
+                   skip_zero: bool = False) -> dict[str, torch.Tensor]:
+        """The weighted loss of given outputs `out` for the photos `images` in the styles `styles`
+        (`skip_zero`: no loss network where content and style weigh 0, as `PerceptualObjective.terms`)."""
         grams = {n: getattr(self, f"gram_{n}")[styles] for n in self.cfg.style_layers}
-        return self.objective.terms(self.lossnet, out, images, grams)
+        return self.objective.terms(self.lossnet, out, images, grams, skip_zero)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, styles = batch
@@ -83,21 +132,24 @@ class StyleTransferModule(L.LightningModule):
         """One held-out photo in every style: the run's loss on pictures it never trains on, overall
         (val/loss, val/content, val/style, val/tv) and per style (val/loss_<style>); means over the photos."""
         n = self.net.num_styles
-        styles = torch.arange(n, device=photo.device)
-        out = self.net(photo.expand(n, -1, -1, -1), torch.nn.functional.one_hot(styles, n).to(photo.dtype))
+        styles = torch.tensor([i for i in range(n) if i != self.identity_row], device=photo.device, dtype=torch.long)
+        if not len(styles):  # an identity row alone: nothing painted to score
+            return
+        out = self.net(photo.expand(len(styles), -1, -1, -1), torch.nn.functional.one_hot(styles, n).to(photo.dtype))
         # every term is a mean over the batch, so the mean of the per-style terms is the whole batch's
-        per_style = [self.loss_terms(out[s:s + 1], photo, styles[s:s + 1]) for s in range(n)]
+        per_style = [self.loss_terms(out[s:s + 1], photo, styles[s:s + 1]) for s in range(len(styles))]
         parts = {k: torch.stack([p[k].float() for p in per_style]).mean() for k in per_style[0]}
         self.log_dict({f"val/{k}": v for k, v in parts.items()}, batch_size=1, sync_dist=True)
         self.log("val_loss", parts["loss"], batch_size=1, prog_bar=True, logger=False, sync_dist=True)
-        if n > 1:
-            self.log_dict({f"val/loss_{name}": p["loss"] for name, p in zip(self.style_names, per_style)},
+        if len(styles) > 1:
+            names = [self.rows[int(s)].name for s in styles]
+            self.log_dict({f"val/loss_{name}": p["loss"] for name, p in zip(names, per_style)},
                           batch_size=1, sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         if self.cfg.only_norms:  # Dumoulin et al.: a new style is learnt by its norm parameters alone
             self.net.requires_grad_(False)
-            params = [p for n in self.net.norms() for p in (n.scale, n.shift)]
+            params = [p for n in self.net.norms() for p in (n.scale, n.shift)] + [self.net.skip]
             for q in params:
                 q.requires_grad_(True)
         else:
@@ -130,7 +182,7 @@ class StyleTransferModule(L.LightningModule):
 
     def model_config(self) -> dict[str, Any]:
         """What goes into the model file's config: training settings and the loss network."""
-        return {**self.cfg.to_dict(), "styles": list(self.style_names),
+        return {**self.cfg.to_dict(), "styles": [r.name for r in self.rows],
                 "style_images": [os.path.basename(p) for p in self.style_paths],
                 "steps_done": int(self.global_step) + int((self.init_info or {}).get("steps_done", 0)),
                 **({"init": self.init_info} if self.init_info else {})}

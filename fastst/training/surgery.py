@@ -3,6 +3,7 @@ and an only-norms run merged back into it (keep_other_styles)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -10,13 +11,18 @@ from ..errors import FaststError
 from ..modelfile import StyleInfo, StyleModel
 from ..transformer import TransformerNet
 
+IDENTITY_SKIP_START = 0.5  # a new identity row starts with its input skip half open
 
-def warm_start(net: TransformerNet, style_names: Sequence[str], model: StyleModel) -> list[str]:
-    """Start `net` from a trained model: all conv weights, and each style's norm scale and shift where
-    the model has a style of that name; other styles start from the mean of the model's styles (a
-    neutral point between them). A wider `net` grows the model without changing what it computes:
-    the extra channels' outgoing weights start at zero, so training adds them to a working model.
-    Returns the names that were new to the model."""
+
+def warm_start(net: TransformerNet, style_names: Sequence[str], model: StyleModel,
+               rows: Sequence[Any] | None = None) -> list[str]:
+    """Start `net` from a trained model: all conv weights, and each row's norm scale and shift (and
+    input-skip gain) where the model has a row of that name, else its group's row (a new style-size
+    row of a style starts from that style); other rows start from the mean of the model's styles (a
+    neutral point between them), an identity row with its skip half open. `rows`: the run's rows
+    (name, kind, group), for those fallbacks. A wider `net` grows the model without changing what it
+    computes: the extra channels' outgoing weights start at zero, so training adds them to a working
+    model. Returns the names that were new to the model."""
     source = model.net
     if source.output != net.output:
         raise FaststError(f"has a {source.output} output head (an imported model), which fastst training does not "
@@ -28,9 +34,15 @@ def warm_start(net: TransformerNet, style_names: Sequence[str], model: StyleMode
                           model.path)
     index = {s.name: i for i, s in enumerate(model.styles)}
     new = [name for name in style_names if name not in index]
+    by_name = {r.name: r for r in rows or ()}
+    source_row = [index.get(name, index.get(getattr(by_name.get(name), "group", None) or "", -1)) for name in style_names]
+    styles = [i for i, s in enumerate(model.styles) if s.kind != "identity"] or list(range(len(model.styles)))
     with torch.no_grad():
+        for row, (name, src) in enumerate(zip(style_names, source_row)):
+            identity = getattr(by_name.get(name), "kind", "style") == "identity"
+            net.skip[row] = source.skip[src] if src >= 0 else (IDENTITY_SKIP_START if identity else 0.0)
         for name, param in net.named_parameters():
-            if name.endswith((".scale", ".shift")):
+            if name.endswith((".scale", ".shift")) or name == "skip":
                 continue
             src = source.get_parameter(name)
             param[tuple(slice(0, n) for n in src.shape)] = src
@@ -39,8 +51,8 @@ def warm_start(net: TransformerNet, style_names: Sequence[str], model: StyleMode
         for mine, theirs in zip(net.norms(), source.norms()):
             channels = theirs.scale.shape[1]
             for table, src in ((mine.scale, theirs.scale), (mine.shift, theirs.shift)):
-                for row, name in enumerate(style_names):
-                    table[row, :channels] = src[index[name]] if name in index else src.mean(0)
+                for row, i in enumerate(source_row):
+                    table[row, :channels] = src[i] if i >= 0 else src[styles].mean(0)
     return new
 
 
@@ -50,12 +62,15 @@ def keep_other_styles(start: StyleModel, net: TransformerNet, infos: list[StyleI
     trained = {s.name for s in infos}
     order = [s.name for s in start.styles] + [s.name for s in infos if s.name not in {t.name for t in start.styles}]
     merged = TransformerNet(num_styles=len(order), residual_blocks=len(net.residual), width=net.width)
-    warm_start(merged, order, StyleModel(net, infos))  # the convs and this run's rows
+    warm_start(merged, order, StyleModel(net, infos), infos)  # the convs and this run's rows
     kept = {s.name: i for i, s in enumerate(start.styles) if s.name not in trained}
     with torch.no_grad():  # the init model's untouched rows
         for mine, theirs in zip(merged.norms(), start.net.norms()):
             for row, name in enumerate(order):
                 if name in kept:
                     mine.scale[row], mine.shift[row] = theirs.scale[kept[name]], theirs.shift[kept[name]]
+        for row, name in enumerate(order):
+            if name in kept:
+                merged.skip[row] = start.net.skip[kept[name]]
     by_name = {s.name: s for s in start.styles} | {s.name: s for s in infos}
     return merged, [by_name[name] for name in order]

@@ -10,12 +10,15 @@ from typing import Any
 
 from fastst.commands.flags import with_flag_names
 from fastst.errors import FaststError
+from fastst.paths import check_not_inputs, check_writable_folder
 
 from .. import defaults as go
 
 
 def add_common_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by stylize and sweep (loss, optimisation and device settings)."""
+    """Options shared by stylize and sweep (loss, optimisation and device settings, --overwrite)."""
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing outputs (images, logs, sheets, plots); never an input")
     p.add_argument("--tv-weight", type=float, default=None,
                    help=f"total-variation weight (default: {go.DEFAULT_TV_WEIGHT:g} for vgg16-caffe; "
                         f"{go.NORMALIZED_TV_WEIGHT:g} with --normalize-gradients)")
@@ -114,12 +117,21 @@ def check_output(output: str | os.PathLike, inputs: list[str]) -> Path:
     out = Path(output)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"):
         raise FaststError(f"unsupported output format '{out.suffix}' (use .png, .jpg, .webp or .bmp)", out)
-    if not (out.parent if str(out.parent) else Path(".")).is_dir():
-        raise FaststError("output folder does not exist", out.parent)
-    for src in inputs:
-        if os.path.exists(src) and os.path.exists(out) and os.path.samefile(src, out):
-            raise FaststError("output would overwrite an input image", out)
+    check_not_inputs([out], inputs)
     return out
+
+
+def check_outputs(outputs: list[Path], inputs: list[str], overwrite: bool) -> None:
+    """Before any work: no output is an input (through links), none exists unless `overwrite`, and
+    every output folder takes files."""
+    check_not_inputs(outputs, inputs)
+    for out in outputs:
+        if out.exists() and not overwrite:
+            raise FaststError("exists; use --overwrite to replace it", out)
+        if out.is_dir():
+            raise FaststError("is a folder, not a file", out)
+    for folder in dict.fromkeys(out.parent for out in outputs):
+        check_writable_folder(folder)
 
 
 def snapshot_path(out: Path, evaluation: int) -> Path:
@@ -159,22 +171,20 @@ def loss_weights(args: argparse.Namespace, style: str) -> tuple[float, float, fl
 
 
 def run(args: argparse.Namespace) -> int:
-    out = check_output(args.output, [args.content, *args.styles])
+    inputs = [args.content, *args.styles] + ([args.init] if Path(args.init).is_file() else [])
+    out = check_output(args.output, inputs)
     log = Path(args.log) if args.log else out.with_suffix(".csv")
     if log.resolve() == out.resolve():
         raise FaststError("the log and the output image are the same file", log)
-    if not log.parent.is_dir():
-        raise FaststError("log folder does not exist", log.parent)
-    for src in [args.content, *args.styles]:
-        if os.path.exists(src) and os.path.exists(log) and os.path.samefile(src, log):
-            raise FaststError("log would overwrite an input", log)
     snapshots: list[tuple[int, Path]] = []
+    outputs = [out, log]
     if args.save_every:
         if args.save_every < 0:
             raise FaststError(f"--save-every must be a positive number of evaluations, got {args.save_every}")
-        for k in range(args.save_every, args.iterations + 1, args.save_every):
-            check_output(snapshot_path(out, k), [args.content, *args.styles])
-        check_output(progress_path(out), [args.content, *args.styles])
+        outputs += [check_output(snapshot_path(out, k), inputs)
+                    for k in range(args.save_every, args.iterations + 1, args.save_every)]
+        outputs.append(progress_path(out))
+    check_outputs(outputs, inputs, args.overwrite)
     alpha, beta, tv = loss_weights(args, args.styles[0])
     from fastst.images import save_image
 
@@ -187,10 +197,16 @@ def run(args: argparse.Namespace) -> int:
         result = _stylize(args, (alpha, beta, tv), save_snapshot)
     except FaststError as e:
         raise with_flag_names(e, {"lr": "--lr"}) from None
-    save_image(result.image, out)
-    write_log(result.rows, log)
-    if snapshots:
-        write_progress_sheet(snapshots, result.rows, progress_path(out))
+    written: list[Path] = []
+    try:  # the image, its log and sheet as one: a failed write (a full disk) leaves none of them
+        written.append(save_image(result.image, out))
+        written.append(write_log(result.rows, log))
+        if snapshots:
+            written.append(write_progress_sheet(snapshots, result.rows, progress_path(out)))
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     final = result.final
     print(f"{out}: {result.evaluations} evaluations in {result.seconds:.1f} s "
           f"({result.passes_per_second:.2f} passes/s) on {result.settings['device']}"

@@ -1,0 +1,32 @@
+"""`fastst serve DIR`: serve a page written by `fastst export --web` on this machine, cross-origin
+isolated so that onnxruntime-web can run WebAssembly on several threads."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "serve", help="serve a web page written by `fastst export --web`",
+        description="Serve a page written by `fastst export --web DIR` over HTTP, with the cross-origin isolation "
+                    "headers that let the browser run the model on several WebAssembly threads. Ctrl-C stops it.")
+    p.add_argument("folder", metavar="DIR", help="the page's folder")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for your network)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from export.web_serve import make_server
+
+    server = make_server(args.folder, host=args.host, port=args.port, quiet=False)
+    host, port = server.server_address[:2]
+    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
+    print(f"serving {args.folder} at http://{shown}:{port}/ (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0

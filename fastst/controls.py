@@ -1,0 +1,149 @@
+"""Strength and stroke size as row weights of the network's style table.
+
+A model's rows are styles, optionally an *identity* row (trained to reproduce the photo) and several
+rows of one painting trained at different style-image sizes (a *group*). Both controls only choose the
+weights that mix the conditional instance norms' scale and shift (Dumoulin et al. 2017, "A learned
+representation for artistic style": interpolating those rows is smooth):
+
+- stroke x in [0, 1]: within a group, sorted by style size, 0 is the smallest-size row and 1 the largest,
+  piecewise linear in between;
+- strength s in [0, MAX_STRENGTH]: w = s·w_style + (1 − s)·e_identity, where w_style is the normalised
+  blend of style rows and e_identity is one-hot on the identity row (s > 1 extrapolates: a negative
+  identity weight). A model without an identity row cannot do this: the caller blends pixels instead.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from .errors import FaststError
+
+MAX_STRENGTH = 1.5  # mild extrapolation beyond the trained style row
+IDENTITY = "identity"
+
+
+@dataclass(frozen=True)
+class Row:
+    """What the controls need to know of a style-table row (modelfile.StyleInfo has these fields)."""
+
+    name: str
+    kind: str = "style"
+    group: str | None = None
+    style_size: int | None = None
+
+
+@dataclass(frozen=True)
+class Mix:
+    """The outcome of the controls: raw row weights for the network, and the fraction of the network's
+    output to keep when the strength must fall back to a pixel blend with the photo (1.0: none)."""
+
+    weights: list[float]
+    pixel_blend: float = 1.0
+
+
+def group_of(row: Row) -> str:
+    return row.group or row.name
+
+
+def identity_index(rows: Sequence[Row]) -> int | None:
+    """Index of the identity row, or None."""
+    found = [i for i, r in enumerate(rows) if r.kind == IDENTITY]
+    return found[0] if found else None
+
+
+def groups(rows: Sequence[Row]) -> dict[str, list[int]]:
+    """User-facing styles in table order, each with its rows sorted by style size (unknown sizes first,
+    in table order). The identity row belongs to no group."""
+    out: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        if r.kind != IDENTITY:
+            out.setdefault(group_of(r), []).append(i)
+    for name, members in out.items():
+        out[name] = sorted(members, key=lambda i: (rows[i].style_size or 0, i))
+    return out
+
+
+def check_strength(strength: float) -> float:
+    s = float(strength)
+    if not (0.0 <= s <= MAX_STRENGTH):
+        raise FaststError(f"strength must be in [0, {MAX_STRENGTH:g}], got {strength}")
+    return s
+
+
+def check_stroke(stroke: float) -> float:
+    x = float(stroke)
+    if not (0.0 <= x <= 1.0):
+        raise FaststError(f"stroke must be in [0, 1], got {stroke}")
+    return x
+
+
+def default_stroke(rows: Sequence[Row], members: Sequence[int]) -> float:
+    """Where a group sits with no stroke given: at its row named like the group (the row a model had
+    before scale rows were added), else at its smallest size."""
+    for pos, i in enumerate(members):
+        if rows[i].name == group_of(rows[i]) and len(members) > 1:
+            return pos / (len(members) - 1)
+    return 0.0
+
+
+def stroke_weights(rows: Sequence[Row], members: Sequence[int], stroke: float | None) -> dict[int, float]:
+    """Split one group's weight between its two rows that bracket `stroke` (piecewise linear over the
+    rows sorted by style size, equally spaced in [0, 1])."""
+    if len(members) == 1:
+        return {members[0]: 1.0}
+    x = default_stroke(rows, members) if stroke is None else check_stroke(stroke)
+    t = x * (len(members) - 1)
+    lo = min(math.floor(t), len(members) - 2)
+    frac = t - lo
+    out = {members[lo]: 1.0 - frac, members[lo + 1]: frac}
+    return {i: w for i, w in out.items() if w != 0.0} or {members[lo]: 1.0}
+
+
+def resolve(rows: Sequence[Row], name: str | int) -> tuple[str, int | None]:
+    """A user's style name: a group (returns (group, None)) or one row (returns (group, row index));
+    indices and digit strings address rows."""
+    names = [r.name for r in rows]
+    if isinstance(name, int) or (isinstance(name, str) and name.isdigit()):
+        i = int(name)
+        if 0 <= i < len(rows):
+            return group_of(rows[i]), i
+    else:
+        by_group = groups(rows)
+        if name in by_group:
+            return name, None
+        if name in names:
+            i = names.index(name)
+            return group_of(rows[i]), i
+    choices = list(groups(rows)) + ([IDENTITY] if identity_index(rows) is not None else [])
+    raise FaststError(f"unknown style '{name}'; styles are: {', '.join(choices)}")
+
+
+def mix(rows: Sequence[Row], blend: Mapping[str | int, float], strength: float = 1.0,
+        stroke: float | None = None) -> Mix:
+    """Row weights for a blend {style: weight} (groups or rows, weights normalised to sum 1) at a stroke
+    and a strength. A group's weight is split between its scale rows by the stroke; a named row takes
+    its weight itself. Without an identity row, strength < 1 comes back as a pixel blend."""
+    s = check_strength(strength)
+    if stroke is not None:
+        check_stroke(stroke)
+    total = sum(float(w) for w in blend.values())
+    if not blend or any(not (float(w) >= 0) or math.isinf(float(w)) for w in blend.values()) or total <= 0:
+        raise FaststError("style weights must be non-negative, finite and not all zero")
+    members = groups(rows)
+    weights = [0.0] * len(rows)
+    for name, w in blend.items():
+        group, row = resolve(rows, name)
+        share = {row: 1.0} if row is not None else stroke_weights(rows, members[group], stroke)
+        for i, part in share.items():
+            weights[i] += float(w) / total * part
+    ident = identity_index(rows)
+    if s == 1.0:
+        return Mix(weights)
+    if ident is None:
+        if s > 1.0:
+            raise FaststError(f"strength above 1 needs a model with an identity row; this one has none (got {s:g})")
+        return Mix(weights, pixel_blend=s)
+    weights = [s * w for w in weights]
+    weights[ident] += 1.0 - s
+    return Mix(weights)

@@ -1,0 +1,61 @@
+"""The style-table rows a run trains: each style image at each style-image size (the rows `fastst infer
+--stroke` moves between), and optionally an identity row (the end of `--strength` that reproduces the
+photo). A style-size row of style NAME is named NAME@SIZE and belongs to group NAME."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..controls import IDENTITY
+from ..errors import FaststError
+from .config import TrainConfig
+
+
+@dataclass(frozen=True)
+class RowPlan:
+    """One row: its name, style image (None for the identity row), group and style-image size."""
+
+    name: str
+    path: str | None
+    group: str
+    style_size: int | None
+    kind: str = "style"
+
+
+def plan_rows(style_paths: Sequence[str], style_names: Sequence[str], cfg: TrainConfig) -> list[RowPlan]:
+    """Rows in table order: every style at every size of `style_sizes` (one size, `style_size`, when
+    none are given: the row then keeps the style's own name), then the identity row if asked for."""
+    sizes = cfg.style_sizes or (cfg.style_size or 2 * cfg.image_size,)
+    rows = [RowPlan(f"{name}@{size}" if cfg.style_sizes else name, path, name, size)
+            for path, name in zip(style_paths, style_names) for size in sizes]
+    if cfg.identity:
+        if IDENTITY in style_names:
+            raise FaststError(f"'{IDENTITY}' names the identity row: give the style another name")
+        rows.append(RowPlan(IDENTITY, None, IDENTITY, None, kind=IDENTITY))
+    if not rows:
+        raise FaststError("at least one style image is needed (or 'identity')")
+    return rows
+
+
+def force_identity(styles: torch.Tensor, identity: int | None) -> torch.Tensor:
+    """Row indices of a batch with its first sample turned into an identity sample: every batch of an
+    identity run trains that row (its norms are shared by no other row, so it must be seen often)."""
+    if identity is None or styles.numel() == 0:
+        return styles
+    styles = styles.clone()
+    styles[0] = identity
+    return styles
+
+
+def reconstruction_loss(out: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """The identity row's term: mean squared difference to the photo itself (the content the network
+    should give back unchanged)."""
+    return F.mse_loss(out.float(), images.float())
+
+
+def identity_skip_mask(rows: Sequence[RowPlan]) -> torch.Tensor:
+    """(rows, 1): 1 for the identity row, whose input skip trains; style rows keep theirs closed."""
+    return torch.tensor([[1.0 if r.kind == IDENTITY else 0.0] for r in rows])

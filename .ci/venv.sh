@@ -21,7 +21,7 @@ if [ ! -f "$venv/.complete" ]; then
         "$venv.tmp/bin/pip" install --quiet "torch==2.14.1" "torchvision==0.29.1" >&2 \
             || "$venv.tmp/bin/pip" install --quiet torch torchvision >&2
     fi
-    "$venv.tmp/bin/pip" install --quiet -e "$root[test]" >&2
+    "$venv.tmp/bin/pip" install --quiet -e "$root[test,video]" >&2
     rm -rf "$venv"
     mv "$venv.tmp" "$venv"
     # scripts written inside the .tmp folder name it in their shebangs, the activate scripts in

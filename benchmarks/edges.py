@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
                    f", bottom padded {args.pad_bottom} px" if args.pad_bottom else ""])
     print(f"{model.path.name}: {len(photos)} photo(s) at {args.size} px{how}, outer {args.width} px over the interior")
     print(f"{'style':<20}{'top':>8}{'bottom':>8}{'left':>8}{'right':>8}")
-    for name in args.style or model.style_names:
+    default_rows = [s.name for s in model.styles if s.kind != "identity" and (s.group or s.name) == s.name]
+    for name in args.style or default_rows:  # each style's own row; --style NAME for any other row
         with torch.no_grad():
             sides = torch.tensor([edge_brightness(stylized(model, x, name, args.upside_down, args.pad_bottom), args.width,
                                                   MARGIN) for x in photos]).mean(0)

@@ -29,6 +29,7 @@ class ExportNet(nn.Module):
         for norm in net.norms():  # tiled-inference state must not leak into an export
             norm.shared_stats, norm.stats, norm.fused = None, None, fused_norm
         net.out.space_to_depth = False
+        net.skip_closed = not bool(net.skip.detach().any())  # no identity row: leave the input skip out of the graph
         self.net = net
         self.pad = pad
         self.scale = float(scale)

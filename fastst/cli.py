@@ -1,7 +1,8 @@
 """`fastst` command line: thin argparse layer over the library, and the one place that ties in the
 layers built on it (`export`, `gatys`). Each subcommand lives in fastst/commands/<name>.py with
 add_parser() and run(); commands/demo.py is the `make demo` program (`python -m fastst.commands.demo`).
-FaststError becomes one line and exit 2."""
+FaststError becomes one line and exit 2. Nothing here imports torch: `main` bounds OpenMP's spinning
+first (fastst.openmp), then the subcommands load torch."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from .allocator import keep_freed_memory
 from .errors import FaststError, Interrupted
+from .openmp import bound_openmp_spin
 from .version import fastst_version
 
 COMMANDS = ("train", "infer", "export", "convert", "styles", "serve")
@@ -64,6 +66,7 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None, prog: s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    bound_openmp_spin()  # before the subcommands import torch: see fastst.openmp
     return run_cli(build_parser(), argv, "fastst")
 
 

@@ -112,6 +112,17 @@ def stability_loss(out: torch.Tensor, out_perturbed: torch.Tensor, p: Perturbati
     return (diff * mask).sum() / mask.sum().clamp_min(1.0)
 
 
+def stability_term(net: nn.Module, images: torch.Tensor, weights: torch.Tensor, out: torch.Tensor,
+                   ranges: PerturbationRange = PerturbationRange(),
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """The stability loss of one training batch: draws a perturbation per photo, runs the network on
+    the perturbed photos with the same style weights and compares with `out` = net(images, weights).
+    One extra forward and backward of the transformer, no loss network."""
+    n, _, h, w = images.shape
+    p = sample_perturbation(n, h, w, ranges, generator).to(images.device)
+    return stability_loss(out, net(perturb(images, p), weights), p)
+
+
 def distillation_loss(out: torch.Tensor, teacher_out: torch.Tensor) -> torch.Tensor:
     """mean((f(x) − f₀(x))²) for a frozen copy f₀ of the starting model run with the same style
     weights: "keep the look" while another term (stability, a new identity row) moves the weights.

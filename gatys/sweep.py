@@ -1,16 +1,15 @@
-"""Experiment grids for the Gatys baseline: every combination of optimizers, α:β weight ratios,
-content/style layer sets, backbones and loss-network pooling, each run on the same evaluation budget, with one CSV per
-run, a summary scored by one fixed objective, loss-curve plots per varied axis and a contact sheet."""
+"""Experiment grids for the Gatys baseline: every combination of style images, optimizers, learning rates,
+α:β weight ratios, content/style layer sets, backbones and loss-network pooling, each run on the same
+evaluation budget, with one CSV per run, a summary scored by one fixed objective, loss-curve plots per
+varied axis and a contact sheet; resumable, since a grid can take hours on a CPU."""
 from __future__ import annotations
 
 import csv
-import itertools
-import math
+import hashlib
+import json
 import os
-import re
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,167 +17,254 @@ import torch
 
 from fastst.errors import FaststError
 from fastst.images import atomic_path, load_image, save_image
-from fastst.objectives.settings import default_layers
 from fastst.sheets import contact_sheet
 
 from . import optimize as go
+from .grid import (  # noqa: F401
+    ALL,
+    AXES,
+    RunSpec,
+    grid,
+    parse_lrs,
+    parse_ratio,
+    run_name,
+    style_labels,
+    varied_axes,
+)
+from .sweep_plots import plot_axis, plot_lr
 
-AXES = ("optimizer", "weight_ratio", "content_layers", "style_layers", "backbone", "pooling")
-SUMMARY_COLUMNS = ("run", "optimizer", "lr", "content_weight", "style_weight", "tv_weight", "normalize_gradients",
-                   "content_layers",
-                   "style_layers", "backbone", "pooling", "evaluations", "seconds", "passes_per_s",
-                   "content", "style", "tv", "total", "objective_total", "image", "log")
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One point of the grid; layer sets of None mean the backbone's defaults."""
-
-    optimizer: str
-    content_weight: float
-    style_weight: float
-    content_layers: tuple[str, ...] | None
-    style_layers: tuple[str, ...] | None
-    backbone: str
-    pooling: str = "max"
-
-    def value(self, axis: str) -> str:
-        """This run's setting on one axis, as a short label."""
-        if axis == "weight_ratio":
-            return f"{self.content_weight:g}:{self.style_weight:g}"
-        if axis in ("content_layers", "style_layers"):
-            layers = getattr(self, axis)
-            return "+".join(layers) if layers else "default"
-        if axis == "backbone":
-            return Path(self.backbone).stem if os.sep in self.backbone or "." in self.backbone else self.backbone
-        return str(getattr(self, axis))
-
-    def layers(self) -> tuple[list[str], list[str]]:
-        """The content and style layers this run uses (explicit, else the backbone's defaults)."""
-        c, s = default_layers(self.backbone)
-        return list(self.content_layers or c), list(self.style_layers or s)
+SUMMARY_COLUMNS = ("run", "style_image", "optimizer", "lr", "content_weight", "style_weight", "tv_weight",
+                   "normalize_gradients", "content_layers", "style_layers", "backbone", "pooling", "evaluations",
+                   "seconds", "passes_per_s", "content", "style", "tv", "total", "objective_total", "image", "log")
+SETTINGS_FILE = "sweep.json"
+RunCallback = Callable[[str, int, int, int], None]  # (run name, index from 1, number of runs, evaluations reused)
 
 
-def parse_ratio(text: str) -> tuple[float, float]:
-    """'1:1e3' -> (1.0, 1000.0)."""
-    parts = text.split(":")
-    try:
-        a, b = (float(parts[0]), float(parts[1])) if len(parts) == 2 else (math.nan, math.nan)
-    except ValueError:
-        a = b = math.nan
-    if not (math.isfinite(a) and math.isfinite(b)) or a < 0 or b < 0:
-        raise FaststError(f"weight ratio '{text}' must be two non-negative numbers as ALPHA:BETA, e.g. 1:1e3")
-    return a, b
+def run_sweep(content: str | os.PathLike, style: str | os.PathLike | Sequence[str | os.PathLike],
+              out_dir: str | os.PathLike, optimizers: Sequence[str] = ("lbfgs",),
+              weight_ratios: Sequence[tuple[float, float]] = ((go.DEFAULT_CONTENT_WEIGHT, go.DEFAULT_STYLE_WEIGHT),),
+              content_layer_sets: Sequence[Sequence[str] | None] = (None,),
+              style_layer_sets: Sequence[Sequence[str] | None] = (None,),
+              backbones: Sequence[str] = (go.DEFAULT_BACKBONE,), poolings: Sequence[str] = ("max",),
+              lrs: Mapping[str, Sequence[float]] | None = None, match_weights: bool = False, progress: bool = False,
+              resume: bool = False, sheet: str = "contact_sheet.png", plots: Sequence[str] | None = None,
+              on_run: RunCallback | None = None,
+              on_evaluation: Callable[[dict[str, float]], None] | None = None,
+              **stylize_options: Any) -> list[dict[str, Any]]:
+    """Run the grid and write runs/<name>.csv|.png, summary.csv, plot_<axis>.png, the contact sheet
+    (`sheet`, PNG or JPEG) and sweep.json (the settings, for resuming).
 
-
-def grid(optimizers: Sequence[str], weight_ratios: Sequence[tuple[float, float]],
-         content_layer_sets: Sequence[Sequence[str] | None], style_layer_sets: Sequence[Sequence[str] | None],
-         backbones: Sequence[str], poolings: Sequence[str] = ("max",)) -> list[RunSpec]:
-    """The full cross product, in a stable order (optimizer varies slowest)."""
-    for name in optimizers:
-        if name not in go.OPTIMIZERS:
-            raise FaststError(f"unknown optimizer '{name}'; choose one of {', '.join(go.OPTIMIZERS)}")
-    runs = []
-    for opt, (a, b), cl, sl, bb, pool in itertools.product(optimizers, weight_ratios, content_layer_sets,
-                                                            style_layer_sets, backbones, poolings):
-        runs.append(RunSpec(opt, a, b, tuple(cl) if cl else None, tuple(sl) if sl else None, bb, pool))
-    if not runs:
-        raise FaststError("the sweep grid is empty")
-    return runs
-
-
-def varied_axes(runs: Sequence[RunSpec]) -> list[str]:
-    """The axes with more than one value in the grid."""
-    return [a for a in AXES if len({r.value(a) for r in runs}) > 1]
-
-
-def run_name(index: int, spec: RunSpec) -> str:
-    """A file-system-safe run name: index plus every setting."""
-    raw = "_".join([f"{index:02d}", spec.optimizer, "w" + spec.value("weight_ratio"), "c-" + spec.value("content_layers"),
-                    "s-" + spec.value("style_layers"), spec.value("backbone")]
-                   + (["avgpool"] if spec.pooling == "avg" else []))
-    return re.sub(r"[^A-Za-z0-9_.+-]", "-", raw)[:120]
-
-
-def run_sweep(content: str | os.PathLike, style: str | os.PathLike, out_dir: str | os.PathLike,
-          optimizers: Sequence[str] = ("lbfgs",),
-          weight_ratios: Sequence[tuple[float, float]] = ((go.DEFAULT_CONTENT_WEIGHT, go.DEFAULT_STYLE_WEIGHT),),
-          content_layer_sets: Sequence[Sequence[str] | None] = (None,),
-          style_layer_sets: Sequence[Sequence[str] | None] = (None,),
-          backbones: Sequence[str] = (go.DEFAULT_BACKBONE,), poolings: Sequence[str] = ("max",),
-          match_weights: bool = False, progress: bool = False, **stylize_options: Any) -> list[dict[str, Any]]:
-    """Run the grid and write runs/<name>.csv|.png, summary.csv, plot_<axis>.png and contact_sheet.png.
-
-    stylize_options go to gatys.optimize.stylize (iterations, size, tv_weight, lr, init, seed, device…).
-    Returns the summary rows; the summary's losses come from gatys.optimize.score (fixed scorer).
-    match_weights multiplies each run's β and tv weight by its backbone's matched_weights factors
-    (relative to vgg16-caffe), so that one α:β pair means the same balance on every backbone.
+    `style` is one image or several (each a value of the style axis, not blended). stylize_options go
+    to gatys.optimize.stylize (iterations, size, tv_weight, lr, init, seed, device…); `lrs` maps
+    optimizer names (or ALL) to learning rates, an axis of its own. The summary's losses come from
+    gatys.optimize.score (fixed scorer), and it is rewritten after every run. match_weights multiplies
+    each run's β and tv weight by its backbone's matched_weights factors (relative to vgg16-caffe), so
+    that one α:β pair means the same balance on every backbone. `resume` keeps the runs of an earlier
+    sweep into `out_dir` with the same settings whose summary row and complete CSV are there. `plots`
+    names the axes to plot (default: every varied one). `on_run` and `on_evaluation` (a log row)
+    report progress.
     """
-    normalized = bool(stylize_options.get("normalize_gradients", False))
-    if match_weights and normalized:
-        raise FaststError("--match-weights has nothing to match with --normalize-gradients: each layer's gradient "
-                          "is normalised whatever the backbone's feature scale")
-    runs = grid(optimizers, weight_ratios, content_layer_sets, style_layer_sets, backbones, poolings or ("max",))
+    _check_options(match_weights, lrs, stylize_options)
+    style_paths = [style] if isinstance(style, (str, os.PathLike)) else list(style)
+    labels = style_labels(style_paths)
+    runs = grid(optimizers, weight_ratios, content_layer_sets, style_layer_sets, backbones, poolings or ("max",),
+                lrs, labels)
     content_img = load_image(content)
-    style_img = load_image(style)
-    device = go.resolve_device(stylize_options.get("device", "auto"))
-    for spec in runs:  # fail on unknown layers, backbones or poolings before writing anything
-        c, s = spec.layers()
-        go.loss_network(spec.backbone, list(dict.fromkeys(c + s)), device, spec.pooling)
+    style_imgs = {label: load_image(p) for label, p in zip(labels, style_paths)}
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise FaststError("exists and is not a folder", out)
+    settings = _settings(content, style_paths, match_weights, stylize_options)
+    previous = _previous_runs(out, settings) if resume else {}
+    names = [run_name(i, spec) for i, spec in enumerate(runs, 1)]
+    kept = [_reuse(out, previous.get(name)) for name in names]
+    device = go.resolve_device(stylize_options.get("device", "auto"))
+    todo = [spec for spec, k in zip(runs, kept) if k is None]
+    for spec in todo:  # fail on unknown layers, backbones or poolings before writing anything
+        go.loss_network(spec.backbone, list(dict.fromkeys(sum(spec.layers(), []))), device, spec.pooling)
+    unknown = [a for a in plots or () if a not in AXES]
+    if unknown:
+        raise FaststError(f"cannot plot by {', '.join(unknown)}: the axes are {', '.join(AXES)}")
     (out / "runs").mkdir(parents=True, exist_ok=True)
+    write_json(settings, out / SETTINGS_FILE)
     tv_weight = stylize_options.pop("tv_weight", None)
-    tv_weight = go.default_weights(normalized)[2] if tv_weight is None else tv_weight
-    factors = {}
-    for spec in runs:
-        key = (spec.backbone, spec.content_layers, spec.style_layers)
-        if key not in factors:
-            if match_weights:
-                m = go.matched_weights(spec.backbone, content_img, style_img, spec.content_layers, spec.style_layers,
-                                       device=device)
-                factors[key] = (m["style_weight"] / go.DEFAULT_STYLE_WEIGHT, m["tv_weight"] / go.DEFAULT_TV_WEIGHT)
-            else:
-                factors[key] = (1.0, 1.0)
+    tv_weight = go.default_weights(bool(stylize_options.get("normalize_gradients")))[2] if tv_weight is None \
+        else tv_weight
+    factors = _weight_factors(todo, content_img, style_imgs, match_weights, device,
+                              min(256, int(stylize_options.get("size", 256))))
 
     summary: list[dict[str, Any]] = []
     curves: list[list[dict[str, float]]] = []
     images: list[torch.Tensor] = []
-    for i, spec in enumerate(runs, 1):
-        name = run_name(i, spec)
+    for i, (spec, name, done) in enumerate(zip(runs, names, kept), 1):
+        if on_run is not None:
+            on_run(name, i, len(runs), len(done[1]) if done else 0)
         if progress:
-            print(f"run {i}/{len(runs)}: {name}", file=sys.stderr, flush=True)
-        c_layers, s_layers = spec.layers()
-        style_factor, tv_factor = factors[(spec.backbone, spec.content_layers, spec.style_layers)]
-        result = go.stylize(content_img, [style_img], backbone=spec.backbone, content_layers=c_layers,
-                            style_layers=s_layers, content_weight=spec.content_weight,
-                            style_weight=spec.style_weight * style_factor, tv_weight=tv_weight * tv_factor,
-                            optimizer=spec.optimizer, pooling=spec.pooling, progress=progress, **stylize_options)
-        image_path = save_image(result.image, out / "runs" / f"{name}.png")
-        log_path = go.write_log(result.rows, out / "runs" / f"{name}.csv")
-        scored = go.score(content_img, [style_img], result.image, style_scale=stylize_options.get("style_scale", 1.0),
-                          device=device)
-        s = result.settings
-        summary.append({"run": name, "optimizer": spec.optimizer, "lr": s["lr"], "content_weight": spec.content_weight,
-                        "style_weight": f"{s['style_weight']:.6g}", "tv_weight": f"{s['tv_weight']:.6g}",
-                        "normalize_gradients": int(s["normalize_gradients"]),
-                        "content_layers": "+".join(c_layers), "style_layers": "+".join(s_layers),
-                        "backbone": spec.backbone, "pooling": spec.pooling, "evaluations": result.evaluations,
-                        "seconds": round(result.seconds, 3), "passes_per_s": round(result.passes_per_second, 4),
-                        **{k: f"{v:.6g}" for k, v in scored.items()},
-                        "objective_total": f"{result.final['total']:.6g}",
-                        "image": os.path.relpath(image_path, out), "log": os.path.relpath(log_path, out)})
-        curves.append(result.rows)
-        images.append(result.image)
+            print(f"run {i}/{len(runs)}: {name}" + (" (kept from the earlier sweep)" if done else ""),
+                  file=sys.stderr, flush=True)
+        if done is None:
+            done = _run_one(name, spec, out, content_img, style_imgs[spec.style], factors, tv_weight, device,
+                            progress, on_evaluation, stylize_options)
+        row, rows, image = done
+        summary.append(row)
+        curves.append(rows)
+        images.append(image)
+        write_summary(summary, out / "summary.csv")
 
-    write_summary(summary, out / "summary.csv")
-    axes = varied_axes(runs) or ["optimizer"]
-    for axis in axes:
-        plot_axis(runs, curves, axis, out / f"plot_{axis}.png")
-    labels = [_label(i, spec, axes, row) for i, (spec, row) in enumerate(zip(runs, summary), 1)]
-    contact_sheet([content_img, style_img] + images, ["content", "style"] + labels, out / "contact_sheet.png")
+    figures = {axis: out / f"plot_{axis}.png" for axis in ((varied_axes(runs) or ["optimizer"]) if plots is None
+                                                           else plots)}
+    if todo or not all(p.is_file() for p in [*figures.values(), out / sheet]):  # else all there already
+        _write_figures(figures, runs, curves, summary)
+        write_sheet(content_img, style_imgs, runs, images, summary, out / sheet)
     return summary
+
+
+def _write_figures(figures: Mapping[str, Path], runs: Sequence[RunSpec], curves: Sequence[Sequence[dict[str, float]]],
+                   summary: Sequence[dict[str, Any]]) -> None:
+    for axis, path in figures.items():
+        if axis == "lr":
+            plot_lr(runs, curves, summary, path)
+        else:
+            plot_axis(runs, curves, axis, path)
+
+
+def _check_options(match_weights: bool, lrs: Mapping[str, Sequence[float]] | None,
+                   stylize_options: Mapping[str, Any]) -> None:
+    if match_weights and stylize_options.get("normalize_gradients", False):
+        raise FaststError("--match-weights has nothing to match with --normalize-gradients: each layer's gradient "
+                          "is normalised whatever the backbone's feature scale")
+    if lrs and stylize_options.get("lr") is not None:
+        raise FaststError(f"one learning rate for every run ({stylize_options['lr']:g}) and a learning-rate axis "
+                          "were both given; give one of them")
+
+
+def _run_one(name: str, spec: RunSpec, out: Path, content_img: torch.Tensor, style_img: torch.Tensor,
+             factors: dict[tuple, tuple[float, float]], tv_weight: float, device: torch.device, progress: bool,
+             on_evaluation: Callable[[dict[str, float]], None] | None,
+             stylize_options: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, float]], torch.Tensor]:
+    """Stylize one grid point; save its image and CSV and return its summary row, log rows and image."""
+    c_layers, s_layers = spec.layers()
+    style_factor, tv_factor = factors[_factor_key(spec)]
+    options = dict(stylize_options)
+    if spec.lr is not None:
+        options["lr"] = spec.lr
+    result = go.stylize(content_img, [style_img], backbone=spec.backbone, content_layers=c_layers,
+                        style_layers=s_layers, content_weight=spec.content_weight,
+                        style_weight=spec.style_weight * style_factor, tv_weight=tv_weight * tv_factor,
+                        optimizer=spec.optimizer, pooling=spec.pooling, progress=progress, callback=on_evaluation,
+                        **options)
+    image_path = save_image(result.image, out / "runs" / f"{name}.png")
+    log_path = go.write_log(result.rows, out / "runs" / f"{name}.csv")
+    scored = go.score(content_img, [style_img], result.image, style_scale=options.get("style_scale", 1.0),
+                      device=device)
+    s = result.settings
+    row = {"run": name, "style_image": spec.style, "optimizer": spec.optimizer, "lr": f"{s['lr']:.6g}",
+           "content_weight": spec.content_weight, "style_weight": f"{s['style_weight']:.6g}",
+           "tv_weight": f"{s['tv_weight']:.6g}", "normalize_gradients": int(s["normalize_gradients"]),
+           "content_layers": "+".join(c_layers), "style_layers": "+".join(s_layers),
+           "backbone": spec.backbone, "pooling": spec.pooling, "evaluations": result.evaluations,
+           "seconds": round(result.seconds, 3), "passes_per_s": round(result.passes_per_second, 4),
+           "content": f"{scored['content']:.6g}", "style": f"{scored['style']:.6g}", "tv": f"{scored['tv']:.6g}",
+           "total": f"{scored['total']:.6g}", "objective_total": f"{result.final['total']:.6g}",
+           "image": os.path.relpath(image_path, out), "log": os.path.relpath(log_path, out)}
+    return row, result.rows, result.image
+
+
+def _factor_key(spec: RunSpec) -> tuple:
+    return spec.backbone, spec.content_layers, spec.style_layers, spec.style
+
+
+def _weight_factors(runs: Sequence[RunSpec], content_img: torch.Tensor, style_imgs: Mapping[str, torch.Tensor],
+                    match_weights: bool, device: torch.device, size: int) -> dict[tuple, tuple[float, float]]:
+    """Per backbone, layer sets and style: the factors on β and the tv weight (1 without match_weights),
+    measured at `size` px."""
+    factors: dict[tuple, tuple[float, float]] = {}
+    for spec in runs:
+        key = _factor_key(spec)
+        if key in factors:
+            continue
+        factors[key] = (1.0, 1.0)
+        if match_weights:
+            m = go.matched_weights(spec.backbone, content_img, style_imgs[spec.style], spec.content_layers,
+                                   spec.style_layers, size=size, device=device)
+            factors[key] = (m["style_weight"] / go.DEFAULT_STYLE_WEIGHT, m["tv_weight"] / go.DEFAULT_TV_WEIGHT)
+    return factors
+
+
+def _sha(path: str | os.PathLike) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+def _settings(content: str | os.PathLike, styles: Sequence[str | os.PathLike], match_weights: bool,
+              options: Mapping[str, Any]) -> dict[str, Any]:
+    """What a resumed sweep must share with the first: the images (by content hash) and every setting."""
+    return {"content": {"name": Path(content).name, "sha256": _sha(content)},
+            "styles": [{"name": Path(s).name, "sha256": _sha(s)} for s in styles],
+            "match_weights": bool(match_weights),
+            **{k: (v if isinstance(v, (int, float, bool, str, type(None))) else str(v)) for k, v in sorted(options.items())}}
+
+
+def write_json(data: Mapping[str, Any], path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def _previous_runs(out: Path, settings: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """The summary rows of an earlier sweep into `out`, by run name; its settings must be these."""
+    try:
+        before = json.loads((out / SETTINGS_FILE).read_text(encoding="utf-8"))
+        with open(out / "summary.csv", newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, ValueError):
+        return {}  # nothing (readable) to resume: run everything
+    changed = [f"{k} {settings.get(k)!r} (was {before.get(k)!r})" for k in sorted(set(settings) | set(before))
+               if settings.get(k) != before.get(k)]
+    if changed:
+        raise FaststError("cannot resume: the sweep here had other settings: " + "; ".join(changed), out)
+    return {r["run"]: r for r in rows if r.get("run")}
+
+
+def _reuse(out: Path, row: dict[str, str] | None) -> tuple[dict[str, Any], list[dict[str, float]], torch.Tensor] | None:
+    """An earlier run's row, log and image, if its CSV holds every evaluation its summary row counts."""
+    if row is None:
+        return None
+    try:
+        rows = go.read_log(out / row["log"])
+        if len(rows) != int(row["evaluations"]) or not rows:
+            return None
+        return dict(row), rows, load_image(out / row["image"])
+    except (OSError, KeyError, ValueError, FaststError):
+        return None
+
+
+def write_sheet(content_img: torch.Tensor, style_imgs: Mapping[str, torch.Tensor], runs: Sequence[RunSpec],
+                images: Sequence[torch.Tensor], summary: Sequence[dict[str, Any]], path: Path) -> Path:
+    """The contact sheet: content and styles on the first row, then the runs, a new row wherever a
+    setting other than the last varied axis changes (so each row reads along that axis); tiles of
+    256 px, 192 beyond 18 tiles so that large grids stay small files."""
+    axes = varied_axes(runs) or ["optimizer"]
+    groups: list[list[int]] = []
+    for k, spec in enumerate(runs):
+        key = tuple(spec.value(a) for a in axes[:-1])
+        if not groups or tuple(runs[groups[-1][0]].value(a) for a in axes[:-1]) != key:
+            groups.append([])
+        groups[-1].append(k)
+    head = [content_img, *style_imgs.values()]
+    head_labels = ["content"] + [f"style {s}" if s else "style" for s in style_imgs]
+    cols = min(max(len(head), max(len(g) for g in groups)), 8)
+    blank = torch.ones_like(content_img[:, :8, :8])
+    tiles, labels = list(head), list(head_labels)
+    for group in [None] + groups:  # None: pad the header row
+        if group is not None:
+            for k in group:
+                tiles.append(images[k])
+                labels.append(_label(k + 1, runs[k], axes, summary[k]))
+        while len(tiles) % cols:
+            tiles.append(blank)
+            labels.append("")
+    return contact_sheet(tiles, labels, path, tile=256 if len(tiles) <= 18 else 192, cols=cols, quality=80)
 
 
 def _label(index: int, spec: RunSpec, axes: Sequence[str], row: dict[str, Any]) -> str:
@@ -193,46 +279,4 @@ def write_summary(rows: Sequence[dict[str, Any]], path: Path) -> Path:
             writer = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
-    return path
-
-
-def plot_axis(runs: Sequence[RunSpec], curves: Sequence[Sequence[dict[str, float]]], axis: str, path: Path) -> Path:
-    """Best total loss so far (relative to each run's first evaluation, so different objectives share an
-    axis; L-BFGS line-search trials would otherwise show as spikes) against evaluations and seconds.
-    Colour = the run's value on `axis`, line style = its other settings."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    values = list(dict.fromkeys(r.value(axis) for r in runs))
-    others = [a for a in AXES if a != axis]
-    rest = list(dict.fromkeys(tuple(r.value(a) for a in others) for r in runs))
-    varied_others = [a for a in varied_axes(runs) if a != axis]
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    styles = ["-", "--", ":", "-."]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for spec, rows in zip(runs, curves):
-        if not rows:
-            continue
-        first = rows[0]["total"] or 1.0
-        ys = list(itertools.accumulate((max(r["total"] / first, 1e-12) for r in rows), min))
-        other = tuple(spec.value(a) for a in others)
-        label = spec.value(axis)
-        if varied_others:
-            label += " (" + ", ".join(spec.value(a) for a in varied_others) + ")"
-        kw = dict(color=colors[values.index(spec.value(axis)) % len(colors)],
-                  linestyle=styles[rest.index(other) % len(styles)], label=label, linewidth=1.4)
-        ax1.plot([r["iteration"] for r in rows], ys, **kw)
-        ax2.plot([r["seconds"] for r in rows], ys, **kw)
-    for ax, xlabel in ((ax1, "loss evaluations (forward + backward)"), (ax2, "seconds")):
-        ax.set_yscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("best total loss so far / first evaluation's")
-        ax.grid(True, which="both", alpha=0.3)
-    ax1.legend(fontsize=8, title=axis.replace("_", " "))
-    fig.suptitle(f"Gatys loss curves by {axis.replace('_', ' ')} (each run's own objective)")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
     return path

@@ -15,6 +15,7 @@ from fastst.stability import (
     perturb,
     sample_perturbation,
     stability_loss,
+    stability_term,
     warp,
 )
 from fastst.transformer import style_vector
@@ -83,3 +84,16 @@ def test_distillation_pins_a_model_to_its_frozen_copy():
     with torch.no_grad():
         net.out.norm.shift[1] += 0.5
     assert distillation_loss(net(x, w), teacher(x, w)).item() > 1e-4
+
+
+def test_stability_term_of_a_batch_is_seeded_and_trains_the_network():
+    net = _bundled().requires_grad_(True)
+    x = torch.stack([synthetic_image(48, 48, seed=s) for s in range(2)])
+    w = style_vector(net.num_styles, 2, batch=2)
+    out = net(x, w)
+    a = stability_term(net, x, w, out, generator=torch.Generator().manual_seed(3))
+    b = stability_term(net, x, w, out, generator=torch.Generator().manual_seed(3))
+    assert a.item() == b.item() > 0
+    a.backward()
+    assert net.residual[0].a.conv.weight.grad.abs().sum() > 0
+    assert net.out.norm.scale.grad[2].abs().sum() > 0 and net.out.norm.scale.grad[0].abs().sum() == 0

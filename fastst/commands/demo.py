@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FaststError
+from ..openmp import bound_openmp_spin
 
 
 def run_demo(out: Path, tiny: bool = False, photos: int = 6) -> dict[str, list[Path]]:
@@ -100,6 +101,7 @@ def _export(out: Path, models: list[tuple[str, Any]], tiny: bool) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    bound_openmp_spin()  # before torch loads: see fastst.openmp
     parser = argparse.ArgumentParser(prog="python -m fastst.commands.demo", description=__doc__)
     parser.add_argument("--out", default="demo-out", help="output folder [demo-out]")
     parser.add_argument("--photos", type=int, default=6, help="how many sample photos to stylize [6]")

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("fastst.infer")
 
 REFINE_MAX_PIXELS = 1024 * 1024  # above this --refine asks for --max-size: Gatys' memory and time grow with the pixels
+TEMPORAL_DEFAULT = 0.5  # --temporal's blend strength unless --temporal-strength says otherwise (docs/video.md)
 
 
 def _fraction(text: str) -> float:
@@ -84,6 +85,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "1 = the largest (default: the style's own row)")
     p.add_argument("--pixel-blend", type=_fraction, default=1.0, metavar="F",
                    help="mix the photo back pixel by pixel: 0 = the photo, 1 = the network's output (default 1)")
+    p.add_argument("--temporal", action="store_true",
+                   help="videos: blend each frame's output with the previous one along the optical flow where the "
+                        "scene is still visible: less flicker, for some extra time a frame (docs/video.md); "
+                        "needs OpenCV (pip install 'fastst[video]')")
+    p.add_argument("--temporal-strength", type=_fraction, default=None, metavar="S",
+                   help=f"how much of the previous output --temporal keeps, 0-1 (default {TEMPORAL_DEFAULT})")
     p.add_argument("--preserve-colors", action="store_true", help="keep the content's colours (luminance transfer)")
     p.add_argument("--max-size", type=_positive(16), metavar="N", help="downscale so the long side is at most N px")
     p.add_argument("--refine", type=_positive(1), metavar="N",
@@ -151,6 +158,10 @@ def run(args: argparse.Namespace) -> int:
         jobs, folders = plan(inputs, styles, args.output, args.overwrite)
     except OutputExistsError as e:
         raise FaststError("output exists; use --overwrite to replace it", e.path) from None
+    if args.temporal_strength is not None and not args.temporal:
+        raise FaststError("--temporal-strength goes with --temporal")
+    if args.temporal and not any(job.kind == "video" for job in jobs):
+        raise FaststError("--temporal smooths videos along their motion; no video was given")
     style_images = _refine_style_images(args, model, styles, jobs)
     model = _pick_backend(args, model, jobs, is_onnx)
     stylizer = Stylizer(model, device=args.device, precision=args.precision)
@@ -173,7 +184,7 @@ def _register_backends() -> None:
     runtime.register(on_export=say)
 
 
-def _refine_style_images(args: argparse.Namespace, model: AnyModel, styles: list, jobs: list[Job]) -> dict[int, Path]:
+def _refine_style_images(args: argparse.Namespace, model: AnyModel, styles: list, jobs: list[Job]) -> dict[Any, Path]:
     """--refine: the image of every style it polishes towards; checks the flags that go with it."""
     if not args.refine:
         if args.style_image:
@@ -184,12 +195,29 @@ def _refine_style_images(args: argparse.Namespace, model: AnyModel, styles: list
     for place in args.style_image:
         if not Path(place).exists():
             raise FaststError("no such style image or folder (--style-image)", place)
-    found: dict[int, Path] = {}
+    found: dict[Any, Path] = {}
     for _, style in styles:
-        if not isinstance(style, int):
+        row = _single_row(model, style)
+        if row is None:
             raise FaststError("--refine polishes towards one style: give --style NAME, not a blend")
-        found[style] = _style_image(model, style, args.style_image)
+        found[style_key(style)] = _style_image(model, row, args.style_image)
     return found
+
+
+def style_key(style: Any) -> Any:
+    """A job's style as a dict key (a {group: 1} style is a dict)."""
+    return tuple(sorted(style.items())) if isinstance(style, dict) else style
+
+
+def _single_row(model: AnyModel, style: Any) -> int | None:
+    """The row a one-style job paints (a style of several sizes: its own row, the one the default stroke
+    picks), or None for a blend."""
+    if isinstance(style, int):
+        return style
+    if isinstance(style, dict) and len(style) == 1:
+        weights = model.mix(style, 1.0).weights
+        return max(range(len(weights)), key=lambda i: weights[i])
+    return None
 
 
 def _style_image(model: AnyModel, index: int, given: list[str]) -> Path:
@@ -247,7 +275,7 @@ def _warn_emulated_bf16(stylizer: Stylizer) -> None:
 
 
 def _stylize_images(args: argparse.Namespace, stylizer: Stylizer, jobs: list[Job],
-                    style_images: dict[int, Path]) -> None:
+                    style_images: dict[Any, Path]) -> None:
     """Every image job, each input loaded once and run with up to --batch-size styles at a time."""
     import torch
 
@@ -284,7 +312,7 @@ def _stylize_images(args: argparse.Namespace, stylizer: Stylizer, jobs: list[Job
         bar.close()
 
 
-def _refined(args: argparse.Namespace, x: Any, y: Any, chunk: list[Job], style_images: dict[int, Path],
+def _refined(args: argparse.Namespace, x: Any, y: Any, chunk: list[Job], style_images: dict[Any, Path],
              options: dict[str, Any], progress: bool) -> Any:
     """Polish the full-strength outputs with --refine evaluations, then blend and keep colours as asked."""
     import torch
@@ -293,8 +321,15 @@ def _refined(args: argparse.Namespace, x: Any, y: Any, chunk: list[Job], style_i
 
     from ..inference.stylizer import finish
 
-    return torch.stack([finish(x, refine(x, img, style_images[j.style], args.refine, args.device, progress), **options)
+    return torch.stack([finish(x, refine(x, img, style_images[style_key(j.style)], args.refine, args.device, progress), **options)
                         for j, img in zip(chunk, y)])
+
+
+def _temporal(args: argparse.Namespace) -> float:
+    """The blend strength of --temporal (0: off)."""
+    if not args.temporal:
+        return 0.0
+    return TEMPORAL_DEFAULT if args.temporal_strength is None else args.temporal_strength
 
 
 def _stylize_videos(args: argparse.Namespace, stylizer: Stylizer, jobs: list[Job]) -> None:
@@ -305,7 +340,8 @@ def _stylize_videos(args: argparse.Namespace, stylizer: Stylizer, jobs: list[Job
         weights, blend = stylizer.controls(job.style, args.strength, args.stroke)
         result = stylize_video(stylizer, job.src, job.out, weights, pixel_blend=args.pixel_blend * blend,
                                preserve_colors=args.preserve_colors, max_size=args.max_size,
-                               batch_size=args.batch_size, tile=args.tile, progress=progress)
+                               batch_size=args.batch_size, tile=args.tile, progress=progress,
+                               temporal=_temporal(args))
         print(job.out, flush=True)
         if progress:
             print(f"{job.src.name}: {result.frames} frames at {result.frames_per_second:.2f} frames/s, "

@@ -18,7 +18,7 @@ from ..hardware import default_precision, resolve_device
 from ..images import _to_rgb, load_image, pil_to_tensor, resize_long_side, tensor_to_pil
 from ..modelfile import StyleInfo, StyleModel, load_model
 from ..transformer import TransformerNet
-from .backends import PRECISIONS, ExternalModel, autocast, backend_for_file, network_dtype
+from .backends import PRECISIONS, ExternalModel, autocast, backend_for_file, channels_last_default, network_dtype
 from .tiling import AUTO_TILE, AUTO_TILE_PIXELS, CONTEXT, RAMP, STATS_PIXELS, tiled_forward
 
 StyleSpec = int | str | dict | list | None
@@ -70,14 +70,12 @@ class Stylizer:
             return
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.precision = default_precision(self.device, "inference") if precision == "auto" else precision
-        # Channels-last is slower on CPU here (reflection padding reorders memory); on CUDA with
-        # half precision it feeds the tensor cores.
-        if channels_last is None:
-            channels_last = self.device.type == "cuda" and self.precision != "fp32"
-        self.channels_last = channels_last
+        self.channels_last = channels_last_default(self.device, self.precision) if channels_last is None else channels_last
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         self.dtype = network_dtype(self.precision)
-        net = self.model.net if self.dtype == torch.float32 else copy.deepcopy(self.model.net)  # the model stays fp32
+        net = self.model.net
+        if self.dtype != torch.float32 or self.channels_last:  # the caller's model stays fp32 and plain
+            net = copy.deepcopy(net)
         self.net = net.eval().requires_grad_(False).to(self.device, self.dtype, memory_format=fmt)
 
     @property
@@ -108,9 +106,8 @@ class Stylizer:
 
     def run_network(self, images: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """The torch network on (N,3,H,W) at this device and precision; the output stays there."""
-        x = images.to(self.device, self.dtype, non_blocking=True)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = images.to(self.device, self.dtype, non_blocking=True, memory_format=fmt)
         with torch.inference_mode(), autocast(self.device, self.precision):
             return self.net(x, weights.to(self.device))
 

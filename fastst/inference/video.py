@@ -1,7 +1,8 @@
-"""Video stylization with PyAV: decode, stylize in batches, encode H.264 (yuv420p) at the source
-frame rate and size, carry the source audio along. Decoding and encoding run in their own threads
-so they overlap with the network; a damaged input is processed as far as it decodes, with one
-warning naming the frames that were skipped or came out of the decoder with errors."""
+"""Video stylization with PyAV: decode, stylize in batches, optionally smooth each output along the
+optical flow (`temporal`), encode H.264 (yuv420p) at the source frame rate and size, carry the source
+audio along. Decoding and encoding run in their own threads so they overlap with the network; a
+damaged input is processed as far as it decodes, with one warning naming the frames that were
+skipped or came out of the decoder with errors."""
 from __future__ import annotations
 
 import logging
@@ -76,14 +77,16 @@ class _Pipeline:
 
 def stylize_video(stylizer: Any, src: str | os.PathLike, dst: str | os.PathLike, weights: torch.Tensor,
                   pixel_blend: float = 1.0, preserve_colors: bool = False, max_size: int | None = None,
-                  batch_size: int = 4, tile: int | None = None, progress: bool = True) -> VideoResult:
+                  batch_size: int = 4, tile: int | None = None, progress: bool = True,
+                  temporal: float = 0.0) -> VideoResult:
     """Stylize every frame of `src` into `dst` (H.264 yuv420p, source frame rate, source size or
     `max_size`, even dimensions) with the source audio copied (or AAC where the container needs it).
 
     `stylizer` is a fastst.inference.stylizer.Stylizer, `weights` its (1, S) row weights (strength and
     stroke composed: `Stylizer.controls`), `pixel_blend` < 1 mixes each frame back in. Written
     atomically: `dst` appears only when the whole video is done. Frames lost to damage are skipped with
-    one warning; an input with no decodable frame raises FaststError.
+    one warning; an input with no decodable frame raises FaststError. `temporal` in (0, 1] blends each
+    output with the previous one warped along the flow (`fastst.temporal.TemporalBlender`; needs OpenCV).
     """
     import av
     import av.logging
@@ -92,6 +95,11 @@ def stylize_video(stylizer: Any, src: str | os.PathLike, dst: str | os.PathLike,
     fmt = OUTPUT_FORMATS.get(dst.suffix.lower())
     if fmt is None:
         raise FaststError(f"video output must be .mp4, .mov or .mkv (H.264), not '{dst.suffix}'", dst)
+    smoother = None
+    if temporal:
+        from ..temporal import TemporalBlender
+
+        smoother = TemporalBlender(temporal)  # before anything is written: a missing OpenCV fails here
     info = probe_video(src)
     size = output_size(info.width, info.height, max_size)
     frame_options = {"pixel_blend": pixel_blend, "preserve_colors": preserve_colors, "tile": tile}
@@ -103,6 +111,7 @@ def stylize_video(stylizer: Any, src: str | os.PathLike, dst: str | os.PathLike,
             av.logging.set_level(av.logging.ERROR)  # decoder errors are captured, not printed
             with av.logging.Capture(local=False) as logs:
                 run = VideoRun(stylizer, weights, frame_options, container, tmp, fmt, info, size, logs)
+                run.smoother = smoother
                 result = run.run(max(1, int(batch_size)), progress, src.name)
         finally:
             av.logging.set_level(old_level)
@@ -148,6 +157,8 @@ class VideoRun:
         self.read_errors = 0  # demuxing and decoding failures
         self.logs_seen = 0
         self.decoder_log_errors = 0
+        self.smoother: Any = None  # a fastst.temporal.TemporalBlender, or None
+        self.last_index = -2  # the frame the smoother saw last
 
     # ------------------------------------------------------------------------------- reader thread
 
@@ -280,6 +291,8 @@ class VideoRun:
 
         x = torch.from_numpy(np.stack([a for _, a in batch])).permute(0, 3, 1, 2).float().div_(255.0)
         y = self.stylizer.batch(x, self.weights.expand(len(batch), -1), **self.frame_options)
+        if self.smoother is not None:
+            y = self.smooth(batch, y)
         arr = y.mul(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
         for (index, _), a in zip(batch, arr):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(a), format="rgb24")
@@ -287,6 +300,17 @@ class VideoRun:
             frame.time_base = Fraction(1) / self.info.fps
             if not self.pipe.put(self.out_q, ("video", frame)):
                 break
+
+    def smooth(self, batch: list[tuple[int, np.ndarray]], y: torch.Tensor) -> torch.Tensor:
+        """The batch's outputs blended in order with the previous ones along the flow; the smoother
+        starts over after a lost or damaged frame, so nothing is carried across a gap."""
+        out = y.permute(0, 2, 3, 1).contiguous().numpy()
+        for k, (index, rgb) in enumerate(batch):
+            if index != self.last_index + 1 or index in self.damaged:
+                self.smoother.reset()
+            out[k] = self.smoother.step(rgb, out[k])
+            self.last_index = index
+        return torch.from_numpy(out).permute(0, 3, 1, 2)
 
     def run(self, batch_size: int, progress: bool, name: str) -> VideoResult:
         """Stylize the whole video into the temporary output; returns what was written."""

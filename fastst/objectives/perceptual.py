@@ -44,9 +44,14 @@ class PerceptualObjective:
         return {name: gram_matrix(feats[name])[0] for name in self.style_layers}
 
     def terms(self, lossnet: LossNetwork, out: torch.Tensor, images: torch.Tensor,
-              grams: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+              grams: Mapping[str, torch.Tensor], skip_zero: bool = False) -> dict[str, torch.Tensor]:
         """Content, style and TV terms and their weighted sum ("loss") of outputs `out` (N, 3, H, W)
-        for photos `images`, with `grams` each output's style targets ({layer: (N, C, C)})."""
+        for photos `images`, with `grams` each output's style targets ({layer: (N, C, C)}).
+        `skip_zero`: with content and style weights both 0, leave the loss network out (TV only)."""
+        a, b, g = self.weights
+        if skip_zero and a == 0 and b == 0:
+            tv = total_variation(out.float())
+            return {"loss": g * tv, "tv": tv}
         with torch.no_grad():
             target = lossnet(images, self.content_layers)
         feats = lossnet(out)
@@ -54,5 +59,4 @@ class PerceptualObjective:
         # Gram matrices in the autocast dtype: 3x faster than fp32 and rounding well below SGD's noise
         style = style_loss(feats, {n: grams[n] for n in self.style_layers}, self.layer_weights, gram_fp32=False)
         tv = total_variation(out.float())
-        a, b, g = self.weights
         return {"loss": a * content + b * style + g * tv, "content": content, "style": style, "tv": tv}

@@ -73,6 +73,12 @@ class TrainConfig:
                              action="store_true")
     identity_weight: float = setting(1e5, "weight of the identity row's reconstruction term (mean squared error)",
                                      type=float)
+    stability: float = setting(0.0, "weight of the stability term, for video without flicker: the output of a "
+                               "slightly shifted, rotated, zoomed, noisier, brighter photo must equal the same "
+                               "change of the photo's output (pixel MSE; 0: off)", type=float)
+    distill: float = setting(0.0, "with --init: weight of keeping the init model's look, the pixel MSE between "
+                             "the output and the init model's output for the same photo and style (0: off)",
+                             type=float)
     only_norms: bool = setting(False, "with --init: train only the per-style norm scales and shifts (add a style "
                                "to a model without changing its others)", action="store_true")
 
@@ -113,7 +119,7 @@ def check_ranges(cfg: TrainConfig) -> None:
         return math.isfinite(v) and (v > low if strict else v >= low)
 
     need(finite(cfg.lr, strict=True), "lr", "a positive number")
-    for name in ("content_weight", "style_weight", "tv_weight"):
+    for name in ("content_weight", "style_weight", "tv_weight", "identity_weight", "stability", "distill"):
         need(finite(getattr(cfg, name)), name, "a finite number ≥ 0")
     need(cfg.style_layer_weights is None or all(finite(w) for w in cfg.style_layer_weights), "style_layer_weights",
          "finite numbers ≥ 0")
@@ -135,10 +141,14 @@ PRESETS: dict[str, dict[str, Any]] = {
                   preview_every=50, checkpoint_every=50),
     # The published recipe (Johnson et al., Turi Create): 256 px crops, batch 4, ~40k steps per style.
     "full": dict(image_size=256, batch_size=4, steps=40000, preview_every=1000, checkpoint_every=1000),
+    # A trained model made stable for video (flicker) while keeping its look: only the stability and
+    # distillation terms, no loss network, so a step is two passes of the transformer (see docs/video.md).
+    "stable": dict(image_size=160, batch_size=4, steps=300, lr=2e-4, content_weight=0.0, style_weight=0.0,
+                   tv_weight=0.0, stability=0.5, distill=1.0, preview_every=100, checkpoint_every=100),
 }
 # The model a preset starts from when no init model is given (as Turi Create starts from its own trained
 # network): from the bundled one, 200 quick steps of a new style (mosaic) reached a held-out loss 28 %
 # lower than from scratch, and its 50 steps beat scratch's 200 (see the training documentation).
-PRESET_INIT: dict[str, str] = {"quick": "pretrained"}
+PRESET_INIT: dict[str, str] = {"quick": "pretrained", "stable": "pretrained"}
 # seconds per step at 160 px, batch 4, on a 2-core CPU: bf16 on AMX (Xeon), fp32 on AVX2 (EPYC)
 QUICK_SECONDS_PER_STEP = {"bf16": 0.85, "fp32": 5.0}

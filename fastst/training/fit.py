@@ -129,6 +129,8 @@ def _starting_point(cfg: TrainConfig, resume: str | os.PathLike | None, init: st
     start = load_model(None if str(init) == "pretrained" else init) if init is not None else None
     if cfg.only_norms and start is None and resume is None:
         raise FaststError("'only_norms' trains the norm parameters of a trained network: give 'init' MODEL")
+    if cfg.distill and start is None and resume is None:
+        raise FaststError("'distill' keeps the look of the model the run starts from: give 'init' MODEL")
     resumed = read_checkpoint(resume) if resume is not None else None
     resumed_width = checkpoint_width(resumed) if resumed is not None else None
     trained = [s["name"] for s in resumed["fastst"]["styles"]] if resumed is not None else list(names)
@@ -212,6 +214,8 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
             new = warm_start(module.net, rows, start, module.rows)
             module.init_info = {"model": start.path.name, "steps_done": int(start.config.get("steps_done", 0)),
                                 "new_styles": new}
+            if cfg.distill:  # the teacher is the started network itself, before any step
+                module.teacher.load_state_dict(module.net.state_dict())
         keep_metrics_history(log_dir, resuming=resume is not None)
         _fit(trainer, module, datamodule, resume, log_dir / "checkpoints" / "last.ckpt")
     return out

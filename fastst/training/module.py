@@ -15,6 +15,7 @@ from ..images import load_image
 from ..lossnet import LossNetwork
 from ..modelfile import StyleInfo, file_sha256
 from ..objectives.perceptual import PerceptualObjective
+from ..stability import distillation_loss, stability_term
 from ..transformer import DEFAULT_WIDTH, TransformerNet
 from .config import TrainConfig
 from .rows import force_identity, identity_skip_mask, plan_rows, reconstruction_loss
@@ -45,6 +46,9 @@ class StyleTransferModule(L.LightningModule):
         self.register_load_state_dict_post_hook(_lossnet_not_missing)
         self._styles_info: list[StyleInfo] | None = None
         self.init_info: dict[str, Any] | None = None  # the model this run started from (train(init=...))
+        if cfg.distill:  # the init model, frozen (filled by train(); in checkpoints, so a resumed run keeps it)
+            self.teacher = TransformerNet(num_styles=len(self.rows), width=cfg.width or DEFAULT_WIDTH)
+            self.teacher.requires_grad_(False).eval()
 
     # -- style targets ------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -73,26 +77,47 @@ class StyleTransferModule(L.LightningModule):
 
     # -- training -----------------------------------------------------------------------------------
     def losses(self, images: torch.Tensor, styles: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Content, style, TV and weighted total for a batch of photos with their row indices; an
-        identity row's samples (the first of every batch) are scored by their reconstruction instead."""
+        """Content, style, TV, the stability and distillation terms where weighted, and the weighted
+        total for a batch of photos with their row indices; an identity row's samples (the first of
+        every batch) are scored by their reconstruction instead of the painting terms."""
         styles = force_identity(styles, self.identity_row)
         weights = torch.nn.functional.one_hot(styles, self.net.num_styles).to(images.dtype)
         out = self.net(images, weights)
         if self.identity_row is None:
-            return self.loss_terms(out, images, styles)
+            parts = self.loss_terms(out, images, styles, skip_zero=True)
+        else:
+            parts = self._identity_losses(out, images, styles)
+        cfg = self.cfg
+        if cfg.stability:  # seeded by step (and rank), so a resumed run draws what an unbroken one would
+            seed = (cfg.seed * 1_000_003 + int(self.global_step)) * 64 + int(self.global_rank)
+            parts["stability"] = stability_term(self.net, images, weights, out,
+                                                generator=torch.Generator().manual_seed(seed))
+            parts["loss"] = parts["loss"] + cfg.stability * parts["stability"]
+        if cfg.distill:
+            with torch.no_grad():
+                self.teacher.eval()
+                taught = self.teacher(images, weights)
+            parts["distill"] = distillation_loss(out, taught)
+            parts["loss"] = parts["loss"] + cfg.distill * parts["distill"]
+        return parts
+
+    def _identity_losses(self, out: torch.Tensor, images: torch.Tensor, styles: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The painting terms of the style rows' samples plus the identity row's reconstruction term."""
         same = styles == self.identity_row
         if bool(same.all()):
             parts = {"loss": out.new_zeros((), dtype=torch.float32)}  # an identity row alone: no painting terms
         else:
-            parts = self.loss_terms(out[~same], images[~same], styles[~same])
+            parts = self.loss_terms(out[~same], images[~same], styles[~same], skip_zero=True)
         parts["identity"] = reconstruction_loss(out[same], images[same])
         parts["loss"] = parts["loss"] + self.cfg.identity_weight * parts["identity"]
         return parts
 
-    def loss_terms(self, out: torch.Tensor, images: torch.Tensor, styles: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The weighted loss of given outputs `out` for the photos `images` in the styles `styles`."""
+    def loss_terms(self, out: torch.Tensor, images: torch.Tensor, styles: torch.Tensor,
+                   skip_zero: bool = False) -> dict[str, torch.Tensor]:
+        """The weighted loss of given outputs `out` for the photos `images` in the styles `styles`
+        (`skip_zero`: no loss network where content and style weigh 0, as `PerceptualObjective.terms`)."""
         grams = {n: getattr(self, f"gram_{n}")[styles] for n in self.cfg.style_layers}
-        return self.objective.terms(self.lossnet, out, images, grams)
+        return self.objective.terms(self.lossnet, out, images, grams, skip_zero)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, styles = batch

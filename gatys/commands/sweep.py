@@ -1,4 +1,5 @@
-"""`gatys sweep CONTENT STYLE --out DIR`: the optimizer / weight / layer / backbone study."""
+"""`gatys sweep CONTENT STYLE [STYLE ...] --out DIR`: a grid over styles, optimizers, learning rates, weights,
+layers, backbones and pooling."""
 from __future__ import annotations
 
 import argparse
@@ -20,15 +21,21 @@ def _split(values: list[str] | None) -> list[str]:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("sweep", help="grid of Gatys runs over optimizers, weights, layers, backbones and pooling",
-                       description="Run every combination of the given settings on CONTENT and STYLE with the "
+    p = sub.add_parser("sweep", help="grid of Gatys runs over styles, optimizers, learning rates, weights, layers, "
+                                     "backbones and pooling",
+                       description="Run every combination of the given settings on CONTENT and each STYLE with the "
                                    "same evaluation budget; write per-run CSVs, summary.csv (scored by one fixed "
                                    "vgg16-caffe objective), loss-curve plots and a contact sheet into --out.")
     p.add_argument("content", metavar="CONTENT", help="content image")
-    p.add_argument("style", metavar="STYLE", help="style image")
+    p.add_argument("style", metavar="STYLE", nargs="+", help="style image(s); several are an axis of the grid, "
+                                                             "not blended")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--optimizers", nargs="+", default=["lbfgs"], metavar="NAME",
                    help="optimizers, e.g. lbfgs adam or lbfgs,adam (from: " + ", ".join(go.OPTIMIZER_LRS) + ")")
+    p.add_argument("--lrs", nargs="+", default=None, metavar="[NAME=]R1,R2",
+                   help="learning rates, an axis of the grid: per optimizer, e.g. adam=0.01,0.05 rmsprop=1e-3,5e-3, "
+                        "and/or a plain list for every optimizer not named, e.g. 0.01,0.1 (default: each "
+                        "optimizer's own, or --lr)")
     p.add_argument("--weight-ratios", nargs="+", default=None, metavar="ALPHA:BETA",
                    help=f"content:style weight pairs, e.g. 1:1e3 1:1e4 (default: "
                         f"{go.DEFAULT_CONTENT_WEIGHT:g}:{go.DEFAULT_STYLE_WEIGHT:g}; with --normalize-gradients "
@@ -45,6 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--match-weights", action="store_true",
                    help="rescale beta and the tv weight per backbone (and layer set) so one ALPHA:BETA pair means "
                         "the same balance as on vgg16-caffe")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the runs an interrupted sweep into --out finished (same settings), run the rest")
     add_common_options(p)
     p.set_defaults(func=run, size=256, iterations=200)
     return p
@@ -61,7 +70,7 @@ def _layer_sets(values: list[str] | None, what: str) -> list[list[str] | None]:
 
 def check_out_folder(out: Path, inputs: list[str], overwrite: bool) -> None:
     """Before any run: the folder is no input's and takes files, and holds no earlier sweep's results
-    unless `overwrite` (they would be mixed with or replaced by this sweep's)."""
+    unless `overwrite` (they would be mixed with or replaced by this sweep's; a resumed sweep keeps them)."""
     if out.exists() and not out.is_dir():
         raise FaststError("exists and is not a folder", out)
     results = [out / name for name in RESULTS] + (sorted(out.glob("plot_*.png")) if out.is_dir() else [])
@@ -80,14 +89,14 @@ def run(args: argparse.Namespace) -> int:
     check_settings(args.size, args.iterations, args.scales, args.style_scale, args.init,
                    [w for pair in ratios for w in pair] + ([args.tv_weight] if args.tv_weight is not None else []),
                    1, None)
-    check_out_folder(Path(args.out), [args.content, args.style], args.overwrite)
+    check_out_folder(Path(args.out), [args.content, *args.style], args.overwrite or args.resume)
     start = time.perf_counter()
     rows = gs.run_sweep(
         args.content, args.style, args.out, optimizers=_split(args.optimizers), weight_ratios=ratios,
         content_layer_sets=_layer_sets(args.content_layer_sets, "--content-layer-sets"),
         style_layer_sets=_layer_sets(args.style_layer_sets, "--style-layer-sets"),
         backbones=_split(args.backbones), poolings=_split(args.poolings), match_weights=args.match_weights,
-        progress=args.progress,
+        lrs=gs.parse_lrs(args.lrs) if args.lrs is not None else None, resume=args.resume, progress=args.progress,
         tv_weight=args.tv_weight, lr=args.lr, iterations=args.iterations, init=args.init, size=args.size,
         style_scale=args.style_scale, scales=args.scales, seed=args.seed, device=args.device, bf16=args.bf16,
         normalize_gradients=args.normalize_gradients, lbfgs_history=args.lbfgs_history)

@@ -1,0 +1,34 @@
+"""benchmarks/flicker.py runs end to end on a small generated clip: the table, the CSV (input floor,
+model rows, --temporal rows with lower warping error) and the strip picture."""
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("av")
+pytest.importorskip("cv2")
+
+from test_video import make_video  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_flicker_benchmark_on_a_small_clip(tmp_path):
+    clip = make_video(tmp_path / "clip.mp4", frames=8, width=96, height=64, audio=None)
+    out_csv, strip = tmp_path / "flicker.csv", tmp_path / "strip.jpg"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "flicker.py"), "--video", str(clip), "--size", "96",
+                          "--style", "starry_night", "--temporal", "0.8", "--style-frames", "2", "--csv", str(out_csv),
+                          "--strip", str(strip), "--strip-start", "2"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "E_warp" in run.stdout and "machine:" in run.stdout
+    rows = list(csv.DictReader(out_csv.open()))
+    assert [r["model"] for r in rows] == ["input", "fastst-4styles.fst", "fastst-4styles.fst"]
+    floor, plain, smooth = (float(r["warp_error"]) for r in rows)
+    assert 0 <= floor < plain and smooth < plain
+    assert float(rows[1]["style_term"]) > 0 and rows[1]["frames"] == "8" and rows[1]["size"] == "96x64"
+    assert strip.is_file() and strip.stat().st_size > 1000

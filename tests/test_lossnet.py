@@ -370,7 +370,7 @@ def test_wrong_shapes_in_weights_file(tmp_path, caffe_state):
 
 
 @pytest.mark.parametrize("content, words", [
-    (b"not a pickle at all", "not a state-dict"),
+    (b"not a pickle at all", "state-dict file"),
     (None, "unrecognised weights"),
 ])
 def test_bad_weights_files(tmp_path, content, words):

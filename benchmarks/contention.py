@@ -42,7 +42,7 @@ def worker(args: argparse.Namespace) -> None:
 
     import benchutil as bu  # also keeps freed memory in the heap, as the commands do
 
-    if args.work == "infer":
+    if args.worker == "infer":
         from fastst.inference.stylizer import Stylizer, stylize
         from fastst.modelfile import load_model
 

@@ -205,3 +205,19 @@ def test_edges_turns_and_pads_the_photo_as_told():
     run = _run("edges.py", "--size", "64", "--style", "hokusai", "--upside-down", "--pad-bottom", "8",
                "--photos-dir", str(ROOT / "datasets/samples/photos"))
     assert run.returncode == 0 and "upside down and back, bottom padded 8 px" in run.stdout, run.stderr[-2000:]
+
+
+def test_profile_and_contention_scripts_print_their_tables():
+    """profile_ops.py splits operator time into categories with the copies' share (and counts oneDNN's
+    hidden reorders: activations in the plain layout, none in channels-last); contention.py runs one
+    worker alone and two side by side and reports their throughput."""
+    prof = _run("profile_ops.py", "--only", "infer", "--size", "64", "--runs", "1", "--onednn", "--layout", "plain")
+    assert prof.returncode == 0, prof.stdout[-3000:] + prof.stderr[-3000:]
+    assert "## fastst.stylize 64² (" in prof.stdout
+    assert "aten::mkldnn_convolution | convolution" in prof.stdout and "copies " in prof.stdout
+    assert "| reorder (activation) |" in prof.stdout and "Copies including oneDNN's activation reorders" in prof.stdout
+    cont = _run("contention.py", "--work", "infer", "--settings", "fastst", "--seconds", "0.5", "--size", "32")
+    assert cont.returncode == 0, cont.stdout[-3000:] + cont.stderr[-3000:]
+    row = next(line for line in cont.stdout.splitlines() if line.startswith("| infer | fastst's bound"))
+    alone, pair = float(row.split("|")[3]), float(row.split("|")[6])
+    assert alone > 0 and pair > 0

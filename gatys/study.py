@@ -165,22 +165,32 @@ def run_study(content: str | Path, styles: Sequence[str | Path], out_dir: str | 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise FaststError("exists and is not a folder", out)
+    from fastst.images import load_image
+
+    from . import optimize as go
+    from .sweep import write_json
+
     record = _start_record(out, settings, resume)
+    for image in (content, *styles):  # unreadable images fail here, before anything is written
+        load_image(image)
     backbones = resolve_backbones(settings.backbones, weights_files, download)
     experiments = plan([str(s) for s in styles], backbones)
-    from . import optimize as go
-
     device = go.resolve_device(settings.device)
     record.update(backbones=[asdict(b) for b in backbones], experiments=[e.name for e in experiments],
                   content=Path(content).name, styles=[Path(s).name for s in styles], cpu=cpu_name(),
                   device=str(device), bf16=go.bf16_default(device) if settings.bf16 is None else settings.bf16,
                   command=command or record.get("command", ""))
-    start = time.perf_counter()
-    _run_experiments(content, experiments, out, settings, resume, progress)
-    sessions = record.get("sessions", []) + [round(time.perf_counter() - start, 1)]
-    record.update(sessions=sessions, wall_seconds=round(sum(sessions), 1))
-    from .sweep import write_json
-    write_json(record, out / STUDY_FILE)
+    start, before = time.perf_counter(), list(record.get("sessions", []))
+
+    def checkpoint() -> None:  # this session's time so far, kept should it be cut off
+        sessions = before + [round(time.perf_counter() - start, 1)]
+        record.update(sessions=sessions, wall_seconds=round(sum(sessions), 1))
+        write_json(record, out / STUDY_FILE)
+
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint()
+    _run_experiments(content, experiments, out, settings, resume, progress, checkpoint)
+    checkpoint()
     from .study_report import write_report
     return write_report(out)
 
@@ -204,8 +214,9 @@ def _start_record(out: Path, settings: StudySettings, resume: bool) -> dict[str,
 
 
 def _run_experiments(content: str | Path, experiments: Sequence[Experiment], out: Path, settings: StudySettings,
-                     resume: bool, progress: bool) -> None:
-    """Each experiment's sweep, under one progress bar over every evaluation of the study."""
+                     resume: bool, progress: bool, checkpoint: Callable[[], None]) -> None:
+    """Each experiment's sweep, under one progress bar over every evaluation of the study; `checkpoint`
+    before every run."""
     from tqdm import tqdm
 
     from .sweep import run_sweep
@@ -221,10 +232,12 @@ def _run_experiments(content: str | Path, experiments: Sequence[Experiment], out
             def on_run(name: str, i: int, n: int, kept: int, e: Experiment = e) -> None:
                 bar.set_description_str(f"{e.name} {i}/{n}")
                 bar.update(kept)
+                checkpoint()
 
-            run_sweep(content, out_dir=out / e.name, resume=resume, sheet="contact_sheet.jpg", plots=e.plots, on_run=on_run,
-                      on_evaluation=lambda row: bar.update(1), size=settings.size, iterations=settings.iterations,
-                      seed=settings.seed, device=settings.device, bf16=settings.bf16, **e.sweep_args(out))
+            run_sweep(content, out_dir=out / e.name, resume=resume, sheet="contact_sheet.jpg", plots=e.plots,
+                      on_run=on_run, on_evaluation=lambda row: bar.update(1), size=settings.size,
+                      iterations=settings.iterations, seed=settings.seed, device=settings.device, bf16=settings.bf16,
+                      **e.sweep_args(out))
     finally:
         bar.close()
 

@@ -3,6 +3,7 @@ report's tables hold the rows they should with numbers read from the CSVs, and r
 from __future__ import annotations
 
 import csv
+import json
 import math
 import re
 import shutil
@@ -177,6 +178,7 @@ def test_resumed_study_reruns_nothing_finished(study, tmp_path, monkeypatch, cap
     assert main(argv) == 2 and "holds a study already" in capsys.readouterr().err  # no silent overwrite
     assert main(argv + ["--resume"]) == 0 and calls == []
     assert {p: p.stat().st_mtime_ns for p in out.rglob("runs/*.csv")} == before
+    assert len(json.loads((out / "study.json").read_text())["sessions"]) == 2  # both sessions' wall time counted
     # an interrupted run (its CSV short of the evaluations) is the only one run again
     cut = out / "weights" / _csv(out / "weights" / "summary.csv")[3]["log"]
     cut.write_text("".join(cut.read_text().splitlines(keepends=True)[:2]))

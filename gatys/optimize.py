@@ -168,6 +168,28 @@ def _descend(plan: _Plan, net: torch.nn.Module, sizes: list[int], iterations: in
     return image, rows, used_lr, output_row
 
 
+def _check_run_options(optimizer: str, lbfgs_history: int, snapshot_every: int) -> None:
+    """One-line errors for an unknown optimizer, an empty L-BFGS history or a negative snapshot interval."""
+    if not isinstance(lbfgs_history, int) or lbfgs_history < 1:
+        raise FaststError(f"the L-BFGS history must be at least 1 step, got {lbfgs_history}")
+    if snapshot_every < 0:
+        raise FaststError(f"the snapshot interval must be ≥ 0 evaluations, got {snapshot_every}")
+    if optimizer not in OPTIMIZERS:
+        raise FaststError(f"unknown optimizer '{optimizer}'; choose one of {', '.join(OPTIMIZERS)}")
+
+
+def _row_handler(colored: Callable[[torch.Tensor], torch.Tensor], callback: Callable[[Row], None] | None,
+                 snapshot_every: int, snapshot: Callable[[int, torch.Tensor], None] | None
+                 ) -> Callable[[Row, torch.Tensor], None]:
+    """What runs after each evaluation: the row to `callback`, every `snapshot_every`-th image to `snapshot`."""
+    def on_row(row: Row, image: torch.Tensor) -> None:
+        if snapshot is not None and snapshot_every and int(row["iteration"]) % snapshot_every == 0:
+            snapshot(int(row["iteration"]), colored(image))
+        if callback is not None:
+            callback(row)
+    return on_row
+
+
 def stylize(content: Image, styles: Sequence[Image] | Image,
             *, backbone: str = DEFAULT_BACKBONE, content_layers: Sequence[str] | None = None,
             style_layers: Sequence[str] | None = None, content_weight: float | None = None,
@@ -200,22 +222,11 @@ def stylize(content: Image, styles: Sequence[Image] | Image,
         (content_weight, style_weight, tv_weight), default_weights(normalize_gradients)))
     style_list = image_list(styles)
     check_settings(size, iterations, scales, style_scale, init, weights, len(style_list), style_blend)
-    if not isinstance(lbfgs_history, int) or lbfgs_history < 1:
-        raise FaststError(f"the L-BFGS history must be at least 1 step, got {lbfgs_history}")
-    if snapshot_every < 0:
-        raise FaststError(f"the snapshot interval must be ≥ 0 evaluations, got {snapshot_every}")
-    if optimizer not in OPTIMIZERS:
-        raise FaststError(f"unknown optimizer '{optimizer}'; choose one of {', '.join(OPTIMIZERS)}")
+    _check_run_options(optimizer, lbfgs_history, snapshot_every)
     plan = _plan(content, style_list, init, backbone, content_layers, style_layers, weights, style_blend,
                  original_colors, device, bf16)
     net = loss_network(backbone, list(dict.fromkeys(plan.content_layers + plan.style_layers)), plan.device, pooling)
-
-    def on_row(row: Row, image: torch.Tensor) -> None:
-        if snapshot is not None and snapshot_every and int(row["iteration"]) % snapshot_every == 0:
-            snapshot(int(row["iteration"]), plan.colored(image))
-        if callback is not None:
-            callback(row)
-
+    on_row = _row_handler(plan.colored, callback, snapshot_every, snapshot)
     sizes = pyramid_sizes(size, scales)
     started = time.perf_counter()
     image, rows, used_lr, output_row = _descend(plan, net, sizes, iterations, style_scale, optimizer, lr, seed,

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -80,19 +81,38 @@ def run_sweep(content: str | os.PathLike, style: str | os.PathLike | Sequence[st
     kept = [_reuse(out, previous.get(name)) for name in names]
     device = go.resolve_device(stylize_options.get("device", "auto"))
     todo = [spec for spec, k in zip(runs, kept) if k is None]
-    for spec in todo:  # fail on unknown layers, backbones or poolings before writing anything
+    _check_runs(todo, plots, device)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    write_json(settings, out / SETTINGS_FILE)
+    tv_weight = stylize_options.pop("tv_weight", None)
+    if tv_weight is None:
+        tv_weight = go.default_weights(bool(stylize_options.get("normalize_gradients")))[2]
+    factors = _weight_factors(todo, content_img, style_imgs, match_weights, device,
+                              min(256, int(stylize_options.get("size", 256))))
+    run = partial(_run_one, out=out, content_img=content_img, factors=factors, tv_weight=tv_weight, device=device,
+                  progress=progress, on_evaluation=on_evaluation, stylize_options=stylize_options)
+    summary, curves, images = _run_all(runs, names, kept, style_imgs, run, out, progress, on_run)
+    figures = {axis: out / f"plot_{axis}.png" for axis in ((varied_axes(runs) or ["optimizer"]) if plots is None
+                                                           else plots)}
+    if todo or not all(p.is_file() for p in [*figures.values(), out / sheet]):  # else all there already
+        _write_figures(figures, runs, curves, summary)
+        write_sheet(content_img, style_imgs, runs, images, summary, out / sheet)
+    return summary
+
+
+def _check_runs(todo: Sequence[RunSpec], plots: Sequence[str] | None, device: torch.device) -> None:
+    """Fail on unknown layers, backbones, poolings or plot axes before anything is written."""
+    for spec in todo:
         go.loss_network(spec.backbone, list(dict.fromkeys(sum(spec.layers(), []))), device, spec.pooling)
     unknown = [a for a in plots or () if a not in AXES]
     if unknown:
         raise FaststError(f"cannot plot by {', '.join(unknown)}: the axes are {', '.join(AXES)}")
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    write_json(settings, out / SETTINGS_FILE)
-    tv_weight = stylize_options.pop("tv_weight", None)
-    tv_weight = go.default_weights(bool(stylize_options.get("normalize_gradients")))[2] if tv_weight is None \
-        else tv_weight
-    factors = _weight_factors(todo, content_img, style_imgs, match_weights, device,
-                              min(256, int(stylize_options.get("size", 256))))
 
+
+def _run_all(runs: Sequence[RunSpec], names: Sequence[str], kept: Sequence[Any], style_imgs: Mapping[str, torch.Tensor],
+             run: Callable[..., Any], out: Path, progress: bool, on_run: RunCallback | None
+             ) -> tuple[list[dict[str, Any]], list[list[dict[str, float]]], list[torch.Tensor]]:
+    """Run (or keep) every run in order, rewriting summary.csv after each; (summary rows, curves, images)."""
     summary: list[dict[str, Any]] = []
     curves: list[list[dict[str, float]]] = []
     images: list[torch.Tensor] = []
@@ -103,20 +123,13 @@ def run_sweep(content: str | os.PathLike, style: str | os.PathLike | Sequence[st
             print(f"run {i}/{len(runs)}: {name}" + (" (kept from the earlier sweep)" if done else ""),
                   file=sys.stderr, flush=True)
         if done is None:
-            done = _run_one(name, spec, out, content_img, style_imgs[spec.style], factors, tv_weight, device,
-                            progress, on_evaluation, stylize_options)
+            done = run(name, spec, style_img=style_imgs[spec.style])
         row, rows, image = done
         summary.append(row)
         curves.append(rows)
         images.append(image)
         write_summary(summary, out / "summary.csv")
-
-    figures = {axis: out / f"plot_{axis}.png" for axis in ((varied_axes(runs) or ["optimizer"]) if plots is None
-                                                           else plots)}
-    if todo or not all(p.is_file() for p in [*figures.values(), out / sheet]):  # else all there already
-        _write_figures(figures, runs, curves, summary)
-        write_sheet(content_img, style_imgs, runs, images, summary, out / sheet)
-    return summary
+    return summary, curves, images
 
 
 def _write_figures(figures: Mapping[str, Path], runs: Sequence[RunSpec], curves: Sequence[Sequence[dict[str, float]]],

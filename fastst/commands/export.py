@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,19 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from export.common import check_output_path, human_size
-    from export.coreml_export import PRECISIONS, check_coreml_path, check_sizes, parse_sizes
-    from export.onnx_export import DEFAULT_OPSET, check_opset
+    from export.coreml_export import check_coreml_path
 
-    if not args.onnx and not args.coreml and not args.web:
-        raise FaststError("nothing to export: give --onnx OUT.onnx, --coreml OUT.mlpackage and/or --web DIR")
-    if args.web_runtime and not args.web:
-        raise FaststError("--web-runtime is for --web")
-    if args.coreml_precision not in PRECISIONS:
-        raise FaststError(f"unknown Core ML precision '{args.coreml_precision}'; use one of: {', '.join(PRECISIONS)}")
-    opset = DEFAULT_OPSET if args.opset is None else args.opset
-    check_opset(opset)
-    sizes = check_sizes(parse_sizes(args.coreml_sizes)) if args.coreml_sizes else None
-    coreml_path = str(args.coreml).rstrip("/") if args.coreml else None
+    opset, sizes, coreml_path = _checked_flags(args)
 
     from ..modelfile import load_model
 
@@ -68,17 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
     verify = not args.no_verify
     stages = (2 + verify if args.onnx else 0) + (3 + (verify and platform.system() == "Darwin") if coreml_path else 0)
-    stages += 5 + verify if args.web else 0
-    bar = tqdm(total=stages, desc="export", file=sys.stderr, leave=False,
-               bar_format="{desc}: step {n_fmt}/{total_fmt} [{elapsed}]")
-    started = [False]
-
-    def on_stage(text: str) -> None:
-        if started[0]:
-            bar.update(1)
-        started[0] = True
-        bar.set_description_str(text)
-
+    bar, on_stage = _stage_bar(stages + (5 + verify if args.web else 0))
     source = model.path if model.path is not None else "pretrained model"
     n = len(model.style_names)
     tqdm.write(f"{source}: {n} style{'s' if n != 1 else ''} ({', '.join(model.style_names)})", file=sys.stdout)
@@ -105,6 +86,39 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     return 0
+
+
+def _checked_flags(args: argparse.Namespace) -> tuple[int, Any, str | None]:
+    """(opset, Core ML sizes, Core ML path) from the flags, or a one-line error before anything is loaded."""
+    from export.coreml_export import PRECISIONS, check_sizes, parse_sizes
+    from export.onnx_export import DEFAULT_OPSET, check_opset
+
+    if not args.onnx and not args.coreml and not args.web:
+        raise FaststError("nothing to export: give --onnx OUT.onnx, --coreml OUT.mlpackage and/or --web DIR")
+    if args.web_runtime and not args.web:
+        raise FaststError("--web-runtime is for --web")
+    if args.coreml_precision not in PRECISIONS:
+        raise FaststError(f"unknown Core ML precision '{args.coreml_precision}'; use one of: {', '.join(PRECISIONS)}")
+    opset = DEFAULT_OPSET if args.opset is None else args.opset
+    check_opset(opset)
+    sizes = check_sizes(parse_sizes(args.coreml_sizes)) if args.coreml_sizes else None
+    return opset, sizes, str(args.coreml).rstrip("/") if args.coreml else None
+
+
+def _stage_bar(stages: int) -> tuple[Any, Callable[[str], None]]:
+    """A progress bar of `stages` export steps and the callback that names the next one."""
+    from tqdm import tqdm
+    bar = tqdm(total=stages, desc="export", file=sys.stderr, leave=False,
+               bar_format="{desc}: step {n_fmt}/{total_fmt} [{elapsed}]")
+    started = [False]
+
+    def on_stage(text: str) -> None:
+        if started[0]:
+            bar.update(1)
+        started[0] = True
+        bar.set_description_str(text)
+
+    return bar, on_stage
 
 
 def _summary(r: dict[str, Any], human_size: Any) -> str:

@@ -1,8 +1,10 @@
-"""The library's errors quote settings by name ('width', 'val_data'); the command line says flags."""
+"""Flag value types for argparse, and the library's errors (which quote settings by name: 'width',
+'val_data') with flags named instead."""
 from __future__ import annotations
 
+import argparse
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from ..errors import FaststError
 
@@ -13,3 +15,43 @@ def with_flag_names(error: FaststError, flags: Mapping[str, str]) -> FaststError
     message = str(error)[len(error.path) + 2:] if error.path else str(error)
     flagged = re.sub(r"'([a-z_]+)'", lambda m: flags.get(m.group(1), m.group(0)), message)
     return FaststError(flagged, error.path)
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1]."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {v}")
+    return v
+
+
+def number(text: str) -> float:
+    """Any number."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def positive(minimum: int) -> Callable[[str], int]:
+    """An integer of at least `minimum`."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {v}")
+        return v
+    return parse
+
+
+def tile_size(text: str) -> int:
+    """--tile: 0 (never tile) or a tile side of at least 16 px (smaller tiles are all context, no picture)."""
+    v = positive(0)(text)
+    if 0 < v < 16:
+        raise argparse.ArgumentTypeError(f"must be 0 (never tile) or at least 16 px, got {v}")
+    return v

@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import FaststError
+from .flags import fraction, number, positive, tile_size
 
 if TYPE_CHECKING:
     from ..inference.planning import Job
@@ -20,43 +20,6 @@ log = logging.getLogger("fastst.infer")
 
 REFINE_MAX_PIXELS = 1024 * 1024  # above this --refine asks for --max-size: Gatys' memory and time grow with the pixels
 TEMPORAL_DEFAULT = 0.5  # --temporal's blend strength unless --temporal-strength says otherwise (docs/video.md)
-
-
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {v}")
-    return v
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-
-
-def _positive(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if v < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {v}")
-        return v
-    return parse
-
-
-def _tile(text: str) -> int:
-    """--tile: 0 (never tile) or a tile side of at least 16 px (smaller tiles are all context, no picture)."""
-    v = _positive(0)(text)
-    if 0 < v < 16:
-        raise argparse.ArgumentTypeError(f"must be 0 (never tile) or at least 16 px, got {v}")
-    return v
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -72,35 +35,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="OUT",
                    help="output file (one input, one style) or folder (created if missing); "
                         "default: beside each input (folders: a sibling <folder>_stylized)")
-    p.add_argument("--style", action="append", default=[], metavar="NAME|INDEX[=W]",
-                   help="style to apply; repeat for one output per style; NAME=W entries together form one "
-                        "blend with weights normalised to sum to 1 (default: the first style)")
-    p.add_argument("--all-styles", action="store_true", help="write one output per style of the model")
-    p.add_argument("--strength", type=_number, default=None, metavar="S",
-                   help="how much of the style, in the network's features: 0 = the photo (the model's identity "
-                        "row), 1 = the style as trained, up to 1.5 exaggerates (default: the model's own default; "
-                        "a model without an identity row blends pixels instead)")
-    p.add_argument("--stroke", type=_number, default=None, metavar="X",
-                   help="brush-stroke size for styles trained at several style sizes: 0 = the smallest, "
-                        "1 = the largest (default: the style's own row)")
-    p.add_argument("--pixel-blend", type=_fraction, default=1.0, metavar="F",
-                   help="mix the photo back pixel by pixel: 0 = the photo, 1 = the network's output (default 1)")
-    p.add_argument("--temporal", action="store_true",
-                   help="videos: blend each frame's output with the previous one along the optical flow where the "
-                        "scene is still visible: less flicker, for some extra time a frame (docs/video.md); "
-                        "needs OpenCV (pip install 'fastst[video]')")
-    p.add_argument("--temporal-strength", type=_fraction, default=None, metavar="S",
-                   help=f"how much of the previous output --temporal keeps, 0-1 (default {TEMPORAL_DEFAULT})")
-    p.add_argument("--preserve-colors", action="store_true", help="keep the content's colours (luminance transfer)")
-    p.add_argument("--max-size", type=_positive(16), metavar="N", help="downscale so the long side is at most N px")
-    p.add_argument("--refine", type=_positive(1), metavar="N",
+    _add_look_flags(p)
+    p.add_argument("--max-size", type=positive(16), metavar="N", help="downscale so the long side is at most N px")
+    p.add_argument("--refine", type=positive(1), metavar="N",
                    help="images: polish each output with N Gatys evaluations (L-BFGS on Gatys' objective, started "
                         "from the model's output; about 0.09 s each at 256 px and 0.36 s at 512 px on a 2-core CPU "
                         "with hardware bf16); see docs/inference.md for what 50 and 100 buy")
     p.add_argument("--style-image", action="append", default=[], metavar="FILE|FOLDER",
                    help="with --refine: the style's image, or a folder to find it in by the hash the model stores "
                         "(default: the bundled styles)")
-    p.add_argument("--tile", type=_tile, metavar="N",
+    p.add_argument("--tile", type=tile_size, metavar="N",
                    help="stylize in N px tiles (each computed with 56 px of context around it) that share "
                         "whole-image statistics: bounded memory, no seams; default: 512 px tiles above "
                         "4 megapixels (a 16 MP image then needs < 2 GiB); 0: never tile")
@@ -113,7 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "onnxruntime for .onnx models, and for .fst models in fp32 on a CPU when the run "
                         "has over 50 megapixels of input (video, big folders) and no image needs tiling")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
-    p.add_argument("--batch-size", type=_positive(1), default=4, metavar="N",
+    p.add_argument("--batch-size", type=positive(1), default=4, metavar="N",
                    help="video frames (or styles of one image) per network call (default 4)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                    help="auto: bf16 on CPUs with hardware bf16 (AMX/AVX512-BF16), fp16 on CUDA, else fp32")
@@ -121,6 +65,30 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
     return p
+
+
+def _add_look_flags(p: argparse.ArgumentParser) -> None:
+    """The flags that choose how the output looks: styles, strength, stroke size, colours, video smoothing."""
+    p.add_argument("--style", action="append", default=[], metavar="NAME|INDEX[=W]",
+                   help="style to apply; repeat for one output per style; NAME=W entries together form one "
+                        "blend with weights normalised to sum to 1 (default: the first style)")
+    p.add_argument("--all-styles", action="store_true", help="write one output per style of the model")
+    p.add_argument("--strength", type=number, default=None, metavar="S",
+                   help="how much of the style, in the network's features: 0 = the photo (the model's identity "
+                        "row), 1 = the style as trained, up to 1.5 exaggerates (default: the model's own default; "
+                        "a model without an identity row blends pixels instead)")
+    p.add_argument("--stroke", type=number, default=None, metavar="X",
+                   help="brush-stroke size for styles trained at several style sizes: 0 = the smallest, "
+                        "1 = the largest (default: the style's own row)")
+    p.add_argument("--pixel-blend", type=fraction, default=1.0, metavar="F",
+                   help="mix the photo back pixel by pixel: 0 = the photo, 1 = the network's output (default 1)")
+    p.add_argument("--temporal", action="store_true",
+                   help="videos: blend each frame's output with the previous one along the optical flow where the "
+                        "scene is still visible: less flicker, for some extra time a frame (docs/video.md); "
+                        "needs OpenCV (pip install 'fastst[video]')")
+    p.add_argument("--temporal-strength", type=fraction, default=None, metavar="S",
+                   help=f"how much of the previous output --temporal keeps, 0-1 (default {TEMPORAL_DEFAULT})")
+    p.add_argument("--preserve-colors", action="store_true", help="keep the content's colours (luminance transfer)")
 
 
 def _split_paths(paths: list[str]) -> tuple[str | None, list[str]]:

@@ -8,9 +8,8 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import torch
 from ..errors import FaststError
 from ..images import atomic_path
 from ..progress import progress_bar
+from .pipeline import Pipeline
 from .videoio import (
     OUTPUT_FORMATS,
     Timestamps,
@@ -36,43 +36,6 @@ from .videoio import (
 log = logging.getLogger(__name__)
 
 _END = object()
-
-
-class _Pipeline:
-    """Reader and writer threads around the caller's compute loop, joined by bounded queues."""
-
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-        self.errors: list[BaseException] = []
-
-    def put(self, q: queue.Queue, item: Any) -> bool:
-        while not self.stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def get(self, q: queue.Queue) -> Any:
-        while True:
-            try:
-                return q.get(timeout=0.1)
-            except queue.Empty:
-                if self.errors:
-                    raise self.errors[0] from None
-
-    def thread(self, target: Callable[[], None]) -> threading.Thread:
-        def run() -> None:
-            try:
-                target()
-            except BaseException as e:
-                self.errors.append(e)
-                self.stop.set()
-
-        t = threading.Thread(target=run, daemon=True)
-        t.start()
-        return t
 
 
 def stylize_video(stylizer: Any, src: str | os.PathLike, dst: str | os.PathLike, weights: torch.Tensor,
@@ -149,7 +112,7 @@ class VideoRun:
         self.out, self.vout, self.aout, self.audio = opened
         self.copy_audio = self.audio.startswith("copied")
         self.decoder_name = self.vin.codec_context.name
-        self.pipe = _Pipeline()
+        self.pipe = Pipeline()
         self.frames_q: queue.Queue = queue.Queue()  # bounded in `run`, by the batch size
         self.out_q: queue.Queue = queue.Queue()
         self.stamps = Timestamps(self.vin.time_base or Fraction(1, 90000), info.fps, self.start)

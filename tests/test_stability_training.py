@@ -70,3 +70,58 @@ def test_distill_needs_an_init_model(tmp_path, photo_dir, capsys):
     assert main(["train", "--style", str(style), "--data", str(photo_dir), "--out", str(tmp_path / "m.fst"),
                  "--stability", "-1"]) == 2
     assert "≥ 0" in capsys.readouterr().err
+
+
+def test_preset_stable_without_styles_fine_tunes_every_row_of_the_init_model(tmp_path, photo_dir):
+    """No --style: the bundled model's nine rows (styles, identity, stroke rows) all train and keep their
+    table (names, kinds, groups, sizes, hashes, thumbnails) and default strength; a resumed run keeps them."""
+    start = load_model(None)
+    out = tmp_path / "stable.fst"
+    args = ["train", "--preset", "stable", "--data", str(photo_dir), *TINY]
+    assert main([*args, "--out", str(out), "--steps", "2"]) == 0
+    stable = load_model(out)
+    assert [s.to_dict() | {"thumbnail": None} for s in stable.styles] == \
+        [s.to_dict() | {"thumbnail": None} for s in start.styles]
+    assert all(torch.equal(a.thumbnail, b.thumbnail) if b.thumbnail is not None else a.thumbnail is None
+               for a, b in zip(stable.styles, start.styles))
+    assert stable.default_strength == start.default_strength != 1.0
+    moved = [n for n, p in stable.net.named_parameters() if not torch.equal(p, start.net.get_parameter(n).float())]
+    assert any(n.endswith(".weight") for n in moved)  # the convs train too, not only the norms
+    last = tmp_path / "stable_logs" / "checkpoints" / "last.ckpt"
+    resumed = tmp_path / "resumed.fst"
+    assert main([*args, "--out", str(resumed), "--steps", "3", "--log-dir", str(tmp_path / "stable_logs"),
+                 "--resume", str(last)]) == 0
+    again = load_model(resumed)
+    assert again.style_names == start.style_names and again.default_strength == start.default_strength
+
+
+def test_a_run_without_styles_needs_a_zero_style_weight(tmp_path, photo_dir, capsys):
+    out = tmp_path / "x.fst"
+    assert main(["train", "--init", "pretrained", "--data", str(photo_dir), "--out", str(out), *TINY,
+                 "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "style weight of 0" in err and "Traceback" not in err and not out.exists()
+
+
+def test_keep_rows_with_style_images_trains_the_painting_terms_on_every_row(tmp_path, photo_dir, capsys):
+    """--keep-rows with the perceptual terms: each style's image covers all its rows (both stroke sizes);
+    a style left without an image is a one-line error before anything is written."""
+    start = load_model(None)
+    images = {name: write_png(tmp_path / f"{name}.png", synthetic_image(48, 48, seed=i))
+              for i, name in enumerate(("starry_night", "the_scream", "hokusai", "village_street"))}
+    out = tmp_path / "kept.fst"
+    base = ["train", "--init", "pretrained", "--keep-rows", "--data", str(photo_dir), "--out", str(out), *TINY,
+            "--steps", "1", "--stability", "1e5"]
+    assert main([*base, "--style", f"starry_night={images['starry_night']}"]) == 2
+    err = capsys.readouterr().err
+    assert "the_scream, hokusai, village_street" in err and "Traceback" not in err and not out.exists()
+    assert main([*base, *[f"--style={n}={p}" for n, p in images.items()]]) == 0
+    kept = load_model(out)
+    assert kept.style_names == start.style_names and kept.default_strength == start.default_strength
+    assert [(s.kind, s.group, s.style_size) for s in kept.styles] == [(s.kind, s.group, s.style_size) for s in start.styles]
+    from fastst.modelfile import file_sha256
+    for s in kept.styles:
+        if s.kind != "identity":
+            assert s.sha256 == file_sha256(images[s.group or s.name])
+    rows = read_metrics(tmp_path / "kept_logs" / "metrics.csv")
+    assert any(r.get("train/style") for r in rows) and any(r.get("train/stability") for r in rows)

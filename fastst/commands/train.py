@@ -15,7 +15,8 @@ from .flags import with_flag_names
 # flags of train()'s arguments that are no TrainConfig field; the library's errors quote these names
 RUN_FLAGS = {"init": "--init", "resume": "--resume", "data": "--data", "val_data": "--val-data", "styles": "--style",
              "accelerator": "--accelerator", "devices": "--devices", "strategy": "--strategy",
-             "precision": "--precision", "num_nodes": "--num-nodes", "identity": "--identity", "exclude": "--exclude"}
+             "precision": "--precision", "num_nodes": "--num-nodes", "identity": "--identity", "exclude": "--exclude",
+             "keep_rows": "--keep-rows"}
 
 
 def _shown(value: Any) -> str:
@@ -41,7 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        description="Train a feed-forward stylizer (Turi-style transformer, perceptual losses).")
     p.add_argument("--style", action="append", default=[], metavar="IMG",
                    help="style image; repeat for a multi-style model (name: the file stem, or NAME=IMG); "
-                   "may be left out with --identity")
+                   "may be left out with --identity, or with --init MODEL and a style weight of 0 (e.g. --preset "
+                   "stable): every row of MODEL then trains in place (see --keep-rows)")
     p.add_argument("--data", default=None, help="folder of training photos, searched recursively "
                    "(default: the bundled samples in datasets/samples/photos; use COCO for real models)")
     p.add_argument("--out", "-o", required=True, help="model file to write (.fst)")
@@ -62,6 +64,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--init", metavar="MODEL", help="start from a trained .fst model ('pretrained': the bundled one): "
                    "its convs, and the norms of styles with the same names; new styles start from its mean style "
                    "[--preset quick: pretrained, unless --resume or --width is given; 'none': from scratch]")
+    p.add_argument("--keep-rows", action="store_true",
+                   help="with --init: train every row of MODEL in place (styles, identity and stroke rows; its table "
+                   "and default strength kept), each --style NAME=IMG giving the image of MODEL's style NAME; "
+                   "implied when no --style is given")
     p.add_argument("--log-dir", help="checkpoints, previews, CSV log and loss plot [OUT_logs/]")
     p.add_argument("--accelerator", default="auto", help="cpu, gpu, mps or auto (default: %(default)s)")
     p.add_argument("--devices", default="auto", help="number of devices or auto (default: %(default)s)")
@@ -172,8 +178,9 @@ def run(args: argparse.Namespace) -> int:
     from ..training.fit import default_precision, train
 
     cfg = build_config(args)
-    if not args.style and not cfg.identity:
-        raise FaststError("give at least one --style image (or --identity)")
+    init = resolve_init(args)
+    if not args.style and not cfg.identity and init is None and args.resume is None:
+        raise FaststError("give at least one --style image (or --identity, or --init MODEL to fine-tune its rows)")
     names, paths = style_arguments(args.style)
     exclude = read_exclude(args.exclude)
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
@@ -185,8 +192,8 @@ def run(args: argparse.Namespace) -> int:
     out = flag_errors(train)(paths, args.data or default_data(), args.out, cfg, log_dir=args.log_dir,
                              resume=args.resume, accelerator=args.accelerator, devices=devices, precision=precision,
                              strategy=args.strategy, style_names=names, num_nodes=args.num_nodes,
-                             tensorboard=args.tensorboard, half=args.half, init=resolve_init(args),
-                             val_data=args.val_data, exclude=exclude)
+                             tensorboard=args.tensorboard, half=args.half, init=init,
+                             val_data=args.val_data, exclude=exclude, keep_rows=args.keep_rows)
     from lightning.pytorch.utilities import rank_zero_only
 
     if rank_zero_only.rank == 0:  # under DDP every process returns here; rank 0 wrote the file

@@ -126,7 +126,7 @@ class WriteModelFile(Callback):
         if module.cfg.only_norms and self.base is not None:  # the convs are the base model's: its other styles hold
             net, infos = keep_other_styles(self.base, net, infos)
             config["styles"] = [s.name for s in infos]
-        save_model(self.out, net, infos, config, half=self.half)
+        save_model(self.out, net, infos, config, half=self.half, default_strength=module.default_strength)
 
     @staticmethod
     def validation(trainer: L.Trainer) -> dict[str, Any]:

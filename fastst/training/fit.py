@@ -20,7 +20,7 @@ from ..data import StyleDataModule
 from ..errors import FaststError, Interrupted
 from ..hardware import default_precision as precision_policy
 from ..images import load_image, uniform_border
-from ..modelfile import StyleModel, load_model
+from ..modelfile import StyleInfo, StyleModel, load_model
 from ..paths import check_not_inputs, check_writable_folder
 from ..transformer import DEFAULT_WIDTH
 from .callbacks import PreviewGrid, ProgressBar, ValidateLastStep, WriteModelFile
@@ -29,7 +29,7 @@ from .config import TrainConfig
 from .guards import NonFiniteLoss, StopOnInterrupt, StopOnNonFiniteLoss, make_trainer
 from .metrics import keep_metrics_history
 from .module import StyleTransferModule
-from .rows import plan_rows
+from .rows import model_rows, plan_rows
 from .surgery import warm_start
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,36 @@ def _check_output(out: Path, log_dir: Path, inputs: Sequence[str | os.PathLike |
     check_writable_folder(log_dir, create=True)
 
 
+def _kept_rows(styles: Sequence[str | os.PathLike], names: Sequence[str] | None, cfg: TrainConfig,
+               init: str | os.PathLike | None, resume: str | os.PathLike | None,
+               keep_rows: bool) -> list[StyleInfo] | None:
+    """The init model's rows (or a resumed run's, where it trained those) when every row of the model
+    trains in place: asked for (`keep_rows`), or a run with an init model and no style image (e.g.
+    `--preset stable`). The style images then name the model's styles whose rows the style term covers;
+    every style row needs one unless the style weight is 0. None: rows planned from the style images."""
+    if cfg.identity or not (keep_rows or (not styles and (init is not None or resume is not None))):
+        return None
+    if resume is not None:
+        meta = read_checkpoint(resume)["fastst"]
+        if not meta["config"].get("rows_of_init"):
+            if keep_rows:
+                raise FaststError("this checkpoint's run did not keep an init model's rows: resume it without "
+                                  "'keep_rows'", resume)
+            return None
+        kept = [StyleInfo.from_dict(s) for s in meta["styles"]]
+    elif init is None:
+        raise FaststError("'keep_rows' trains the rows of an init model: give 'init' MODEL")
+    else:
+        kept = list(load_model(None if str(init) == "pretrained" else init).styles)
+    given = set(names or (style_name(s) for s in styles))
+    missing = list(dict.fromkeys(s.group or s.name for s in kept if s.kind != "identity" and
+                                 (s.group or s.name) not in given))
+    if cfg.style_weight and missing:
+        raise FaststError(f"the style term needs every style's image: give one for {', '.join(missing)} "
+                          "(NAME=IMG), or a style weight of 0 (e.g. the stable preset)")
+    return kept
+
+
 def _starting_point(cfg: TrainConfig, resume: str | os.PathLike | None, init: str | os.PathLike | None,
                     names: Sequence[str] = ()) -> tuple[TrainConfig, StyleModel | None]:
     """The model the run starts from (`init`; "pretrained": the bundled one), and the config with its
@@ -177,20 +207,27 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
           precision: str | None = None, strategy: str = "auto", style_names: Sequence[str] | None = None,
           num_nodes: int = 1, tensorboard: bool = False, progress: bool = True, half: bool = False,
           init: str | os.PathLike | None = None, val_data: str | os.PathLike | None = None,
-          exclude: Sequence[str | os.PathLike] = ()) -> Path:
+          exclude: Sequence[str | os.PathLike] = (), keep_rows: bool = False) -> Path:
     """Train a TransformerNet on the photos in `data` for the given style images; write the model
     file `out` atomically and return its path. Checkpoints, previews and logs go to `log_dir`.
     `init` starts from a trained .fst model ("pretrained": the bundled one), see `warm_start`.
     `val_data`: a folder of held-out photos, scored whole in every style at every checkpoint
     (`StyleTransferModule.validation_step`); their final loss goes into the model file. `exclude`: photos
-    of `data` to leave out (paths relative to `data`, or absolute), e.g. a held-out test set."""
+    of `data` to leave out (paths relative to `data`, or absolute), e.g. a held-out test set. `keep_rows`:
+    train every row of the `init` model in place (its table and default strength kept), the style images
+    naming its styles (NAME=IMG); implied by a run with `init` and no style image."""
     out = Path(out)
     log_dir = Path(log_dir) if log_dir else out.with_suffix("").parent / (out.stem + "_logs")
     _check_output(out, log_dir, [*styles, None if str(init) == "pretrained" else init, resume], [data, val_data],
                   resume, init)
     cfg = config or TrainConfig()
-    paths, names = _check_styles(styles, style_names, cfg.identity)
-    rows = [r.name for r in plan_rows(paths, names, cfg)]
+    kept = _kept_rows(styles, style_names, cfg, init, resume, keep_rows)
+    if kept is None:
+        paths, names = _check_styles(styles, style_names, cfg.identity)
+        rows = [r.name for r in plan_rows(paths, names, cfg)]
+    else:
+        paths, names = _check_styles(styles, style_names, identity=True) if styles else ([], [])
+        rows = [r.name for r in model_rows(kept, dict(zip(names, paths)))]
     cfg, start = _starting_point(cfg, resume, init, rows)
     datamodule = StyleDataModule(data, cfg.image_size, cfg.batch_size, len(rows), cfg.steps, cfg.seed, cfg.workers,
                                  cfg.crop_scale, val_data=val_data, exclude=exclude)
@@ -209,7 +246,9 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
             use_distributed_sampler=False, default_root_dir=str(log_dir), deterministic=False, num_sanity_val_steps=0,
             plugins=[AtomicCheckpointIO()], **validation)
         L.seed_everything(cfg.seed, workers=True, verbose=False)  # before the network's random initialisation
-        module = StyleTransferModule(paths, names, cfg.to_dict())
+        module = StyleTransferModule(paths, names, cfg.to_dict(), kept_rows=kept)
+        if kept is not None and start is not None:
+            module.default_strength = start.default_strength
         if start is not None:
             new = warm_start(module.net, rows, start, module.rows)
             module.init_info = {"model": start.path.name, "steps_done": int(start.config.get("steps_done", 0)),

@@ -18,7 +18,7 @@ from ..objectives.perceptual import PerceptualObjective
 from ..stability import distillation_loss, stability_term
 from ..transformer import DEFAULT_WIDTH, TransformerNet
 from .config import TrainConfig
-from .rows import force_identity, identity_skip_mask, plan_rows, reconstruction_loss
+from .rows import force_identity, identity_skip_mask, model_rows, plan_rows, reconstruction_loss
 
 LOSSNET = "lossnet."  # state-dict prefix of the frozen loss network
 
@@ -26,12 +26,17 @@ LOSSNET = "lossnet."  # state-dict prefix of the frozen loss network
 class StyleTransferModule(L.LightningModule):
     """TransformerNet trained against frozen-VGG perceptual losses, one Gram target set per style."""
 
-    def __init__(self, style_paths: Sequence[str], style_names: Sequence[str], config: dict[str, Any]) -> None:
+    def __init__(self, style_paths: Sequence[str], style_names: Sequence[str], config: dict[str, Any],
+                 kept_rows: Sequence[StyleInfo] | None = None) -> None:
+        """`kept_rows`: instead of rows planned from style images, train the rows of an init model's
+        table as they are (names, kinds, groups, sizes, hashes and thumbnails kept in the file written)."""
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["kept_rows"])
         self.cfg = TrainConfig(**config)
         self.style_paths, self.style_names = list(style_paths), list(style_names)
-        self.rows = plan_rows(self.style_paths, self.style_names, self.cfg)
+        self.kept_rows = list(kept_rows) if kept_rows else None
+        self.rows = (model_rows(self.kept_rows, dict(zip(self.style_names, self.style_paths))) if self.kept_rows
+                     else plan_rows(self.style_paths, self.style_names, self.cfg))
         kinds = [r.kind for r in self.rows]
         self.identity_row = kinds.index("identity") if "identity" in kinds else None
         self.net = TransformerNet(num_styles=len(self.rows), width=self.cfg.width or DEFAULT_WIDTH)
@@ -46,6 +51,7 @@ class StyleTransferModule(L.LightningModule):
         self.register_load_state_dict_post_hook(_lossnet_not_missing)
         self._styles_info: list[StyleInfo] | None = None
         self.init_info: dict[str, Any] | None = None  # the model this run started from (train(init=...))
+        self.default_strength: float | None = None  # the init model's, kept where its rows are kept
         if cfg.distill:  # the init model, frozen (filled by train(); in checkpoints, so a resumed run keeps it)
             self.teacher = TransformerNet(num_styles=len(self.rows), width=cfg.width or DEFAULT_WIDTH)
             self.teacher.requires_grad_(False).eval()
@@ -55,11 +61,13 @@ class StyleTransferModule(L.LightningModule):
         """Each row's Gram targets (its style image at its size; zeros for the identity row), as buffers
         that move with the module and stay out of checkpoints."""
         device = next(self.lossnet.parameters()).device
-        targets = [self.objective.style_targets(self.lossnet, load_image(r.path, size=r.style_size).to(device))
-                   for r in self.rows if r.path is not None]
-        if self.identity_row is not None:
-            targets.insert(self.identity_row, {n: torch.zeros_like(g) for n, g in targets[0].items()} if targets else
-                           {n: torch.zeros(1, 1) for n in self.cfg.style_layers})
+        size = self.cfg.style_size or 2 * self.cfg.image_size
+        known = {i: self.objective.style_targets(self.lossnet, load_image(r.path, size=r.style_size or size).to(device))
+                 for i, r in enumerate(self.rows) if r.path is not None}
+        template = next(iter(known.values()), None)
+        none = ({n: torch.zeros_like(g) for n, g in template.items()} if template is not None else
+                {n: torch.zeros(1, 1, device=device) for n in self.cfg.style_layers})
+        targets = [known.get(i, none) for i in range(len(self.rows))]  # zeros: rows without an image
         for name in self.cfg.style_layers:
             self.register_buffer(f"gram_{name}", torch.stack([t[name] for t in targets]), persistent=False)
 
@@ -67,7 +75,10 @@ class StyleTransferModule(L.LightningModule):
         """Names, image hashes, 64-px thumbnails, kinds, groups and style sizes of the rows."""
         if self._styles_info is None:
             infos = []
-            for r in self.rows:
+            for i, r in enumerate(self.rows):
+                if self.kept_rows and r.path is None:  # a kept row without a new image: as the model had it
+                    infos.append(self.kept_rows[i])
+                    continue
                 thumb = None if r.path is None else (load_image(r.path, size=64) * 255).round().to(torch.uint8)
                 infos.append(StyleInfo(name=r.name, sha256=file_sha256(r.path) if r.path else "", thumbnail=thumb,
                                        kind=r.kind, group=None if r.group == r.name else r.group,
@@ -178,14 +189,18 @@ class StyleTransferModule(L.LightningModule):
         checkpoint["fastst"] = {"styles": [s.to_dict() for s in self.style_infos()], "config": self.model_config()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.init_info = checkpoint.get("fastst", {}).get("config", {}).get("init") or self.init_info
+        config = checkpoint.get("fastst", {}).get("config", {})
+        self.init_info = config.get("init") or self.init_info
+        self.default_strength = config.get("kept_default_strength", self.default_strength)
 
     def model_config(self) -> dict[str, Any]:
         """What goes into the model file's config: training settings and the loss network."""
         return {**self.cfg.to_dict(), "styles": [r.name for r in self.rows],
                 "style_images": [os.path.basename(p) for p in self.style_paths],
                 "steps_done": int(self.global_step) + int((self.init_info or {}).get("steps_done", 0)),
-                **({"init": self.init_info} if self.init_info else {})}
+                **({"init": self.init_info} if self.init_info else {}),
+                **({"rows_of_init": True} if self.kept_rows else {}),
+                **({"kept_default_strength": self.default_strength} if self.default_strength is not None else {})}
 
 
 def _drop_lossnet(module: torch.nn.Module, state: dict[str, Any], prefix: str, metadata: Any) -> None:

@@ -3,8 +3,9 @@
 photo). A style-size row of style NAME is named NAME@SIZE and belongs to group NAME."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +39,19 @@ def plan_rows(style_paths: Sequence[str], style_names: Sequence[str], cfg: Train
     if not rows:
         raise FaststError("at least one style image is needed (or 'identity')")
     return rows
+
+
+def model_rows(styles: Sequence[Any], images: Mapping[str, str] | None = None) -> list[RowPlan]:
+    """The rows of a trained model's table (its StyleInfos), in its order: what a run trains that
+    fine-tunes every row of an init model in place. `images` maps a group (a style's name) to its style
+    image, which each row of the group then uses at its own style size; other rows have none."""
+    images = images or {}
+    unknown = sorted(set(images) - {s.group or s.name for s in styles if s.kind != IDENTITY})
+    if unknown:
+        raise FaststError(f"the model has no style {', '.join(unknown)} (its styles are "
+                          f"{', '.join(dict.fromkeys(s.group or s.name for s in styles if s.kind != IDENTITY))})")
+    return [RowPlan(s.name, images.get(s.group or s.name) if s.kind != IDENTITY else None, s.group or s.name,
+                    s.style_size, kind=s.kind) for s in styles]
 
 
 def force_identity(styles: torch.Tensor, identity: int | None) -> torch.Tensor:

@@ -86,7 +86,7 @@ def test_exclude_leaves_photos_out(tmp_path, photo_dir):
 def test_exclude_list_and_identity_errors_are_one_line(tmp_path, photo_dir, capsys):
     out = tmp_path / "m.fst"
     assert main(["train", "--data", str(photo_dir), "--out", str(out)]) == 2
-    assert "give at least one --style image (or --identity)" in capsys.readouterr().err
+    assert "give at least one --style image (or --identity, or --init MODEL" in capsys.readouterr().err
     assert main(["train", "--identity", "--data", str(photo_dir), "--out", str(out),
                  "--exclude", str(tmp_path / "missing.txt")]) == 2
     err = capsys.readouterr().err

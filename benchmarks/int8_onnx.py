@@ -12,6 +12,7 @@ Photos come from ../shared/data/photos/misc (or $FASTST_BENCH_DATA), else the bu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     opts.intra_op_num_threads, opts.log_severity_level = 1, 3
     with tempfile.TemporaryDirectory() as tmp:
         pre, int8_path = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
-        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        with contextlib.chdir(tmp):  # the pre-processing leaves a sym_shape_infer_temp.onnx in the working folder
+            quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
         quantize_static(str(pre), str(int8_path), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.Percentile, extra_options={"CalibPercentile": 99.99})

@@ -115,6 +115,9 @@ def test_keep_rows_with_style_images_trains_the_painting_terms_on_every_row(tmp_
     assert main([*base, "--style", f"starry_night={images['starry_night']}"]) == 2
     err = capsys.readouterr().err
     assert "the_scream, hokusai, village_street" in err and "Traceback" not in err and not out.exists()
+    assert main([*base, "--identity", *[f"--style={n}={p}" for n, p in images.items()]]) == 2
+    err = capsys.readouterr().err
+    assert "--keep-rows" in err and "--identity" in err and "Traceback" not in err and not out.exists()
     assert main([*base, *[f"--style={n}={p}" for n, p in images.items()]]) == 0
     kept = load_model(out)
     assert kept.style_names == start.style_names and kept.default_strength == start.default_strength

@@ -129,6 +129,8 @@ def _kept_rows(styles: Sequence[str | os.PathLike], names: Sequence[str] | None,
     trains in place: asked for (`keep_rows`), or a run with an init model and no style image (e.g.
     `--preset stable`). The style images then name the model's styles whose rows the style term covers;
     every style row needs one unless the style weight is 0. None: rows planned from the style images."""
+    if keep_rows and cfg.identity:
+        raise FaststError("'keep_rows' trains the init model's rows as they are; 'identity' plans new ones: give one")
     if cfg.identity or not (keep_rows or (not styles and (init is not None or resume is not None))):
         return None
     if resume is not None:

@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from ..checkpoint_io import AtomicCheckpointIO
+from ..controls import groups
 from ..data import StyleDataModule
 from ..errors import FaststError, Interrupted
 from ..hardware import default_precision as precision_policy
@@ -123,47 +124,45 @@ def _check_output(out: Path, log_dir: Path, inputs: Sequence[str | os.PathLike |
 
 
 def _kept_rows(styles: Sequence[str | os.PathLike], names: Sequence[str] | None, cfg: TrainConfig,
-               init: str | os.PathLike | None, resume: str | os.PathLike | None,
-               keep_rows: bool) -> list[StyleInfo] | None:
+               start: StyleModel | None, resumed: dict[str, Any] | None, keep_rows: bool,
+               resume: str | os.PathLike | None) -> list[StyleInfo] | None:
     """The init model's rows (or a resumed run's, where it trained those) when every row of the model
     trains in place: asked for (`keep_rows`), or a run with an init model and no style image (e.g.
     `--preset stable`). The style images then name the model's styles whose rows the style term covers;
-    every style row needs one unless the style weight is 0. None: rows planned from the style images."""
+    every style row needs one unless the style weight is 0. None: rows planned from the style images.
+    `start`: the init model, `resumed`: the checkpoint `resume` read."""
     if keep_rows and cfg.identity:
         raise FaststError("'keep_rows' trains the init model's rows as they are; 'identity' plans new ones: give one")
-    if cfg.identity or not (keep_rows or (not styles and (init is not None or resume is not None))):
+    if cfg.identity or not (keep_rows or (not styles and (start is not None or resumed is not None))):
         return None
-    if resume is not None:
-        meta = read_checkpoint(resume)["fastst"]
+    if resumed is not None:
+        meta = resumed["fastst"]
         if not meta["config"].get("rows_of_init"):
             if keep_rows:
                 raise FaststError("this checkpoint's run did not keep an init model's rows: resume it without "
                                   "'keep_rows'", resume)
             return None
         kept = [StyleInfo.from_dict(s) for s in meta["styles"]]
-    elif init is None:
+    elif start is None:
         raise FaststError("'keep_rows' trains the rows of an init model: give 'init' MODEL")
     else:
-        kept = list(load_model(None if str(init) == "pretrained" else init).styles)
+        kept = list(start.styles)
     given = set(names or (style_name(s) for s in styles))
-    missing = list(dict.fromkeys(s.group or s.name for s in kept if s.kind != "identity" and
-                                 (s.group or s.name) not in given))
+    missing = [name for name in groups(kept) if name not in given]
     if cfg.style_weight and missing:
         raise FaststError(f"the style term needs every style's image: give one for {', '.join(missing)} "
                           "(NAME=IMG), or a style weight of 0 (e.g. the stable preset)")
     return kept
 
 
-def _starting_point(cfg: TrainConfig, resume: str | os.PathLike | None, init: str | os.PathLike | None,
-                    names: Sequence[str] = ()) -> tuple[TrainConfig, StyleModel | None]:
-    """The model the run starts from (`init`; "pretrained": the bundled one), and the config with its
-    width settled: as given, else that of the model or checkpoint the run continues, else the default."""
-    start = load_model(None if str(init) == "pretrained" else init) if init is not None else None
+def _starting_point(cfg: TrainConfig, start: StyleModel | None, resumed: dict[str, Any] | None,
+                    resume: str | os.PathLike | None, names: Sequence[str] = ()) -> TrainConfig:
+    """The config with its width settled for the model the run starts from (`start`) or the checkpoint
+    it continues (`resumed`, read from `resume`): as given, else theirs, else the default."""
     if cfg.only_norms and start is None and resume is None:
         raise FaststError("'only_norms' trains the norm parameters of a trained network: give 'init' MODEL")
     if cfg.distill and start is None and resume is None:
         raise FaststError("'distill' keeps the look of the model the run starts from: give 'init' MODEL")
-    resumed = read_checkpoint(resume) if resume is not None else None
     resumed_width = checkpoint_width(resumed) if resumed is not None else None
     trained = [s["name"] for s in resumed["fastst"]["styles"]] if resumed is not None else list(names)
     if names and trained != list(names):
@@ -175,7 +174,7 @@ def _starting_point(cfg: TrainConfig, resume: str | os.PathLike | None, init: st
         raise FaststError(f"the checkpoint's network has width {resumed_width}, not {cfg.width}", resume)
     if cfg.only_norms and start is not None and cfg.width != start.net.width:
         raise FaststError(f"'only_norms' keeps the init model's convs: its width is {start.net.width}, not {cfg.width}")
-    return cfg, start
+    return cfg
 
 
 def _callbacks(cfg: TrainConfig, log_dir: Path, out: Path, half: bool, start: StyleModel | None,
@@ -223,14 +222,16 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
     _check_output(out, log_dir, [*styles, None if str(init) == "pretrained" else init, resume], [data, val_data],
                   resume, init)
     cfg = config or TrainConfig()
-    kept = _kept_rows(styles, style_names, cfg, init, resume, keep_rows)
+    start = load_model(None if str(init) == "pretrained" else init) if init is not None else None
+    resumed = read_checkpoint(resume) if resume is not None else None
+    kept = _kept_rows(styles, style_names, cfg, start, resumed, keep_rows, resume)
     if kept is None:
         paths, names = _check_styles(styles, style_names, cfg.identity)
         rows = [r.name for r in plan_rows(paths, names, cfg)]
     else:
         paths, names = _check_styles(styles, style_names, identity=True) if styles else ([], [])
         rows = [r.name for r in model_rows(kept, dict(zip(names, paths)))]
-    cfg, start = _starting_point(cfg, resume, init, rows)
+    cfg = _starting_point(cfg, start, resumed, resume, rows)
     datamodule = StyleDataModule(data, cfg.image_size, cfg.batch_size, len(rows), cfg.steps, cfg.seed, cfg.workers,
                                  cfg.crop_scale, val_data=val_data, exclude=exclude)
     datamodule.setup("fit")  # bad data fails now, before anything is written

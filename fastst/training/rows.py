@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..controls import IDENTITY
+from ..controls import IDENTITY, group_of, groups
 from ..errors import FaststError
 from .config import TrainConfig
 
@@ -46,12 +46,12 @@ def model_rows(styles: Sequence[Any], images: Mapping[str, str] | None = None) -
     fine-tunes every row of an init model in place. `images` maps a group (a style's name) to its style
     image, which each row of the group then uses at its own style size; other rows have none."""
     images = images or {}
-    unknown = sorted(set(images) - {s.group or s.name for s in styles if s.kind != IDENTITY})
+    names = list(groups(styles))
+    unknown = sorted(set(images) - set(names))
     if unknown:
-        raise FaststError(f"the model has no style {', '.join(unknown)} (its styles are "
-                          f"{', '.join(dict.fromkeys(s.group or s.name for s in styles if s.kind != IDENTITY))})")
-    return [RowPlan(s.name, images.get(s.group or s.name) if s.kind != IDENTITY else None, s.group or s.name,
-                    s.style_size, kind=s.kind) for s in styles]
+        raise FaststError(f"the model has no style {', '.join(unknown)} (its styles are {', '.join(names)})")
+    return [RowPlan(s.name, images.get(group_of(s)) if s.kind != IDENTITY else None, group_of(s), s.style_size,
+                    kind=s.kind) for s in styles]
 
 
 def force_identity(styles: torch.Tensor, identity: int | None) -> torch.Tensor:

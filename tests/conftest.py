@@ -12,6 +12,16 @@ from PIL import Image
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 
+@pytest.fixture(scope="module")
+def cli():
+    """A `fastst`/`gatys` command runner forked from a warm interpreter (tests/cli_fork.py), one per test module."""
+    from cli_fork import CliRunner
+
+    runner = CliRunner()
+    yield runner
+    runner.close()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _private_weights_cache(tmp_path_factory: pytest.TempPathFactory):
     """Tests convert the vgg16-caffe weights into their own cache, never the user's ~/.cache/fastst."""
@@ -58,3 +68,21 @@ def photo_dir(tmp_path: Path) -> Path:
         sub.mkdir(parents=True, exist_ok=True)
         write_png(sub / f"p{i}.png", synthetic_image(72 + 8 * i, 96, seed=i))
     return d
+
+
+def write_video(path: Path, images, codec: str = "mpeg4", fps: int = 12) -> Path:
+    """A video file of the given (H, W, 3) uint8 frames, in that codec (yuv420p) at `fps`."""
+    import av
+
+    out = av.open(str(path), "w")
+    vs = out.add_stream(codec, rate=fps)
+    for i, img in enumerate(images):
+        if i == 0:
+            vs.height, vs.width = img.shape[:2]
+            vs.pix_fmt = "yuv420p"
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame.pts = i
+        out.mux(vs.encode(frame))
+    out.mux(vs.encode(None))
+    out.close()
+    return path

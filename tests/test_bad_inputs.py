@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from cli_fork import CliRunner, Result
-from conftest import synthetic_image, write_png
+from conftest import synthetic_image, write_png, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 # A tiny training run: 4 photos, batch 2 (one pass over the data = 2 steps), 32 px crops, width 4.
@@ -35,33 +35,14 @@ TRAIN = ("train --style style.png --data photos --out out.fst --steps 1 --image-
 # ------------------------------------------------------------------------------------------------ corpus
 
 def _write_video(path: Path, frames: int = 6, width: int = 32, height: int = 32) -> Path:
-    import av
-
-    out = av.open(str(path), "w")
-    vs = out.add_stream("mpeg4", rate=12)
-    vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
     rng = np.random.default_rng(0)
-    for i in range(frames):
-        img = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
-        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-        frame.pts = i
-        out.mux(vs.encode(frame))
-    out.mux(vs.encode(None))
-    out.close()
-    return path
+    return write_video(path, (rng.integers(0, 255, (height, width, 3), dtype=np.uint8) for _ in range(frames)))
 
 
 def _noise_png(path: Path, h: int, w: int, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
     return path
-
-
-@pytest.fixture(scope="module")
-def cli() -> CliRunner:
-    runner = CliRunner()
-    yield runner
-    runner.close()
 
 
 @pytest.fixture(scope="module")

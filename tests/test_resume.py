@@ -22,13 +22,6 @@ RUN = ("train --style style.png --data photos --out {out}.fst --log-dir {out}_lo
 
 
 @pytest.fixture(scope="module")
-def cli() -> CliRunner:
-    runner = CliRunner()
-    yield runner
-    runner.close()
-
-
-@pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("resume")
     write_png(d / "style.png", synthetic_image(48, 48, seed=7))

@@ -10,6 +10,7 @@ import pytest
 av = pytest.importorskip("av")
 pytest.importorskip("cv2")
 
+from conftest import write_video  # noqa: E402
 from test_video import describe, infer, make_video, model_path  # noqa: E402,F401 - model_path is a fixture
 
 
@@ -20,21 +21,12 @@ def frames_of(path) -> list[np.ndarray]:
 
 def still_video(path, frames: int = 6, width: int = 64, height: int = 48):
     """The same picture in every frame, losslessly coded (FFV1), so that every decoded frame is equal."""
-    out = av.open(str(path), "w")
-    vs = out.add_stream("ffv1", rate=12)
-    vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
     rng = np.random.default_rng(1)
     img = np.zeros((height, width, 3), np.uint8)
     img[..., 0] = np.arange(width)[None, :] * 4
     img[..., 1] = np.arange(height)[:, None] * 5
     img[..., 2] = rng.integers(0, 255, (height, width))
-    for i in range(frames):
-        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-        frame.pts = i
-        out.mux(vs.encode(frame))
-    out.mux(vs.encode(None))
-    out.close()
-    return path
+    return write_video(path, [img] * frames, codec="ffv1")
 
 
 def test_a_still_scene_comes_out_as_without_temporal(capsys, tmp_path, model_path):  # noqa: F811

@@ -30,10 +30,11 @@ def metadata(model: StyleModel) -> dict[str, str]:
         "interface_version": str(INTERFACE_VERSION),
         "training": training_summary(model),
     }
-    # the style table for apps that compose strength and stroke themselves (fastst.controls): the raw
-    # `style` input is w = s·w_style + (1 − s)·e_identity, a group's weight split between its sizes
+    # the style table for apps that compose strength and stroke themselves (fastst.controls): a group's
+    # weight is split between its sizes, then each row's weight moves from the identity row (s = 0) to
+    # the row (s = 1) through its strength rows (kind "strength", same group and size, at "strength")
     meta["rows"] = json.dumps([{"name": s.name, "kind": s.kind, "group": s.group or s.name, "style_size": s.style_size}
-                               for s in model.styles])
+                               | ({"strength": s.strength} if s.strength is not None else {}) for s in model.styles])
     meta["default_strength"] = json.dumps(model.default_strength)
     hashes = [s.sha256 for s in model.styles]
     if any(hashes):

@@ -114,7 +114,7 @@ def _rows(meta: dict[str, str], names: list[str]) -> list[StyleInfo]:
     try:
         rows = json.loads(meta["rows"])
         infos = [StyleInfo(name=str(r["name"]), kind=str(r.get("kind", "style")), group=r.get("group"),
-                           style_size=r.get("style_size")) for r in rows]
+                           style_size=r.get("style_size"), strength=r.get("strength")) for r in rows]
     except (KeyError, ValueError, TypeError, AttributeError):
         return [StyleInfo(n) for n in names]
     return infos if [i.name for i in infos] == names else [StyleInfo(n) for n in names]

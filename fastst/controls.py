@@ -7,9 +7,12 @@ representation for artistic style": interpolating those rows is smooth):
 
 - stroke x in [0, 1]: within a group, sorted by style size, 0 is the smallest-size row and 1 the largest,
   piecewise linear in between;
-- strength s in [0, MAX_STRENGTH]: w = s·w_style + (1 − s)·e_identity, where w_style is the normalised
-  blend of style rows and e_identity is one-hot on the identity row (s > 1 extrapolates: a negative
-  identity weight). A model without an identity row cannot do this: the caller blends pixels instead.
+- strength s in [0, MAX_STRENGTH]: each style row's weight moves along a path from the identity row
+  (s = 0) to the row itself (s = 1), through the row's *strength rows* where it has them (rows of
+  kind "strength", same group and style size, trained at a lower style weight, placed at their own
+  strength s_k): piecewise linear between neighbouring knots. With no strength rows the path is
+  w = s·e_row + (1 − s)·e_identity; above 1 it is that line (a negative identity weight). A model
+  without an identity row cannot do this: the caller blends pixels instead.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from .errors import FaststError
 
 MAX_STRENGTH = 1.5  # mild extrapolation beyond the trained style row
 IDENTITY = "identity"
+STRENGTH = "strength"  # the kind of a row between the identity row and a style row
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class Row:
     kind: str = "style"
     group: str | None = None
     style_size: int | None = None
+    strength: float | None = None  # a strength row's place on its style's path, in (0, 1)
 
 
 @dataclass(frozen=True)
@@ -54,10 +59,10 @@ def identity_index(rows: Sequence[Row]) -> int | None:
 
 def groups(rows: Sequence[Row]) -> dict[str, list[int]]:
     """User-facing styles in table order, each with its rows sorted by style size (unknown sizes first,
-    in table order). The identity row belongs to no group."""
+    in table order). The identity row and strength rows belong to no group."""
     out: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
-        if r.kind != IDENTITY:
+        if r.kind not in (IDENTITY, STRENGTH):
             out.setdefault(group_of(r), []).append(i)
     for name, members in out.items():
         out[name] = sorted(members, key=lambda i: (rows[i].style_size or 0, i))
@@ -144,6 +149,35 @@ def mix(rows: Sequence[Row], blend: Mapping[str | int, float], strength: float =
         if s > 1.0:
             raise FaststError(f"strength above 1 needs a model with an identity row; this one has none (got {s:g})")
         return Mix(weights, pixel_blend=s)
-    weights = [s * w for w in weights]
-    weights[ident] += 1.0 - s
-    return Mix(weights)
+    out = [0.0] * len(rows)
+    for row, w in enumerate(weights):
+        if w:
+            for i, part in strength_path(rows, row, ident, s).items():
+                out[i] += w * part
+    return Mix(out)
+
+
+def strength_knots(rows: Sequence[Row], row: int) -> list[tuple[float, int]]:
+    """(strength, index) of style row `row`'s strength rows, sorted: rows of kind "strength" of its group
+    and style size."""
+    r = rows[row]
+    if r.kind != "style":
+        return []
+    return sorted((float(x.strength), i) for i, x in enumerate(rows)
+                  if x.kind == STRENGTH and x.strength is not None and group_of(x) == group_of(r)
+                  and x.style_size == r.style_size)
+
+
+def strength_path(rows: Sequence[Row], row: int, ident: int, s: float) -> dict[int, float]:
+    """Row weights (summing to 1) of one row at strength s: piecewise linear over the knots identity (0),
+    the row's strength rows (their s_k) and the row itself (1); above 1 the line from identity to row."""
+    knots = [(0.0, ident), *strength_knots(rows, row), (1.0, row)]
+    if s >= 1.0:
+        return {row: s, ident: 1.0 - s} if row != ident else {ident: 1.0}
+    for (s0, i0), (s1, i1) in zip(knots, knots[1:]):
+        if s0 <= s <= s1 and s1 > s0:
+            f = (s - s0) / (s1 - s0)
+            out = {i0: 1.0 - f}
+            out[i1] = out.get(i1, 0.0) + f
+            return {i: v for i, v in out.items() if v != 0.0} or {i0: 1.0}
+    return {ident: 1.0 - s, row: s} if row != ident else {ident: 1.0}

@@ -22,7 +22,7 @@ MAX_WIDTH = 1024
 MAX_BLOCKS = 64
 MAX_STYLES = 4096
 MAX_THUMBNAIL_SIDE = 1024
-STYLE_KINDS = ("style", "identity")
+STYLE_KINDS = ("style", "identity", "strength")
 FLOAT_TYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -148,6 +148,10 @@ def check_styles(styles: Any, count: int | None, path: str | os.PathLike | None,
         if kind not in STYLE_KINDS:
             raise FaststError(f"style '{name}': unknown kind {str(kind)[:40]!r} (known: {', '.join(STYLE_KINDS)})", path)
         identities += kind == "identity"
+        strength = s.get("strength")
+        if (kind == "strength") != (strength is not None) or (strength is not None and not (
+                isinstance(strength, (int, float)) and not isinstance(strength, bool) and 0 < strength < 1)):
+            raise FaststError(f"style '{name}': a strength row needs a strength between 0 and 1, other rows none", path)
         if s.get("style_size") is not None:
             _int(s["style_size"], f"style '{name}': style_size", 1, 1 << 16, path)
     if identities > 1:

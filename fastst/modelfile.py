@@ -35,16 +35,19 @@ class StyleInfo:
     kind: str = "style"
     group: str | None = None  # None: the row's own name
     style_size: int | None = None
+    strength: float | None = None  # kind "strength": the row's place between identity and its style
 
     def to_dict(self) -> dict[str, Any]:
         d = {"name": self.name, "sha256": self.sha256, "thumbnail": self.thumbnail, "kind": self.kind}
-        return d | {k: v for k, v in (("group", self.group), ("style_size", self.style_size)) if v is not None}
+        extra = (("group", self.group), ("style_size", self.style_size), ("strength", self.strength))
+        return d | {k: v for k, v in extra if v is not None}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StyleInfo:
-        size = d.get("style_size")
+        size, strength = d.get("style_size"), d.get("strength")
         return cls(name=str(d["name"]), sha256=d.get("sha256") or "", thumbnail=d.get("thumbnail"),
-                   kind=str(d.get("kind", "style")), group=d.get("group"), style_size=None if size is None else int(size))
+                   kind=str(d.get("kind", "style")), group=d.get("group"), style_size=None if size is None else int(size),
+                   strength=None if strength is None else float(strength))
 
 
 @dataclass

@@ -150,3 +150,40 @@ def test_infer_strength_and_stroke_flags(tmp_path, capsys):
         assert err.endswith(message) and len(err.splitlines()) == 1 and not bad.exists()
     assert main(["infer", str(model_path), str(photo), "-o", str(out), "--pixel-blend", "0", "--overwrite", "-q"]) == 0
     assert (load_image(out) - x[0]).abs().max() <= 1 / 255 + 1e-6
+
+
+# "sun" with strength rows at 0.25 and 0.75 (placed out of order); "waves" has none
+STRENGTH_ROWS = ROWS + [Row("sun~0.75", kind="strength", group="sun", style_size=256, strength=0.75),
+                        Row("sun~0.25", kind="strength", group="sun", style_size=256, strength=0.25)]
+
+
+def test_strength_passes_through_a_styles_strength_rows():
+    assert groups(STRENGTH_ROWS) == {"waves": [2, 0], "sun": [1]}  # strength rows are no styles of their own
+    assert mix(STRENGTH_ROWS, {"sun": 1}, strength=0.25).weights == [0, 0, 0, 0, 0, 1]
+    assert mix(STRENGTH_ROWS, {"sun": 1}, strength=0.75).weights == [0, 0, 0, 0, 1, 0]
+    assert mix(STRENGTH_ROWS, {"sun": 1}, strength=0.5).weights == [0, 0, 0, 0, 0.5, 0.5]
+    assert mix(STRENGTH_ROWS, {"sun": 1}, strength=0.125).weights == [0, 0, 0, 0.5, 0, 0.5]
+    assert mix(STRENGTH_ROWS, {"sun": 1}, strength=0.875).weights == pytest.approx([0, 0.5, 0, 0, 0.5, 0])
+    assert mix(STRENGTH_ROWS, {"sun": 1}, strength=1.25).weights == [0, 1.25, 0, -0.25, 0, 0]  # beyond 1: as before
+    # a blend: each style on its own path; a style without strength rows keeps the straight line
+    w = mix(STRENGTH_ROWS, {"sun": 1, "waves": 1}, strength=0.5).weights
+    assert w == pytest.approx([0, 0, 0.25, 0.25, 0.25, 0.25]) and sum(w) == pytest.approx(1)
+
+
+def test_strength_rows_need_their_own_style_size():
+    rows = ROWS + [Row("waves~0.5", kind="strength", group="waves", style_size=512, strength=0.5)]
+    assert mix(rows, {"waves": 1}, stroke=1, strength=0.5).weights == [0, 0, 0, 0, 1]  # the 512 row's path
+    assert mix(rows, {"waves": 1}, stroke=0, strength=0.5).weights == [0, 0, 0.5, 0.5, 0]  # the 256 row: straight
+
+
+def test_strength_rows_round_trip_the_model_file_and_are_checked(tmp_path):
+    infos = [StyleInfo("a", style_size=64), StyleInfo("identity", kind="identity"),
+             StyleInfo("a~0.5", kind="strength", group="a", style_size=64, strength=0.5)]
+    path = save_model(tmp_path / "m.fst", random_net(3), infos)
+    model = load_model(path)
+    assert [(s.kind, s.strength) for s in model.styles] == [("style", None), ("identity", None), ("strength", 0.5)]
+    assert model.mix("a", 0.5).weights == [0, 0, 1]
+    bad = [*infos[:2], StyleInfo("a~0.5", kind="strength", group="a", style_size=64, strength=1.5)]
+    bad_path = save_model(tmp_path / "bad.fst", random_net(3), bad)
+    with pytest.raises(FaststError, match="a strength row needs a strength between 0 and 1"):
+        load_model(bad_path)

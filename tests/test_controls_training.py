@@ -91,3 +91,38 @@ def test_exclude_list_and_identity_errors_are_one_line(tmp_path, photo_dir, caps
                  "--exclude", str(tmp_path / "missing.txt")]) == 2
     err = capsys.readouterr().err
     assert "cannot read the --exclude list" in err and len(err.strip().splitlines()) == 1
+
+
+def test_only_norms_adds_strength_rows_between_identity_and_style(tmp_path, base_model, photo_dir):
+    with_identity = tmp_path / "with_identity.fst"
+    assert main(["train", "--init", str(base_model), "--only-norms", "--identity", "--data", str(photo_dir),
+                 "--out", str(with_identity), "--steps", "2", *TINY]) == 0
+    style = write_png(tmp_path / "style.png", synthetic_image(64, 64, seed=9))
+    out = tmp_path / "strength.fst"
+    assert main(["train", "--init", str(with_identity), "--only-norms", "--strength-rows", "0.3,0.6", "--style",
+                 f"a={style}", "--style-size", "64", "--data", str(photo_dir), "--out", str(out), "--steps", "1",
+                 "--lr", "1e-9", *TINY]) == 0
+    base, model = load_model(with_identity), load_model(out)
+    assert [(s.name, s.kind, s.group, s.strength) for s in model.styles][3:] == [
+        ("a~0.3", "strength", "a", 0.3), ("a~0.6", "strength", "a", 0.6)]
+    for before, after in zip(outputs(base, ["a", "b", "identity"]), outputs(model, ["a", "b", "identity"])):
+        assert torch.equal(before, after)
+    # a learning rate of 1e-9 leaves each new row where the straight path put it
+    for norm in model.net.norms():
+        torch.testing.assert_close(norm.scale[4], torch.lerp(norm.scale[2], norm.scale[0], 0.6), atol=1e-5, rtol=0)
+    torch.testing.assert_close(model.net.skip[3], torch.lerp(model.net.skip[2], model.net.skip[0], 0.3), atol=1e-5, rtol=0)
+    assert model.mix("a", 0.6).weights == [0, 0, 0, 0, 1]
+
+
+def test_strength_rows_errors_are_one_line(tmp_path, base_model, photo_dir, capsys):
+    style = write_png(tmp_path / "style.png", synthetic_image(64, 64, seed=9))
+    out = tmp_path / "m.fst"
+    common = ["--style", f"a={style}", "--style-size", "64", "--data", str(photo_dir), "--out", str(out), *TINY]
+    assert main(["train", "--init", str(base_model), "--strength-rows", "0.5", *common]) == 2
+    assert "--strength-rows adds rows" in capsys.readouterr().err
+    assert main(["train", "--init", str(base_model), "--only-norms", "--strength-rows", "0.5", *common]) == 2
+    err = capsys.readouterr().err
+    assert "has no identity row" in err and len(err.strip().splitlines()) == 1
+    assert main(["train", "--init", str(base_model), "--only-norms", "--strength-rows", "1.5", *common]) == 2
+    assert "distinct strengths between 0 and 1" in capsys.readouterr().err
+    assert not out.exists()

@@ -167,3 +167,23 @@ def test_blended_grams_rejects_bad_weights(weights):
 def test_blended_grams_rejects_mismatched_layers():
     with pytest.raises(ValueError):
         blended_grams([{"x": torch.ones(1, 2, 2)}, {"y": torch.ones(1, 2, 2)}], [1.0, 1.0])
+
+
+def test_perceptual_terms_scale_each_samples_style_term():
+    """Per-sample style weights (strength rows train at a lower one): ones give the batched term, and a
+    sample's scale scales its share of the mean."""
+    from fastst.lossnet import LossNetwork
+    from fastst.objectives.perceptual import PerceptualObjective
+
+    torch.manual_seed(0)
+    obj = PerceptualObjective(["relu2_2"], ["relu1_2", "relu2_2"], 1.0, 1.0, 0.0)
+    net = LossNetwork("vgg16-caffe", obj.layers)
+    out, images = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    grams = {n: g.expand(2, *g.shape) for n, g in obj.style_targets(net, torch.rand(3, 32, 32)).items()}
+    plain = obj.terms(net, out, images, grams)
+    ones = obj.terms(net, out, images, grams, style_scale=torch.ones(2))
+    torch.testing.assert_close(ones["style"], plain["style"], rtol=1e-4, atol=0)
+    each = [float(obj.terms(net, out[i:i + 1], images[i:i + 1], {n: g[i:i + 1] for n, g in grams.items()})["style"])
+            for i in range(2)]
+    scaled = obj.terms(net, out, images, grams, style_scale=torch.tensor([0.1, 1.0]))
+    assert float(scaled["style"]) == pytest.approx((0.1 * each[0] + each[1]) / 2, rel=1e-4)

@@ -108,7 +108,8 @@ def library_weights(rows: list[dict], blend: dict[str, float], stroke: float | N
         from fastst.controls import Row, mix
     except ImportError:
         return None
-    result = mix([Row(r["name"], r["kind"], r["group"], r["style_size"]) for r in rows], blend, strength, stroke)
+    result = mix([Row(r["name"], r["kind"], r["group"], r["style_size"], r.get("strength")) for r in rows],
+                 blend, strength, stroke)
     return list(result.weights), result.pixel_blend
 
 
@@ -385,6 +386,19 @@ def test_strength_and_stroke_follow_the_controls_spec(browser: Any, workdir: Pat
                     continue
                 assert np.allclose(weights, reference[0], atol=1e-6), (blend, stroke, strength, weights, reference)
                 assert share == reference[1]
+        # strength rows (two of 'dots' at size 512, the row 'dots'; one of 'waves' at 256): the page's path
+        # through them is the library's
+        more = rows + [{"name": "dots~0.6", "kind": "strength", "group": "dots", "style_size": 512, "strength": 0.6},
+                       {"name": "dots~0.2", "kind": "strength", "group": "dots", "style_size": 512, "strength": 0.2},
+                       {"name": "waves~0.5", "kind": "strength", "group": "waves", "style_size": 256, "strength": 0.5}]
+        cases = [({"dots": 1}, None, s) for s in (0.1, 0.2, 0.45, 0.6, 0.9, 1.2)] + [
+            ({"waves": 1, "dots": 1}, 0.3, 0.7), ({"waves": 1}, 0.0, 0.25), ({"waves": 1}, 1.0, 0.25)]
+        got = page.evaluate("""([rows, cases]) => cases.map(([blend, stroke, strength]) =>
+            Array.from(FaststControls.compose(rows, blend, stroke, strength).weights))""", [more, cases])
+        for (blend, stroke, strength), weights in zip(cases, got):
+            reference = library_weights(more, blend, stroke, strength)
+            if reference is not None:
+                assert np.allclose(weights, reference[0], atol=1e-6), (blend, stroke, strength, weights, reference)
         for bad in ("[rows, {waves: 1}, 1.2, 1]", "[rows, {waves: 1}, 0.5, 1.6]", "[rows, {nope: 1}, 0.5, 1]"):
             assert page.evaluate(f"(rows) => {{ try {{ FaststControls.compose(...{bad}); return 'no error'; }} "
                                  f"catch (e) {{ return e.name; }} }}", rows) == "RangeError"

@@ -4,9 +4,11 @@
 //  - stroke x in [0, 1]: within a group, rows sorted by style_size, x = 0 the smallest and 1 the
 //    largest, piecewise linear in between (the weight split between two neighbouring rows); no stroke
 //    (null) puts each group at its row named like the group, else at its smallest size;
-//  - strength s: with an identity row, w = s * w_style + (1 - s) * e_identity (s up to 1.5
-//    extrapolates; weights may be negative); without one, the page blends pixels:
-//    output * s + photo * (1 - s), s in [0, 1].
+//  - strength s: with an identity row, each row's weight moves from the identity row (s = 0) to the
+//    row (s = 1), piecewise linearly through its strength rows (kind "strength", same group and
+//    style_size, placed at their "strength"); without them w = s * e_row + (1 - s) * e_identity, and
+//    above 1 (up to 1.5) that line extrapolates (weights may be negative); without an identity row
+//    the page blends pixels: output * s + photo * (1 - s), s in [0, 1].
 (function (root) {
   'use strict';
 
@@ -17,7 +19,7 @@
     const list = [];
     const byName = new Map();
     rows.forEach((row, i) => {
-      if (row.kind === 'identity') return;
+      if (row.kind === 'identity' || row.kind === 'strength') return;
       const name = row.group || row.name;
       if (!byName.has(name)) {
         const g = {name: name, rows: []};
@@ -85,10 +87,35 @@
     }
     const id = identityRow(rows);
     if (id < 0) return {weights: Float32Array.from(w), pixelBlend: strength};
-    for (let i = 0; i < w.length; i++) w[i] *= strength;
-    w[id] += 1 - strength;
-    return {weights: Float32Array.from(w), pixelBlend: 1};
+    const out = new Float64Array(rows.length);
+    w.forEach((a, row) => {
+      if (a) for (const [i, f] of strengthPath(rows, row, id, strength)) out[i] += a * f;
+    });
+    return {weights: Float32Array.from(out), pixelBlend: 1};
   }
 
-  root.FaststControls = {groups, identityRow, maxStrength, defaultStroke, strokeSplit, compose};
+  function strengthPath(rows, row, id, s) {
+    // [[row, weight], ...] of one row at strength s: identity (0), its strength rows, the row (1).
+    if (s >= 1 || rows[row].kind !== 'style') return row === id ? [[id, 1]] : [[row, s], [id, 1 - s]];
+    const r = rows[row];
+    const knots = [[0, id]];
+    rows.forEach((x, i) => {
+      if (x.kind === 'strength' && (x.group || x.name) === (r.group || r.name) && x.style_size === r.style_size) {
+        knots.push([x.strength, i]);
+      }
+    });
+    knots.sort((a, b) => a[0] - b[0]);
+    knots.push([1, row]);
+    for (let k = 0; k + 1 < knots.length; k++) {
+      const [s0, i0] = knots[k];
+      const [s1, i1] = knots[k + 1];
+      if (s0 <= s && s <= s1 && s1 > s0) {
+        const f = (s - s0) / (s1 - s0);
+        return [[i0, 1 - f], [i1, f]];
+      }
+    }
+    return [[row, s], [id, 1 - s]];
+  }
+
+  root.FaststControls = {groups, identityRow, maxStrength, defaultStroke, strokeSplit, strengthPath, compose};
 })(typeof self !== 'undefined' ? self : this);

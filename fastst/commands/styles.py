@@ -18,6 +18,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{model.path}: {len(model.styles)} style(s)")
     for i, s in enumerate(model.styles):
         role = ("  [identity row: strength 0]" if s.kind == "identity" else
+                f"  [strength row: {s.group} at strength {s.strength:g}]" if s.kind == "strength" else
                 f"  [{s.group} at style size {s.style_size}]" if s.group and s.group != s.name else "")
         print(f"  {i}: {s.name}" + (f"  (sha256 {s.sha256[:12]})" if s.sha256 else "") + role)
     if model.default_strength != 1.0:

@@ -44,10 +44,13 @@ class PerceptualObjective:
         return {name: gram_matrix(feats[name])[0] for name in self.style_layers}
 
     def terms(self, lossnet: LossNetwork, out: torch.Tensor, images: torch.Tensor,
-              grams: Mapping[str, torch.Tensor], skip_zero: bool = False) -> dict[str, torch.Tensor]:
+              grams: Mapping[str, torch.Tensor], skip_zero: bool = False,
+              style_scale: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Content, style and TV terms and their weighted sum ("loss") of outputs `out` (N, 3, H, W)
         for photos `images`, with `grams` each output's style targets ({layer: (N, C, C)}).
-        `skip_zero`: with content and style weights both 0, leave the loss network out (TV only)."""
+        `skip_zero`: with content and style weights both 0, leave the loss network out (TV only).
+        `style_scale` (N,): each sample's style term scaled by its entry, the mean over samples kept
+        (the "style" entry is then the scaled mean)."""
         a, b, g = self.weights
         if skip_zero and a == 0 and b == 0:
             tv = total_variation(out.float())
@@ -57,6 +60,11 @@ class PerceptualObjective:
         feats = lossnet(out)
         content = sum(content_loss(feats[n], target[n]) for n in self.content_layers)
         # Gram matrices in the autocast dtype: 3x faster than fp32 and rounding well below SGD's noise
-        style = style_loss(feats, {n: grams[n] for n in self.style_layers}, self.layer_weights, gram_fp32=False)
+        if style_scale is None:
+            style = style_loss(feats, {n: grams[n] for n in self.style_layers}, self.layer_weights, gram_fp32=False)
+        else:  # per sample: the batch's mean is the mean of the samples' means (equal sizes)
+            style = torch.stack([style_loss({n: feats[n][i:i + 1] for n in self.style_layers},
+                                            {n: grams[n][i:i + 1] for n in self.style_layers}, self.layer_weights,
+                                            gram_fp32=False) * style_scale[i] for i in range(out.shape[0])]).mean()
         tv = total_variation(out.float())
         return {"loss": a * content + b * style + g * tv, "content": content, "style": style, "tv": tv}

@@ -28,6 +28,18 @@ def _sizes(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(",") if v.strip())
 
 
+def _strengths(text: str) -> tuple[float, ...]:
+    """'0.25,0.5' -> (0.25, 0.5); argparse reports the ValueError of anything else."""
+    return tuple(float(v) for v in text.split(",") if v.strip())
+
+
+def strength_row_style_scale(s: float) -> float:
+    """The style weight, as a fraction of the run's, that a strength row at strength s trains with:
+    10^(2s − 2.5), so 0.25, 0.5, 0.75 train at 1 %, 3.2 % and 10 %. Chosen on the bundled model, whose
+    rows at those fractions keep the photo's subject with the painting's strokes (docs/controls.md)."""
+    return 10.0 ** (2.0 * s - 2.5)
+
+
 def setting(default: Any, help: str, *, has_flag: bool = True, **flag: Any) -> Any:  # noqa: A002 - argparse's name
     """A TrainConfig field with its help text and the argparse settings of its command-line flag."""
     return field(default=default, metadata={"help": help, "flag": flag if has_flag else None})
@@ -71,6 +83,10 @@ class TrainConfig:
     identity: bool = setting(False, "add an identity row, trained to reproduce the photo: the end of 'fastst infer "
                              "--strength' at 0 (with --init MODEL --only-norms: added to a trained model in minutes)",
                              action="store_true")
+    strength_rows: tuple[float, ...] | None = setting(
+        None, "with --init MODEL --only-norms, MODEL having an identity row: add a row per style at each of these "
+        "strengths (comma-separated, in (0, 1)), named NAME~S, trained at a lower style weight; 'fastst infer "
+        "--strength' then passes through them on its way from the photo to the style", type=_strengths)
     identity_weight: float = setting(1e5, "weight of the identity row's reconstruction term (mean squared error)",
                                      type=float)
     stability: float = setting(0.0, "weight of the stability term, for video without flicker: the output of a "
@@ -94,6 +110,12 @@ class TrainConfig:
             if sizes and (min(sizes) < MIN_IMAGE_SIZE or len(set(sizes)) != len(sizes)):
                 raise FaststError(f"'style_sizes' must be distinct sizes of at least {MIN_IMAGE_SIZE} px, "
                                   f"got {','.join(map(str, self.style_sizes))}")
+        if self.strength_rows is not None:
+            self.strength_rows = tuple(float(v) for v in self.strength_rows) or None
+            values = self.strength_rows or ()
+            if values and (not all(0 < v < 1 for v in values) or len(set(values)) != len(values)):
+                raise FaststError(f"'strength_rows' must be distinct strengths between 0 and 1, "
+                                  f"got {','.join(f'{v:g}' for v in values)}")
         self.crop_scale = tuple(float(a) for a in self.crop_scale)  # type: ignore[assignment]
         lo, hi = self.crop_scale if len(self.crop_scale) == 2 else (0.0, 0.0)
         if not 0 < lo <= hi <= 1:

@@ -131,9 +131,10 @@ def _kept_rows(styles: Sequence[str | os.PathLike], names: Sequence[str] | None,
     `--preset stable`). The style images then name the model's styles whose rows the style term covers;
     every style row needs one unless the style weight is 0. None: rows planned from the style images.
     `start`: the init model, `resumed`: the checkpoint `resume` read."""
-    if keep_rows and cfg.identity:
-        raise FaststError("'keep_rows' trains the init model's rows as they are; 'identity' plans new ones: give one")
-    if cfg.identity or not (keep_rows or (not styles and (start is not None or resumed is not None))):
+    if keep_rows and (cfg.identity or cfg.strength_rows):
+        raise FaststError("'keep_rows' trains the init model's rows as they are; 'identity' and 'strength_rows' plan "
+                          "new ones: give one")
+    if cfg.identity or cfg.strength_rows or not (keep_rows or (not styles and (start is not None or resumed is not None))):
         return None
     if resumed is not None:
         meta = resumed["fastst"]
@@ -161,6 +162,9 @@ def _starting_point(cfg: TrainConfig, start: StyleModel | None, resumed: dict[st
     it continues (`resumed`, read from `resume`): as given, else theirs, else the default."""
     if cfg.only_norms and start is None and resume is None:
         raise FaststError("'only_norms' trains the norm parameters of a trained network: give 'init' MODEL")
+    if cfg.strength_rows and (not cfg.only_norms or cfg.identity):
+        raise FaststError("'strength_rows' adds rows to a trained model's identity row and styles: give 'init' "
+                          "MODEL and 'only_norms', without 'identity'")
     if cfg.distill and start is None and resume is None:
         raise FaststError("'distill' keeps the look of the model the run starts from: give 'init' MODEL")
     resumed_width = checkpoint_width(resumed) if resumed is not None else None

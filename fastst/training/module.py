@@ -18,7 +18,7 @@ from ..objectives.perceptual import PerceptualObjective
 from ..stability import distillation_loss, stability_term
 from ..transformer import DEFAULT_WIDTH, TransformerNet
 from .config import TrainConfig
-from .rows import force_identity, identity_skip_mask, model_rows, plan_rows, reconstruction_loss
+from .rows import force_identity, identity_skip_mask, model_rows, plan_rows, reconstruction_loss, style_scales
 
 LOSSNET = "lossnet."  # state-dict prefix of the frozen loss network
 
@@ -43,6 +43,8 @@ class StyleTransferModule(L.LightningModule):
         # only the identity row opens the input skip; the style rows' gains stay zero (see TransformerNet)
         mask = identity_skip_mask(self.rows)
         self.net.skip.register_hook(lambda grad: grad * mask.to(grad))
+        scales = style_scales(self.rows)  # strength rows' lower style weights
+        self.register_buffer("row_style_scale", scales, persistent=False)
         cfg = self.cfg
         self.objective = PerceptualObjective(cfg.content_layers, cfg.style_layers, cfg.content_weight,
                                              cfg.style_weight, cfg.tv_weight, cfg.style_layer_weights)
@@ -82,7 +84,7 @@ class StyleTransferModule(L.LightningModule):
                 thumb = None if r.path is None else (load_image(r.path, size=64) * 255).round().to(torch.uint8)
                 infos.append(StyleInfo(name=r.name, sha256=file_sha256(r.path) if r.path else "", thumbnail=thumb,
                                        kind=r.kind, group=None if r.group == r.name else r.group,
-                                       style_size=r.style_size))
+                                       style_size=r.style_size, strength=r.strength))
             self._styles_info = infos
         return self._styles_info
 
@@ -128,7 +130,8 @@ class StyleTransferModule(L.LightningModule):
         """The weighted loss of given outputs `out` for the photos `images` in the styles `styles`
         (`skip_zero`: no loss network where content and style weigh 0, as `PerceptualObjective.terms`)."""
         grams = {n: getattr(self, f"gram_{n}")[styles] for n in self.cfg.style_layers}
-        return self.objective.terms(self.lossnet, out, images, grams, skip_zero)
+        scale = None if self.row_style_scale is None else self.row_style_scale[styles]
+        return self.objective.terms(self.lossnet, out, images, grams, skip_zero, style_scale=scale)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, styles = batch

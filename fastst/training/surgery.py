@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from ..controls import STRENGTH, group_of, identity_index
 from ..errors import FaststError
 from ..modelfile import StyleInfo, StyleModel
 from ..transformer import TransformerNet
@@ -53,7 +54,33 @@ def warm_start(net: TransformerNet, style_names: Sequence[str], model: StyleMode
             for table, src in ((mine.scale, theirs.scale), (mine.shift, theirs.shift)):
                 for row, i in enumerate(source_row):
                     table[row, :channels] = src[i] if i >= 0 else src[styles].mean(0)
+        _start_strength_rows(net, style_names, model, by_name, new)
     return new
+
+
+def _start_strength_rows(net: TransformerNet, style_names: Sequence[str], model: StyleModel,
+                         by_name: dict[str, Any], new: Sequence[str]) -> None:
+    """A new strength row at s starts where the plain strength path put s: its norm rows and skip gain
+    (1 − s)·identity + s·style, from the model's identity row and the style row of its group and size."""
+    for row, name in enumerate(style_names):
+        plan = by_name.get(name)
+        if name not in new or getattr(plan, "kind", "style") != STRENGTH:
+            continue
+        ident = identity_index(model.styles)
+        parent = [i for i, s in enumerate(model.styles) if s.kind == "style" and group_of(s) == plan.group
+                  and s.style_size == plan.style_size]
+        if ident is None:
+            raise FaststError("has no identity row, which strength rows start from: add one first (identity)", model.path)
+        if not parent:
+            raise FaststError(f"has no row of style '{plan.group}' at style size {plan.style_size} for the strength "
+                              "rows to lead to (give that style's style size)", model.path)
+        f = float(plan.strength)
+        source = model.net
+        net.skip[row] = torch.lerp(source.skip[ident], source.skip[parent[0]], f)
+        for mine, theirs in zip(net.norms(), source.norms()):
+            channels = theirs.scale.shape[1]
+            for table, src in ((mine.scale, theirs.scale), (mine.shift, theirs.shift)):
+                table[row, :channels] = torch.lerp(src[ident], src[parent[0]], f)
 
 
 def keep_other_styles(start: StyleModel, net: TransformerNet, infos: list[StyleInfo]) -> tuple[TransformerNet, list[StyleInfo]]:

@@ -4,6 +4,7 @@ check (the peer re-implementation fed fastst's weights) agrees with fastst's net
 from __future__ import annotations
 
 import csv
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -221,3 +222,22 @@ def test_profile_and_contention_scripts_print_their_tables():
     row = next(line for line in cont.stdout.splitlines() if line.startswith("| infer | fastst's bound"))
     alone, pair = float(row.split("|")[3]), float(row.split("|")[6])
     assert alone > 0 and pair > 0
+
+
+def test_unseen_photos_finds_the_webp_images_in_a_resource_file():
+    """benchmarks/unseen_photos.py's scan: whole WebP images between other bytes, icons left out."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        from unseen_photos import webp_images
+    finally:
+        sys.path.remove(str(BENCH))
+
+    def webp(w: int, h: int, colour: tuple[int, int, int]) -> bytes:
+        buf = io.BytesIO()
+        Image.new("RGB", (w, h), colour).save(buf, "WEBP", lossless=True)
+        return buf.getvalue()
+
+    blob = b"qres\0\0\0\3" + webp(240, 200, (200, 30, 30)) + b"<svg/>" + webp(32, 32, (0, 0, 0)) + webp(300, 220, (10, 20, 250))
+    found = webp_images(blob)
+    assert [im.size for im in found] == [(240, 200), (300, 220)]
+    assert found[1].getpixel((5, 5)) == (10, 20, 250)

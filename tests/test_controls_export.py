@@ -16,7 +16,8 @@ from fastst.modelfile import StyleInfo, load_model, save_model
 from fastst.transformer import TransformerNet
 
 ROWS = [StyleInfo("waves", group="waves", style_size=256), StyleInfo("waves@512", group="waves", style_size=512),
-        StyleInfo("sun"), StyleInfo("identity", kind="identity")]
+        StyleInfo("sun"), StyleInfo("identity", kind="identity"),
+        StyleInfo("sun~0.5", kind="strength", group="sun", strength=0.5)]
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +33,10 @@ def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def mixes(model) -> list[list[float]]:
-    """Strength 0.5 of a stroke-interpolated group, of a blend, and an extrapolated 1.5."""
+    """Strength 0.5 of a stroke-interpolated group, of a blend (sun's half on its strength row), 0.25 of
+    sun (between identity and its strength row), and an extrapolated 1.5."""
     return [model.mix("waves", 0.5, stroke=0.4).weights, model.mix({"waves": 1, "sun": 1}, 0.5).weights,
-            model.mix("sun", 1.5).weights]
+            model.mix("sun", 0.25).weights, model.mix("sun", 1.5).weights]
 
 
 def test_onnx_takes_composed_weights_and_lists_the_rows(model_file: Path, tmp_path: Path) -> None:
@@ -51,8 +53,12 @@ def test_onnx_takes_composed_weights_and_lists_the_rows(model_file: Path, tmp_pa
         {"name": "waves", "kind": "style", "group": "waves", "style_size": 256},
         {"name": "waves@512", "kind": "style", "group": "waves", "style_size": 512},
         {"name": "sun", "kind": "style", "group": "sun", "style_size": None},
-        {"name": "identity", "kind": "identity", "group": "identity", "style_size": None}]
+        {"name": "identity", "kind": "identity", "group": "identity", "style_size": None},
+        {"name": "sun~0.5", "kind": "strength", "group": "sun", "style_size": None, "strength": 0.5}]
     assert json.loads(meta["default_strength"]) == 0.7
+    from export.runtime import OnnxModel
+
+    assert OnnxModel(path).mix("sun", 0.25).weights == model.mix("sun", 0.25).weights  # the rows read back
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     image = torch.rand(1, 3, 36, 52, generator=torch.Generator().manual_seed(2))
     for weights in mixes(model):

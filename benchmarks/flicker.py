@@ -168,7 +168,7 @@ def measure_clip(video: Path, models: list[str], args: argparse.Namespace, rows:
     for model_path in models:
         model = load_model(model_path)
         stylizer, scorer = Stylizer(model, device="cpu"), StyleScorer(model, style_dirs)
-        names = args.style or [s.name for s in model.styles]
+        names = args.style or [s.name for s in model.styles if s.kind == "style" and (s.group or s.name) == s.name]
         for name in names:
             index = [s.name for s in model.styles].index(name)
             outs, ms = stylized(stylizer, frames, index)
@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", action="append", help="model file(s) to compare (default: the bundled model)")
     p.add_argument("--video", action="append", type=Path, help="clip(s) (default: ../shared/data/video/megamind.avi)")
-    p.add_argument("--style", action="append", help="style name(s) (default: every style of the model)")
+    p.add_argument("--style", action="append", help="style name(s) (default: every style's own row, at strength 1; "
+                   "not the identity, stroke-size or strength rows)")
     p.add_argument("--size", type=int, default=320, help="long side of the frames (default 320)")
     p.add_argument("--frames", type=int, help="use at most this many frames of each clip")
     p.add_argument("--temporal", type=float, action="append", default=[], help="also measure --temporal at strength S")

@@ -14,7 +14,7 @@ ways, Ruder et al.'s forward-backward occlusion mask; E_warp = mean over pairs o
 difference, over visible pixels and RGB channels in [0, 1], between output t and output t-1 warped
 to t. The input frames' own E_warp is the floor the flow's error sets; "x input" is the ratio.
 style = the model's training style term (its loss network, layers and layer weights; mean over
---style-frames frames spread over the clip) against the style image it stores the hash of.
+--style-frames frames spread over the clip, blank frames left out) against the style image it stores the hash of.
 --temporal S adds rows for the outputs blended along the flow (fastst.temporal.TemporalBlender, DIS
 preset fast, strength S) and times both paths (network + blending, no decoding or encoding).
 """
@@ -123,20 +123,28 @@ class StyleScorer:
                 feats = self.net(load_image(path, size=size).unsqueeze(0), self.layers)
                 self.grams[i] = {n: gram_matrix(feats[n]) for n in self.layers}
 
-    def __call__(self, style: int, outs: list[np.ndarray], count: int) -> float:
+    def __call__(self, style: int, outs: list[np.ndarray], picks: np.ndarray) -> float:
         import torch
 
         from fastst.losses import style_loss
 
         if style not in self.grams:
             return float("nan")
-        picks = np.linspace(0, len(outs) - 1, min(count, len(outs))).round().astype(int)
         x = torch.from_numpy(np.stack([outs[i] for i in picks]).astype(np.float32)).permute(0, 3, 1, 2)
         with torch.no_grad():
             feats = self.net(x, self.layers)
             terms = [style_loss({n: feats[n][j:j + 1] for n in self.layers}, self.grams[style], self.weights)
                      for j in range(len(picks))]
         return float(torch.stack(terms).mean())
+
+
+def style_frames(frames: list[np.ndarray], count: int, min_std: float = 2.0) -> np.ndarray:
+    """Indices of `count` frames spread evenly over the clip, leaving out blank ones (pixel standard
+    deviation under `min_std` of 255, e.g. a film's black first frame): a blank frame's output is no
+    painting, and its style term, far above the others', would decide the mean alone."""
+    kept = [i for i, f in enumerate(frames) if float(f.std()) >= min_std] or list(range(len(frames)))
+    spread = np.linspace(0, len(kept) - 1, min(count, len(kept))).round().astype(int)
+    return np.asarray(kept)[spread]
 
 
 def report(rows: list[dict], **row) -> None:
@@ -164,6 +172,7 @@ def measure_clip(video: Path, models: list[str], args: argparse.Namespace, rows:
     report(rows, **base, model="input", style="", temporal=0.0, warp_error=floor, x_input=1.0, style_term="",
            ms_per_frame=flow_ms)
     strip_outs: dict[tuple[str, float], list[np.ndarray]] = {}
+    picks = style_frames(frames, args.style_frames)
     style_dirs = [bu.SAMPLES / "styles"] + ([bu.shared_path("styles")] if bu.shared_path("styles") else [])
     for model_path in models:
         model = load_model(model_path)
@@ -179,7 +188,7 @@ def measure_clip(video: Path, models: list[str], args: argparse.Namespace, rows:
             for strength, seq, ms_total in variants:
                 err = mean_warping_error(seq, pairs)
                 report(rows, **base, model=Path(model_path).name, style=name, temporal=strength, warp_error=err,
-                       x_input=err / floor, style_term=scorer(index, seq, args.style_frames), ms_per_frame=ms_total)
+                       x_input=err / floor, style_term=scorer(index, seq, picks), ms_per_frame=ms_total)
                 if name == names[0]:
                     strip_outs[(Path(model_path).name, strength)] = seq
     print(f"  {len(frames)} frames {w}x{h}; the input row's ms/frame is the metric's flow, both directions")

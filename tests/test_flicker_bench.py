@@ -32,3 +32,18 @@ def test_flicker_benchmark_on_a_small_clip(tmp_path):
     assert 0 <= floor < plain and smooth < plain
     assert float(rows[1]["style_term"]) > 0 and rows[1]["frames"] == "8" and rows[1]["size"] == "96x64"
     assert strip.is_file() and strip.stat().st_size > 1000
+
+
+def test_style_frames_leave_blank_frames_out():
+    """The style term's frames: spread over the clip, a black frame never among them."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from flicker import style_frames
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    rng = np.random.default_rng(0)
+    frames = [np.zeros((8, 8, 3), np.uint8)] + [rng.integers(0, 255, (8, 8, 3), dtype=np.uint8) for _ in range(9)]
+    assert list(style_frames(frames, 3)) == [1, 5, 9]
+    assert list(style_frames(frames[:1], 3)) == [0]  # only blank frames: measured all the same

@@ -96,6 +96,41 @@ def infer_section(args: argparse.Namespace) -> None:
               f"({100 * hidden:.1f} % of the convolutions' time is reordering)")
 
 
+def floor_section(args: argparse.Namespace) -> None:
+    """The convolutions alone: every conv one forward runs, recorded with its input and weight, then
+    timed on its own in the same dtype and layout, beside a large matmul in that dtype. Their sum is
+    what no implementation of this network in this precision can beat on this CPU."""
+    import torch.nn.functional as F
+
+    from fastst.inference.stylizer import stylize
+
+    runner = stylizer(args)
+    seen: list[tuple[torch.Tensor, torch.Tensor, Any, Any]] = []
+    conv2d = F.conv2d
+
+    def record(x, w, b=None, stride=1, *rest, **kw):
+        seen.append((x.detach().clone(memory_format=torch.preserve_format), w.detach(), stride, rest[0] if rest else
+                     kw.get("padding", 0)))
+        return conv2d(x, w, b, stride, *rest, **kw)
+
+    F.conv2d = record
+    try:
+        stylize(runner, torch.rand(1, 3, args.size, args.size))
+    finally:
+        F.conv2d = conv2d
+    total_ms, macs = 0.0, 0
+    with torch.no_grad():
+        for x, w, stride, padding in seen:
+            y = conv2d(x, w, None, stride, padding)
+            total_ms += 1000 * min(bu.time_once(lambda: conv2d(x, w, None, stride, padding)) for _ in range(5))
+            macs += y[0].numel() * w[0].numel()
+        a = torch.randn(2048, 2048, dtype=seen[0][0].dtype)
+        mm = min(bu.time_once(lambda: a @ a) for _ in range(5))
+    print(f"\n## The floor: {len(seen)} convolutions alone, {args.size}² ({runner.precision})\n\n"
+          f"{total_ms:.1f} ms per image, {macs / 1e9:.1f} G multiply-adds at {macs / total_ms / 1e6:.0f} GMAC/s; "
+          f"a 2048² matmul in {seen[0][0].dtype} runs at {2048 ** 3 / mm / 1e9:.0f} GMAC/s on this CPU.")
+
+
 def onednn_section(args: argparse.Namespace) -> float:
     """oneDNN's reorders and convolutions over one forward, from a child process run with ONEDNN_VERBOSE=1;
     returns the activation reorders' fraction of the oneDNN primitives' time."""
@@ -160,6 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--onednn", action="store_true", help="also count oneDNN's reorders (a child process)")
     p.add_argument("--onednn-child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--floor", action="store_true", help="also time the network's convolutions alone: the least "
+                   "any implementation of it in this precision needs here")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -170,6 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     only = {s.strip() for s in args.only.split(",")}
     if "infer" in only:
         infer_section(args)
+        if args.floor:
+            floor_section(args)
     if "train" in only:
         train_section(args)
     print(f"\n(load average at the end {os.getloadavg()[0]:.1f}; command: python benchmarks/profile_ops.py "

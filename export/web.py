@@ -29,12 +29,13 @@ RUNTIME_FOLDER = "ort"
 #: Max abs difference (on [0, 1]) allowed between the site's fp16-weight graph and PyTorch in fp32 before
 #: the site falls back to fp32 weights: one 8-bit step, so the page's pixels stay within one level.
 HALF_WEIGHTS_TOLERANCE = 1.0 / 255
-ROW_KINDS = ("style", "identity")
+ROW_KINDS = ("style", "identity", "strength")
 
 
 def manifest(model: StyleModel, weights: str, title: str) -> dict[str, Any]:
-    """What the page needs to know beside the graph: the style table rows (name, kind, group, style_size:
-    the controls spec's fields, absent ones defaulted), the default strength, the output head."""
+    """What the page needs to know beside the graph: the style table rows (name, kind, group, style_size,
+    and a strength row's strength: the controls spec's fields, absent ones defaulted), the default
+    strength, the output head."""
     rows = []
     for i, style in enumerate(model.styles):
         kind = getattr(style, "kind", None) or "style"
@@ -43,7 +44,8 @@ def manifest(model: StyleModel, weights: str, title: str) -> dict[str, Any]:
         size = getattr(style, "style_size", None)
         rows.append({"name": style.name, "kind": kind, "group": getattr(style, "group", None) or style.name,
                      "style_size": int(size) if size else None,
-                     "thumbnail": f"styles/{i}.png" if style.thumbnail is not None else None})
+                     "thumbnail": f"styles/{i}.png" if _has_thumbnail(style) else None}
+                    | ({"strength": float(style.strength)} if kind == "strength" else {}))
     if sum(r["kind"] == "identity" for r in rows) > 1:
         raise FaststError("a model has at most one identity row", model.path)
     if all(r["kind"] == "identity" for r in rows):
@@ -187,11 +189,17 @@ def _write_thumbnails(model: StyleModel, folder: Path) -> None:
     from PIL import Image
 
     for i, style in enumerate(model.styles):
-        if style.thumbnail is None:
+        if not _has_thumbnail(style):
             continue
         folder.mkdir(exist_ok=True)
         array = style.thumbnail.permute(1, 2, 0).contiguous().numpy()
         Image.fromarray(array, "RGB").save(folder / f"{i}.png")
+
+
+def _has_thumbnail(style: Any) -> bool:
+    """A row the page may show a thumbnail of: one with a stored thumbnail that is no strength row
+    (those are steps on a style's strength path, never picked)."""
+    return style.thumbnail is not None and getattr(style, "kind", "style") != "strength"
 
 
 def summary(report: dict[str, Any]) -> str:

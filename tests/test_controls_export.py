@@ -99,3 +99,15 @@ def test_coreml_lists_the_rows_and_its_traced_network_takes_composed_weights(mod
         with torch.no_grad():
             want = model.net(torch.from_numpy(np.asarray(pil)).permute(2, 0, 1)[None].float() / 255, w)[0]
         assert np.abs(got.astype(np.float32) / 255 - want.permute(1, 2, 0).numpy()).max() < 0.01
+
+
+def test_web_manifest_lists_strength_rows(model_file: Path) -> None:
+    """`fastst export --web`'s model.json carries a strength row with its strength (the page's
+    controls.js follows the path through it); the page shows no thumbnail of it."""
+    from export.web import manifest
+
+    model = load_model(model_file)
+    rows = manifest(model, "fp16", "t")["rows"]
+    assert rows[-1] == {"name": "sun~0.5", "kind": "strength", "group": "sun", "style_size": None,
+                        "thumbnail": None, "strength": 0.5}
+    assert all("strength" not in r for r in rows[:-1])

@@ -26,8 +26,10 @@ FORMAT_VERSION = 1
 @dataclass
 class StyleInfo:
     """One row of a model's style table: its name, the sha256 of the style image, a small RGB thumbnail;
-    `kind` "style" or "identity" (reproduces the photo), `group` the painting it belongs to (several rows
-    of one group: trained at different `style_size`s, the style image's long side), see fastst.controls."""
+    `kind` "style", "identity" (reproduces the photo) or "strength" (a step at `strength` on the way from
+    the identity row to its group's row of the same `style_size`), `group` the painting it belongs to
+    (several rows of one group: trained at different `style_size`s, the style image's long side), see
+    fastst.controls."""
 
     name: str
     sha256: str = ""

@@ -37,7 +37,7 @@ def warm_start(net: TransformerNet, style_names: Sequence[str], model: StyleMode
     new = [name for name in style_names if name not in index]
     by_name = {r.name: r for r in rows or ()}
     source_row = [index.get(name, index.get(getattr(by_name.get(name), "group", None) or "", -1)) for name in style_names]
-    styles = [i for i, s in enumerate(model.styles) if s.kind != "identity"] or list(range(len(model.styles)))
+    styles = [i for i, s in enumerate(model.styles) if s.kind == "style"] or list(range(len(model.styles)))
     with torch.no_grad():
         for row, (name, src) in enumerate(zip(style_names, source_row)):
             identity = getattr(by_name.get(name), "kind", "style") == "identity"

@@ -71,7 +71,7 @@ def flows_for(frames: list[np.ndarray], preset: str) -> list[tuple[np.ndarray, n
             for t in range(1, len(gray)) for b in [flow(gray[t], gray[t - 1])]]
 
 
-def stylized(stylizer, frames: list[np.ndarray], style: int, batch: int = 4) -> tuple[list[np.ndarray], float]:
+def stylized(stylizer, frames: list[np.ndarray], style, batch: int = 4) -> tuple[list[np.ndarray], float]:
     """The model's outputs as float32 (H, W, 3) frames, rounded to 8 bits as the video encoder gets
     them, and the network's milliseconds per frame."""
     import torch
@@ -156,8 +156,18 @@ def report(rows: list[dict], **row) -> None:
     rows.append(row)
 
 
+def strength_weights(model, name: str, strength: float) -> list[float]:
+    """Row weights of a style at a strength (fastst.controls), as `fastst infer --strength` uses them."""
+    mix = model.mix(name, strength)
+    if mix.pixel_blend != 1.0:
+        sys.exit(f"{model.path.name} has no identity row: --strength needs one")
+    return mix.weights
+
+
 def measure_clip(video: Path, models: list[str], args: argparse.Namespace, rows: list[dict], machine: str) -> None:
     """Every model and style (and --temporal strength) on one clip; the strip if asked and first."""
+    import torch
+
     from fastst.inference.stylizer import Stylizer
     from fastst.modelfile import load_model
     from fastst.temporal import mean_warping_error
@@ -180,14 +190,16 @@ def measure_clip(video: Path, models: list[str], args: argparse.Namespace, rows:
         names = args.style or [s.name for s in model.styles if s.kind == "style" and (s.group or s.name) == s.name]
         for name in names:
             index = [s.name for s in model.styles].index(name)
-            outs, ms = stylized(stylizer, frames, index)
+            weights = index if args.strength is None else torch.tensor([strength_weights(model, name, args.strength)])
+            outs, ms = stylized(stylizer, frames, weights)
+            label = name if args.strength is None else f"{name} s={args.strength:g}"
             variants = [(0.0, outs, ms)]
             for strength in args.temporal:
                 smooth, blend_ms = blended(frames, outs, strength)
                 variants.append((strength, smooth, ms + blend_ms))
             for strength, seq, ms_total in variants:
                 err = mean_warping_error(seq, pairs)
-                report(rows, **base, model=Path(model_path).name, style=name, temporal=strength, warp_error=err,
+                report(rows, **base, model=Path(model_path).name, style=label, temporal=strength, warp_error=err,
                        x_input=err / floor, style_term=scorer(index, seq, picks), ms_per_frame=ms_total)
                 if name == names[0]:
                     strip_outs[(Path(model_path).name, strength)] = seq
@@ -208,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, help="use at most this many frames of each clip")
     p.add_argument("--temporal", type=float, action="append", default=[], help="also measure --temporal at strength S")
     p.add_argument("--flow-preset", default="medium", help="DIS preset of the metric's flow (default medium)")
+    p.add_argument("--strength", type=float, help="measure each style at this strength (e.g. the model's default, "
+                   "as `fastst infer` paints without options) instead of its own row (strength 1)")
     p.add_argument("--style-frames", type=int, default=8, help="frames the style term is averaged over (default 8)")
     p.add_argument("--csv", type=Path, help="also write the rows to this CSV file")
     p.add_argument("--strip", type=Path, help="write a strip of the first clip's frames and their warped differences")

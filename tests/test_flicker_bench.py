@@ -34,6 +34,23 @@ def test_flicker_benchmark_on_a_small_clip(tmp_path):
     assert strip.is_file() and strip.stat().st_size > 1000
 
 
+def test_flicker_benchmark_at_a_strength(tmp_path):
+    """--strength measures the style as `fastst infer --strength` paints it: at 0 the identity row,
+    whose outputs follow the input frames, so they flicker less than the style's own row."""
+    clip = make_video(tmp_path / "clip.mp4", frames=6, width=96, height=64, audio=None)
+    errors = []
+    for extra in ([], ["--strength", "0"]):
+        out_csv = tmp_path / f"f{len(extra)}.csv"
+        run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "flicker.py"), "--video", str(clip), "--size",
+                              "96", "--style", "starry_night", "--style-frames", "1", "--csv", str(out_csv), *extra],
+                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        row = list(csv.DictReader(out_csv.open()))[1]
+        assert row["style"] == ("starry_night s=0" if extra else "starry_night")
+        errors.append(float(row["warp_error"]))
+    assert errors[1] < errors[0]
+
+
 def test_style_frames_leave_blank_frames_out():
     """The style term's frames: spread over the clip, a black frame never among them."""
     import numpy as np

@@ -156,18 +156,8 @@ def report(rows: list[dict], **row) -> None:
     rows.append(row)
 
 
-def strength_weights(model, name: str, strength: float) -> list[float]:
-    """Row weights of a style at a strength (fastst.controls), as `fastst infer --strength` uses them."""
-    mix = model.mix(name, strength)
-    if mix.pixel_blend != 1.0:
-        sys.exit(f"{model.path.name} has no identity row: --strength needs one")
-    return mix.weights
-
-
 def measure_clip(video: Path, models: list[str], args: argparse.Namespace, rows: list[dict], machine: str) -> None:
     """Every model and style (and --temporal strength) on one clip; the strip if asked and first."""
-    import torch
-
     from fastst.inference.stylizer import Stylizer
     from fastst.modelfile import load_model
     from fastst.temporal import mean_warping_error
@@ -190,7 +180,9 @@ def measure_clip(video: Path, models: list[str], args: argparse.Namespace, rows:
         names = args.style or [s.name for s in model.styles if s.kind == "style" and (s.group or s.name) == s.name]
         for name in names:
             index = [s.name for s in model.styles].index(name)
-            weights = index if args.strength is None else torch.tensor([strength_weights(model, name, args.strength)])
+            weights, pixel_blend = (index, 1.0) if args.strength is None else stylizer.controls(name, args.strength)
+            if pixel_blend != 1.0:
+                sys.exit(f"{Path(model_path).name} has no identity row: --strength needs one")
             outs, ms = stylized(stylizer, frames, weights)
             label = name if args.strength is None else f"{name} s={args.strength:g}"
             variants = [(0.0, outs, ms)]

@@ -157,27 +157,25 @@ def mix(rows: Sequence[Row], blend: Mapping[str | int, float], strength: float =
     return Mix(out)
 
 
+def leads_to(step: Row, style: Row) -> bool:
+    """Whether `step` is a strength row on `style`'s path: a style row of the same group and style size."""
+    return (step.kind == STRENGTH and style.kind == "style" and group_of(step) == group_of(style)
+            and step.style_size == style.style_size)
+
+
 def strength_knots(rows: Sequence[Row], row: int) -> list[tuple[float, int]]:
-    """(strength, index) of style row `row`'s strength rows, sorted: rows of kind "strength" of its group
-    and style size."""
-    r = rows[row]
-    if r.kind != "style":
-        return []
-    return sorted((float(x.strength), i) for i, x in enumerate(rows)
-                  if x.kind == STRENGTH and x.strength is not None and group_of(x) == group_of(r)
-                  and x.style_size == r.style_size)
+    """(strength, index) of style row `row`'s strength rows, sorted."""
+    return sorted((float(x.strength), i) for i, x in enumerate(rows) if x.strength is not None and leads_to(x, rows[row]))
 
 
 def strength_path(rows: Sequence[Row], row: int, ident: int, s: float) -> dict[int, float]:
     """Row weights (summing to 1) of one row at strength s: piecewise linear over the knots identity (0),
     the row's strength rows (their s_k) and the row itself (1); above 1 the line from identity to row."""
-    knots = [(0.0, ident), *strength_knots(rows, row), (1.0, row)]
+    if row == ident:
+        return {ident: 1.0}
     if s >= 1.0:
-        return {row: s, ident: 1.0 - s} if row != ident else {ident: 1.0}
-    for (s0, i0), (s1, i1) in zip(knots, knots[1:]):
-        if s0 <= s <= s1 and s1 > s0:
-            f = (s - s0) / (s1 - s0)
-            out = {i0: 1.0 - f}
-            out[i1] = out.get(i1, 0.0) + f
-            return {i: v for i, v in out.items() if v != 0.0} or {i0: 1.0}
-    return {ident: 1.0 - s, row: s} if row != ident else {ident: 1.0}
+        return {row: s, ident: 1.0 - s}
+    knots = [(0.0, ident), *strength_knots(rows, row), (1.0, row)]
+    s0, i0, s1, i1 = next((a, i, b, j) for (a, i), (b, j) in zip(knots, knots[1:]) if s <= b and b > a)
+    f = (s - s0) / (s1 - s0)
+    return {i0: 1.0 - f, i1: f}

@@ -106,15 +106,13 @@
     });
     knots.sort((a, b) => a[0] - b[0]);
     knots.push([1, row]);
-    for (let k = 0; k + 1 < knots.length; k++) {
-      const [s0, i0] = knots[k];
-      const [s1, i1] = knots[k + 1];
-      if (s0 <= s && s <= s1 && s1 > s0) {
-        const f = (s - s0) / (s1 - s0);
-        return [[i0, 1 - f], [i1, f]];
-      }
-    }
-    return [[row, s], [id, 1 - s]];
+    // knots run from 0 to 1 and s < 1: some segment holds s
+    let k = 0;
+    while (!(s <= knots[k + 1][0] && knots[k + 1][0] > knots[k][0])) k++;
+    const [s0, i0] = knots[k];
+    const [s1, i1] = knots[k + 1];
+    const f = (s - s0) / (s1 - s0);
+    return [[i0, 1 - f], [i1, f]];
   }
 
   root.FaststControls = {groups, identityRow, maxStrength, defaultStroke, strokeSplit, strengthPath, compose};

@@ -123,13 +123,10 @@ class WriteModelFile(Callback):
         if validation:
             config["validation"] = validation
         net, infos = copy.deepcopy(module.net).float().cpu(), module.style_infos()
-        strength = module.default_strength
         if module.cfg.only_norms and self.base is not None:  # the convs are the base model's: its other styles hold
             net, infos = keep_other_styles(self.base, net, infos)
             config["styles"] = [s.name for s in infos]
-            if strength is None and self.base.default_strength != 1.0:  # and so does its identity row's default
-                strength = self.base.default_strength
-        save_model(self.out, net, infos, config, half=self.half, default_strength=strength)
+        save_model(self.out, net, infos, config, half=self.half, default_strength=module.default_strength)
 
     @staticmethod
     def validation(trainer: L.Trainer) -> dict[str, Any]:

@@ -254,7 +254,7 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
             plugins=[AtomicCheckpointIO()], **validation)
         L.seed_everything(cfg.seed, workers=True, verbose=False)  # before the network's random initialisation
         module = StyleTransferModule(paths, names, cfg.to_dict(), kept_rows=kept)
-        if kept is not None and start is not None:
+        if start is not None and (kept is not None or cfg.only_norms):  # the init model's table, and its default
             module.default_strength = start.default_strength
         if start is not None:
             new = warm_start(module.net, rows, start, module.rows)

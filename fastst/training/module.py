@@ -53,7 +53,7 @@ class StyleTransferModule(L.LightningModule):
         self.register_load_state_dict_post_hook(_lossnet_not_missing)
         self._styles_info: list[StyleInfo] | None = None
         self.init_info: dict[str, Any] | None = None  # the model this run started from (train(init=...))
-        self.default_strength: float | None = None  # the init model's, kept where its rows are kept
+        self.default_strength: float | None = None  # the init model's, where its rows are kept
         if cfg.distill:  # the init model, frozen (filled by train(); in checkpoints, so a resumed run keeps it)
             self.teacher = TransformerNet(num_styles=len(self.rows), width=cfg.width or DEFAULT_WIDTH)
             self.teacher.requires_grad_(False).eval()

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ..controls import STRENGTH, group_of, identity_index
+from ..controls import STRENGTH, identity_index, leads_to
 from ..errors import FaststError
 from ..modelfile import StyleInfo, StyleModel
 from ..transformer import TransformerNet
@@ -61,26 +61,24 @@ def warm_start(net: TransformerNet, style_names: Sequence[str], model: StyleMode
 def _start_strength_rows(net: TransformerNet, style_names: Sequence[str], model: StyleModel,
                          by_name: dict[str, Any], new: Sequence[str]) -> None:
     """A new strength row at s starts where the plain strength path put s: its norm rows and skip gain
-    (1 − s)·identity + s·style, from the model's identity row and the style row of its group and size."""
-    for row, name in enumerate(style_names):
-        plan = by_name.get(name)
-        if name not in new or getattr(plan, "kind", "style") != STRENGTH:
-            continue
-        ident = identity_index(model.styles)
-        parent = [i for i, s in enumerate(model.styles) if s.kind == "style" and group_of(s) == plan.group
-                  and s.style_size == plan.style_size]
-        if ident is None:
-            raise FaststError("has no identity row, which strength rows start from: add one first (identity)", model.path)
-        if not parent:
+    (1 − s)·identity + s·style, from the model's identity row and the style row it leads to."""
+    steps = [(row, by_name[name]) for row, name in enumerate(style_names)
+             if name in new and getattr(by_name.get(name), "kind", "style") == STRENGTH]
+    ident = identity_index(model.styles)
+    if steps and ident is None:
+        raise FaststError("has no identity row, which strength rows start from: add one first (identity)", model.path)
+    source = model.net
+    for row, plan in steps:
+        parent = next((i for i, s in enumerate(model.styles) if leads_to(plan, s)), None)
+        if parent is None:
             raise FaststError(f"has no row of style '{plan.group}' at style size {plan.style_size} for the strength "
                               "rows to lead to (give that style's style size)", model.path)
         f = float(plan.strength)
-        source = model.net
-        net.skip[row] = torch.lerp(source.skip[ident], source.skip[parent[0]], f)
+        net.skip[row] = torch.lerp(source.skip[ident], source.skip[parent], f)
         for mine, theirs in zip(net.norms(), source.norms()):
             channels = theirs.scale.shape[1]
             for table, src in ((mine.scale, theirs.scale), (mine.shift, theirs.shift)):
-                table[row, :channels] = torch.lerp(src[ident], src[parent[0]], f)
+                table[row, :channels] = torch.lerp(src[ident], src[parent], f)
 
 
 def keep_other_styles(start: StyleModel, net: TransformerNet, infos: list[StyleInfo]) -> tuple[TransformerNet, list[StyleInfo]]:

@@ -174,9 +174,12 @@ def measure_clip(video: Path, models: list[str], args: argparse.Namespace, rows:
     strip_outs: dict[tuple[str, float], list[np.ndarray]] = {}
     picks = style_frames(frames, args.style_frames)
     style_dirs = [bu.SAMPLES / "styles"] + ([bu.shared_path("styles")] if bu.shared_path("styles") else [])
+    judge = None if args.score_against is None else load_model(args.score_against)
+    judge_scorer = None if judge is None else StyleScorer(judge, style_dirs)
     for model_path in models:
         model = load_model(model_path)
-        stylizer, scorer = Stylizer(model, device="cpu"), StyleScorer(model, style_dirs)
+        stylizer = Stylizer(model, device="cpu")
+        scorer, scored_as = (judge_scorer, judge) if judge is not None else (StyleScorer(model, style_dirs), model)
         names = args.style or [s.name for s in model.styles if s.kind == "style" and (s.group or s.name) == s.name]
         for name in names:
             index = [s.name for s in model.styles].index(name)
@@ -191,8 +194,9 @@ def measure_clip(video: Path, models: list[str], args: argparse.Namespace, rows:
                 variants.append((strength, smooth, ms + blend_ms))
             for strength, seq, ms_total in variants:
                 err = mean_warping_error(seq, pairs)
+                judged = [s.name for s in scored_as.styles].index(name) if name in scored_as.style_names else -1
                 report(rows, **base, model=Path(model_path).name, style=label, temporal=strength, warp_error=err,
-                       x_input=err / floor, style_term=scorer(index, seq, picks), ms_per_frame=ms_total)
+                       x_input=err / floor, style_term=scorer(judged, seq, picks), ms_per_frame=ms_total)
                 if name == names[0]:
                     strip_outs[(Path(model_path).name, strength)] = seq
     print(f"  {len(frames)} frames {w}x{h}; the input row's ms/frame is the metric's flow, both directions")
@@ -214,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flow-preset", default="medium", help="DIS preset of the metric's flow (default medium)")
     p.add_argument("--strength", type=float, help="measure each style at this strength (e.g. the model's default, "
                    "as `fastst infer` paints without options) instead of its own row (strength 1)")
+    p.add_argument("--score-against", metavar="MODEL", help="score every model's style term against this model's "
+                   "style images and loss layers, style by style name (default: each model's own), so that models "
+                   "trained on different copies of a painting compare")
     p.add_argument("--style-frames", type=int, default=8, help="frames the style term is averaged over (default 8)")
     p.add_argument("--csv", type=Path, help="also write the rows to this CSV file")
     p.add_argument("--strip", type=Path, help="write a strip of the first clip's frames and their warped differences")

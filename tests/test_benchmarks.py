@@ -241,3 +241,24 @@ def test_unseen_photos_finds_the_webp_images_in_a_resource_file():
     found = webp_images(blob)
     assert [im.size for im in found] == [(240, 200), (300, 220)]
     assert found[1].getpixel((5, 5)) == (10, 20, 250)
+
+
+def test_flicker_plot_divides_by_the_reference_and_refuses_bad_input(tmp_path):
+    header = "clip,frames,size,model,style,temporal,warp_error,x_input,style_term,ms_per_frame\n"
+    rows = ["a.avi,9,32x32,input,,0,0.001,1,,1", "a.avi,9,32x32,old.fst,starry,0,0.004,4,100,1",
+            "a.avi,9,32x32,new.fst,starry,0,0.001,1,105,1", "a.avi,9,32x32,new.fst,starry,0.5,0.0005,0.5,120,1",
+            "a.avi,9,32x32,new.fst,starry s=0.35,0,0.002,2,900,1"]
+    data = tmp_path / "runs.csv"
+    data.write_text(header + "\n".join(rows) + "\n")
+    out = tmp_path / "plot.png"
+    run = _run("flicker_plot.py", str(data), "--reference", "old.fst", "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    assert "new.fst                                  starry 0.25×/1.05×" in run.stdout
+    assert "new.fst + --temporal 0.5" in run.stdout and "0.12×/1.20×" in run.stdout
+    assert "new.fst at strength 0.35" in run.stdout and "0.50×/9.00×" in run.stdout
+    assert out.stat().st_size > 10_000 and Image.open(out).size[0] > 500
+    for args, problem in (([str(data), "--reference", "nope.fst"], "no rows of reference model 'nope.fst'"),
+                          ([str(tmp_path / "missing.csv"), "--reference", "old.fst"], "missing.csv: no such file"),
+                          ([str(data), "--reference", "old.fst", "-o", str(data)], "would overwrite an input")):
+        bad = _run("flicker_plot.py", *args, *(["-o", str(out)] if "-o" not in args else []))
+        assert bad.returncode == 2 and problem in bad.stderr and "Traceback" not in bad.stderr, bad.stderr

@@ -38,17 +38,33 @@ def test_flicker_benchmark_at_a_strength(tmp_path):
     """--strength measures the style as `fastst infer --strength` paints it: at 0 the identity row,
     whose outputs follow the input frames, so they flicker less than the style's own row."""
     clip = make_video(tmp_path / "clip.mp4", frames=6, width=96, height=64, audio=None)
-    errors = []
-    for extra in ([], ["--strength", "0"]):
-        out_csv = tmp_path / f"f{len(extra)}.csv"
+    errors, terms = [], []
+    for n, extra in enumerate(([], ["--strength", "0"], ["--score-against", str(_judge_with_other_image(tmp_path))])):
+        out_csv = tmp_path / f"f{n}.csv"
         run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "flicker.py"), "--video", str(clip), "--size",
                               "96", "--style", "starry_night", "--style-frames", "1", "--csv", str(out_csv), *extra],
                              cwd=ROOT, capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
         row = list(csv.DictReader(out_csv.open()))[1]
-        assert row["style"] == ("starry_night s=0" if extra else "starry_night")
+        assert row["style"] == ("starry_night s=0" if n == 1 else "starry_night")
         errors.append(float(row["warp_error"]))
+        terms.append(float(row["style_term"]))
     assert errors[1] < errors[0]
+    # --score-against: the same outputs, scored against the judge's image for starry_night (the scream)
+    assert errors[2] == errors[0] and terms[2] > 0 and abs(terms[2] - terms[0]) > 0.05 * terms[0]
+
+
+def _judge_with_other_image(tmp_path: Path) -> Path:
+    """The bundled model, but its starry_night row names the_scream's image as its style image."""
+    import dataclasses
+    import hashlib
+
+    from fastst.modelfile import load_model, save_model
+
+    model = load_model()
+    scream = hashlib.sha256((ROOT / "datasets/samples/styles/the_scream.jpg").read_bytes()).hexdigest()
+    styles = [s if s.name != "starry_night" else dataclasses.replace(s, sha256=scream) for s in model.styles]
+    return save_model(tmp_path / "judge.fst", model.net, styles, model.config, default_strength=model.default_strength)
 
 
 def test_style_frames_leave_blank_frames_out():

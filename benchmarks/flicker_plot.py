@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -45,11 +46,16 @@ def relative_points(rows: list[dict], reference: str) -> dict[str, dict[str, lis
     return points
 
 
+def _leading_digit(value: float) -> int:
+    return int(round(value / 10 ** math.floor(math.log10(value)))) if value > 0 else 0
+
+
 def plot(points: dict, out: Path, max_warp: float, max_style: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     fig, axes = plt.subplots(1, len(points), figsize=(6 * len(points), 5), squeeze=False)
     labels = sorted({label for clip in points.values() for label in clip})
@@ -68,6 +74,9 @@ def plot(points: dict, out: Path, max_warp: float, max_style: float) -> None:
         alls = [p[2] for pts in by_label.values() for p in pts]
         ax.set_xlim(min(allw + [max_warp]) / 1.5, max(allw + [1]) * 1.5)
         ax.set_ylim(min(alls + [1]) / 1.5, max(alls + [max_style]) * 1.5)
+        for axis in (ax.xaxis, ax.yaxis):  # plain numbers (0.3, 2), not powers of ten
+            axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            axis.set_minor_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}" if _leading_digit(v) in (2, 3, 5) else ""))
         ax.grid(True, which="both", alpha=0.3)
     handles = [plt.Line2D([], [], marker=MARKERS[i % len(MARKERS)], color="grey", ls="", label=lab)
                for i, lab in enumerate(labels)]

@@ -15,6 +15,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import benchutil  # noqa: F401  (puts the checkout on the path for fastst)
+
 MARKERS = "osD^vP*Xph<>"
 
 
@@ -84,7 +86,10 @@ def plot(points: dict, out: Path, max_warp: float, max_style: float) -> None:
     handles += [plt.Rectangle((0, 0), 1, 1, color="green", alpha=0.12, label="target")]
     fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=8)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
-    fig.savefig(out, dpi=110)
+    from fastst.images import atomic_path
+
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         if path.resolve() == args.out.resolve():
             print(f"flicker_plot: {path}: the output would overwrite an input", file=sys.stderr)
             return 2
-    points = relative_points(load_rows(args.csv), args.reference)
+    try:
+        points = relative_points(load_rows(args.csv), args.reference)
+    except (KeyError, ValueError, UnicodeDecodeError) as e:
+        print(f"flicker_plot: {' '.join(map(str, args.csv))}: not a CSV of benchmarks/flicker.py ({e})", file=sys.stderr)
+        return 2
     if not points:
         print(f"flicker_plot: no rows of reference model '{args.reference}' in the CSVs", file=sys.stderr)
         return 2
@@ -110,7 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         for label, pts in sorted(by_label.items()):
             cells = ", ".join(f"{s} {w:.2f}×/{t:.2f}×" for s, w, t in pts)
             print(f"{clip:14s} {label:40s} {cells}")
-    plot(points, args.out, args.max_warp, args.max_style)
+    from fastst.errors import FaststError
+
+    try:
+        plot(points, args.out, args.max_warp, args.max_style)
+    except FaststError as e:
+        print(f"flicker_plot: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {args.out}")
     return 0
 

@@ -183,6 +183,7 @@ def measure_clip(video: Path, models: list[str], args: argparse.Namespace, rows:
         names = args.style or [s.name for s in model.styles if s.kind == "style" and (s.group or s.name) == s.name]
         for name in names:
             index = [s.name for s in model.styles].index(name)
+            judged = [s.name for s in scored_as.styles].index(name) if name in scored_as.style_names else -1
             weights, pixel_blend = (index, 1.0) if args.strength is None else stylizer.controls(name, args.strength)
             if pixel_blend != 1.0:
                 sys.exit(f"{Path(model_path).name} has no identity row: --strength needs one")
@@ -194,7 +195,6 @@ def measure_clip(video: Path, models: list[str], args: argparse.Namespace, rows:
                 variants.append((strength, smooth, ms + blend_ms))
             for strength, seq, ms_total in variants:
                 err = mean_warping_error(seq, pairs)
-                judged = [s.name for s in scored_as.styles].index(name) if name in scored_as.style_names else -1
                 report(rows, **base, model=Path(model_path).name, style=label, temporal=strength, warp_error=err,
                        x_input=err / floor, style_term=scorer(judged, seq, picks), ms_per_frame=ms_total)
                 if name == names[0]:
@@ -229,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from fastst.errors import FaststError
+    from fastst.modelfile import load_model
     from fastst.pretrained import pretrained_path
 
     torch.manual_seed(0)
@@ -236,6 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     videos = args.video or default_videos()
     if not videos:
         sys.exit("no clip: pass --video (the default ../shared/data/video/megamind.avi is not here)")
+    try:
+        for model in [*models, *([args.score_against] if args.score_against else [])]:
+            load_model(model)  # a missing or broken model file fails here, before any clip is read
+    except FaststError as e:
+        print(f"flicker: {e}", file=sys.stderr)
+        return 2
     machine = bu.machine_line()
     rows: list[dict] = []
     print(f"{'clip':<14}{'model':<22}{'style':<16}{'temporal':>9}{'E_warp':>10}{'x input':>9}{'style':>11}{'ms/frame':>10}")

@@ -36,7 +36,8 @@ def test_flicker_benchmark_on_a_small_clip(tmp_path):
 
 def test_flicker_benchmark_at_a_strength(tmp_path):
     """--strength measures the style as `fastst infer --strength` paints it: at 0 the identity row,
-    whose outputs follow the input frames, so they flicker less than the style's own row."""
+    whose outputs follow the input frames, so they flicker less than the style's own row. --score-against
+    scores the same outputs against another model's style image."""
     clip = make_video(tmp_path / "clip.mp4", frames=6, width=96, height=64, audio=None)
     errors, terms = [], []
     for n, extra in enumerate(([], ["--strength", "0"], ["--score-against", str(_judge_with_other_image(tmp_path))])):
@@ -80,3 +81,14 @@ def test_style_frames_leave_blank_frames_out():
     frames = [np.zeros((8, 8, 3), np.uint8)] + [rng.integers(0, 255, (8, 8, 3), dtype=np.uint8) for _ in range(9)]
     assert list(style_frames(frames, 3)) == [1, 5, 9]
     assert list(style_frames(frames[:1], 3)) == [0]  # only blank frames: measured all the same
+
+
+@pytest.mark.parametrize("flag", ["--model", "--score-against"])
+def test_flicker_benchmark_refuses_a_broken_model_in_one_line(tmp_path, flag):
+    broken = tmp_path / "broken.fst"
+    broken.write_bytes(b"not a model")
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "flicker.py"), flag, str(broken), "--video",
+                          str(tmp_path / "clip.mp4")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip().splitlines() == [f"flicker: {broken}: not a fastst model file (not a PyTorch weights "
+                                               "file, or damaged)"], run.stderr

@@ -100,13 +100,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-style", type=float, default=1.1, help="the target's largest style term multiple [1.1]")
     ap.add_argument("-o", "--out", type=Path, required=True, help="the PNG to write")
     args = ap.parse_args(argv)
-    for path in args.csv:
-        if not path.is_file():
-            print(f"flicker_plot: {path}: no such file", file=sys.stderr)
-            return 2
-        if path.resolve() == args.out.resolve():
-            print(f"flicker_plot: {path}: the output would overwrite an input", file=sys.stderr)
-            return 2
+    from fastst.errors import FaststError
+    from fastst.paths import check_not_inputs, check_writable_folder
+
+    try:  # the command's guards, before any work: inputs there, the output none of them, its folder writable
+        for path in args.csv:
+            if not path.is_file():
+                raise FaststError("no such file", path)
+        check_not_inputs([args.out], args.csv)
+        check_writable_folder(args.out.parent)
+    except FaststError as e:
+        print(f"flicker_plot: {e}", file=sys.stderr)
+        return 2
     try:
         points = relative_points(load_rows(args.csv), args.reference)
     except (KeyError, ValueError, UnicodeDecodeError) as e:
@@ -119,13 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, pts in sorted(by_label.items()):
             cells = ", ".join(f"{s} {w:.2f}×/{t:.2f}×" for s, w, t in pts)
             print(f"{clip:14s} {label:40s} {cells}")
-    from fastst.errors import FaststError
-
-    try:
-        plot(points, args.out, args.max_warp, args.max_style)
-    except FaststError as e:
-        print(f"flicker_plot: {e}", file=sys.stderr)
-        return 2
+    plot(points, args.out, args.max_warp, args.max_style)
     print(f"wrote {args.out}")
     return 0
 

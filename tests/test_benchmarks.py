@@ -259,7 +259,7 @@ def test_flicker_plot_divides_by_the_reference_and_refuses_bad_input(tmp_path):
     assert out.stat().st_size > 10_000 and Image.open(out).size[0] > 500
     for args, problem in (([str(data), "--reference", "nope.fst"], "no rows of reference model 'nope.fst'"),
                           ([str(tmp_path / "missing.csv"), "--reference", "old.fst"], "missing.csv: no such file"),
-                          ([str(data), "--reference", "old.fst", "-o", str(data)], "would overwrite an input"),
+                          ([str(data), "--reference", "old.fst", "-o", str(data)], "is also an input of this command"),
                           ([str(out), "--reference", "old.fst"], "not a CSV of benchmarks/flicker.py"),
                           ([str(data), "--reference", "old.fst", "-o", str(tmp_path / "no" / "p.png")],
                            "output folder does not exist")):

@@ -24,6 +24,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -156,10 +157,16 @@ def report(rows: list[dict], **row) -> None:
     rows.append(row)
 
 
-def measure_clip(video: Path, models: list[str], args: argparse.Namespace, rows: list[dict], machine: str) -> None:
-    """Every model and style (and --temporal strength) on one clip; the strip if asked and first."""
+def style_image_places() -> list[Path]:
+    """Where the scorers look for style images: the bundled samples, then ../shared/data/styles."""
+    return [bu.SAMPLES / "styles"] + ([bu.shared_path("styles")] if bu.shared_path("styles") else [])
+
+
+def measure_clip(video: Path, models: list[tuple[str, Any]], judge: tuple | None, args: argparse.Namespace,
+                 rows: list[dict], machine: str) -> None:
+    """Every model ((path, loaded model) pairs) and style (and --temporal strength) on one clip; the
+    strip if asked and first. `judge`: (model, its StyleScorer) scoring every model, or None: each its own."""
     from fastst.inference.stylizer import Stylizer
-    from fastst.modelfile import load_model
     from fastst.temporal import mean_warping_error
 
     frames = read_frames(video, args.size, args.frames)
@@ -173,13 +180,9 @@ def measure_clip(video: Path, models: list[str], args: argparse.Namespace, rows:
            ms_per_frame=flow_ms)
     strip_outs: dict[tuple[str, float], list[np.ndarray]] = {}
     picks = style_frames(frames, args.style_frames)
-    style_dirs = [bu.SAMPLES / "styles"] + ([bu.shared_path("styles")] if bu.shared_path("styles") else [])
-    judge = None if args.score_against is None else load_model(args.score_against)
-    judge_scorer = None if judge is None else StyleScorer(judge, style_dirs)
-    for model_path in models:
-        model = load_model(model_path)
+    for model_path, model in models:
         stylizer = Stylizer(model, device="cpu")
-        scorer, scored_as = (judge_scorer, judge) if judge is not None else (StyleScorer(model, style_dirs), model)
+        scored_as, scorer = judge if judge is not None else (model, StyleScorer(model, style_image_places()))
         names = args.style or [s.name for s in model.styles if s.kind == "style" and (s.group or s.name) == s.name]
         for name in names:
             index = [s.name for s in model.styles].index(name)
@@ -238,17 +241,18 @@ def main(argv: list[str] | None = None) -> int:
     videos = args.video or default_videos()
     if not videos:
         sys.exit("no clip: pass --video (the default ../shared/data/video/megamind.avi is not here)")
-    try:
-        for model in [*models, *([args.score_against] if args.score_against else [])]:
-            load_model(model)  # a missing or broken model file fails here, before any clip is read
+    try:  # each model file read once, and a missing or broken one fails here, before any clip is read
+        loaded = [(path, load_model(path)) for path in models]
+        judge_model = None if args.score_against is None else load_model(args.score_against)
     except FaststError as e:
         print(f"flicker: {e}", file=sys.stderr)
         return 2
+    judge = None if judge_model is None else (judge_model, StyleScorer(judge_model, style_image_places()))
     machine = bu.machine_line()
     rows: list[dict] = []
     print(f"{'clip':<14}{'model':<22}{'style':<16}{'temporal':>9}{'E_warp':>10}{'x input':>9}{'style':>11}{'ms/frame':>10}")
     for n, video in enumerate(videos):
-        measure_clip(video, models, argparse.Namespace(**{**vars(args), "strip": args.strip if n == 0 else None}),
+        measure_clip(video, loaded, judge, argparse.Namespace(**{**vars(args), "strip": args.strip if n == 0 else None}),
                      rows, machine)
     print(f"machine: {machine}")
     if args.csv:

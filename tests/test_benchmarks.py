@@ -265,3 +265,31 @@ def test_flicker_plot_divides_by_the_reference_and_refuses_bad_input(tmp_path):
                            "output folder does not exist")):
         bad = _run("flicker_plot.py", *args, *(["-o", str(tmp_path / "x.png")] if "-o" not in args else []))
         assert bad.returncode == 2 and problem in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+
+
+def test_stride_phase_lines_up_its_crops_and_finds_the_four_pixel_grid(tmp_path):
+    from fastst.modelfile import load_model
+    sys.path.insert(0, str(BENCH))
+    try:
+        import stride_phase
+    finally:
+        sys.path.remove(str(BENCH))
+
+    pictures = stride_phase.photos(96, 4, 2)
+    assert pictures.shape == (2, 3, 100, 100)
+    # a network that returns its input moves exactly with it: the crops line up, every shift costs 0
+    assert stride_phase.instability(lambda x, w: x, None, pictures, 96, 4, 16) == [0.0] * 5
+    model = load_model()
+    values = stride_phase.instability(model.net.float(), model.style_weights("starry_night", 2), pictures, 96, 4, 16)
+    assert values[0] == 0.0 and values[4] < 0.2 * min(values[1:4]), values  # the 4-px grid lines up again
+    out = tmp_path / "phase.png"
+    run = _run("stride_phase.py", "--style", "starry_night", "--size", "96", "--margin", "16", "--max-shift", "4",
+               "--photos", "2", "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    assert "off-grid mean" in run.stdout and Image.open(out).size[0] > 500
+    for args, problem in ((["--max-shift", "0"], "--max-shift must be at least 1 px"),
+                          (["--size", "40"], "leaves nothing inside"),
+                          (["--model", str(tmp_path / "none.fst")], "none.fst"),
+                          (["--style", "nope"], "unknown style 'nope'")):
+        bad = _run("stride_phase.py", *args)
+        assert bad.returncode == 2 and problem in bad.stderr and "Traceback" not in bad.stderr, bad.stderr

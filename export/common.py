@@ -10,6 +10,7 @@ import torch
 
 from fastst.errors import FaststError
 from fastst.modelfile import FORMAT_VERSION, StyleModel
+from fastst.paths import inside, same_file
 from fastst.version import fastst_version
 
 #: Version of the exported interface (input/output names, layout, value ranges). Bump on change.
@@ -43,7 +44,8 @@ def metadata(model: StyleModel) -> dict[str, str]:
 
 
 def check_output_path(path: str | os.PathLike, model: StyleModel, kind: str) -> Path:
-    """Refuse, before any slow work, an output whose folder is missing or unwritable, or that is the input."""
+    """Refuse, before any slow work, an output whose folder is missing or unwritable, or that is the input
+    model (through symlinks and hard links) or a folder holding it."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
@@ -52,9 +54,22 @@ def check_output_path(path: str | os.PathLike, model: StyleModel, kind: str) -> 
         raise FaststError(f"cannot write the {kind} export: output folder is not writable", parent)
     if path.is_dir() and kind == "ONNX":
         raise FaststError("is a folder; give a file name for the ONNX export", path)
-    if model.path is not None and path.exists() and path.resolve() == Path(model.path).resolve():
-        raise FaststError("output would overwrite the input model", path)
+    if model.path is not None and path.exists():
+        if same_file(path, model.path):
+            raise FaststError("output would overwrite the input model", path)
+        if inside(model.path, path):
+            raise FaststError(f"output would replace a folder holding the input model ({model.path})", path)
     return path
+
+
+def check_apart(outputs: list[str | os.PathLike | None]) -> None:
+    """Refuse outputs of one export run that are one path or lie one inside another (an ONNX file in
+    the --web folder, say): the later export would replace or be refused by the earlier one's files."""
+    given = [Path(p) for p in outputs if p is not None]
+    for i, a in enumerate(given):
+        for b in given[i + 1:]:
+            if inside(a, b) or inside(b, a):
+                raise FaststError(f"is also another output of this export ({b})", a)
 
 
 def verification_batch(num_styles: int, height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 from .allocator import keep_freed_memory
@@ -39,6 +41,24 @@ class _StderrHandler(logging.StreamHandler):
         super().emit(record)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, `timeout`, `docker stop`, systemd), raised where the program is, as Ctrl-C's
+    KeyboardInterrupt is: the same clean-up runs (an atomic write removes its temporary file)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:  # noqa: ARG001 - a signal handler's signature
+    raise Terminated
+
+
+def _stop_on_sigterm() -> bool:
+    """Turn SIGTERM into Terminated, unless a handler is already set (the caller's choice) or this is
+    not the main thread (where Python allows no handler). True if it did."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_terminated)
+        return True
+    return False
+
+
 def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None, prog: str) -> int:
     """Parse, dispatch to args.func, and turn user errors into one line on stderr with exit code 2."""
     args = parser.parse_args(argv)
@@ -52,6 +72,7 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None, prog: s
             logger.propagate = False
     func: Callable[[argparse.Namespace], int | None] = args.func
     keep_freed_memory()
+    installed = _stop_on_sigterm()
     try:
         return int(func(args) or 0)
     except Interrupted as e:  # stopped by the user where the run can resume
@@ -60,9 +81,15 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None, prog: s
     except FaststError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"{prog}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if installed:  # an in-process caller (a test, a notebook) gets its default back
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,8 +11,16 @@ class FaststError(Exception):
         message = " ".join(str(message).split())  # always one line
         self.path = None if path is None else os.fspath(path)
         if path is not None:
-            message = f"{os.fspath(path)}: {message}"
+            message = f"{shown_path(path)}: {message}"
         super().__init__(message)
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """A path as an error line shows it: as it is, or with control characters (a newline in a file
+    name) escaped as Python writes them, so that the line stays one line."""
+    text = os.fspath(path)
+    text = text if isinstance(text, str) else os.fsdecode(text)
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 class Interrupted(FaststError):

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from .errors import FaststError, first_line
-from .modelcheck import check_tensors, read_torch_file
+from .modelcheck import MAX_BLOCKS, MAX_WIDTH, check_tensors, checked_shapes, read_torch_file
 from .modelfile import StyleInfo, save_model
 from .transformer import TransformerNet
 
@@ -32,6 +32,10 @@ def from_pytorch_examples(state: Mapping[str, torch.Tensor]) -> TransformerNet:
     state = {k: v.float() for k, v in state.items() if not _RUNNING_STATS.search(k)}
     width = int(state["conv1.conv2d.weight"].shape[0])
     blocks = len({k.split(".")[0] for k in state if re.fullmatch(r"res\d+\..*", k)})
+    if not 1 <= width <= MAX_WIDTH or blocks > MAX_BLOCKS:
+        raise FaststError(f"a network of width {width} with {blocks} residual blocks is beyond what fastst builds "
+                          f"(width up to {MAX_WIDTH}, up to {MAX_BLOCKS} blocks)")
+    checked_shapes(1, blocks, width, "clamp", None)  # and not more weights in all than a model may have
     net = TransformerNet(num_styles=1, residual_blocks=blocks, width=width, output="clamp")
     layers = ([(net.down[i], f"conv{i + 1}", f"in{i + 1}") for i in range(3)]
               + [(getattr(net.residual[i], part), f"res{i + 1}.conv{j}", f"res{i + 1}.in{j}")

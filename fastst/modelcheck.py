@@ -21,6 +21,9 @@ ARCHITECTURE = "turi-transformer"
 MAX_WIDTH = 1024
 MAX_BLOCKS = 64
 MAX_STYLES = 4096
+# Weights in all: the width and block bounds alone would allow 10^10 (40 GB in fp32). 2.5·10^8 is 1 GB, a
+# network 150 times the bundled one's 1.7·10^6; a file cannot make fastst allocate more than that.
+MAX_WEIGHTS = 250_000_000
 MAX_THUMBNAIL_SIDE = 1024
 STYLE_KINDS = ("style", "identity", "strength")
 FLOAT_TYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -90,6 +93,7 @@ def check_tensors(state: Any, expected: Mapping[str, torch.Size] | None, path: s
     """A state dict whose values are finite floating-point tensors with exactly the `expected` names and
     shapes (any names and shapes when `expected` is None); FaststError otherwise."""
     state = _dict(state, what, path)
+    total = 0
     for name, value in state.items():
         if not isinstance(name, str):
             raise FaststError(f"{what}: a name is a {type(name).__name__}, not text", path)
@@ -97,6 +101,9 @@ def check_tensors(state: Any, expected: Mapping[str, torch.Size] | None, path: s
             raise FaststError(f"{what}: '{name}' is a {type(value).__name__}, not a tensor", path)
         if value.dtype not in FLOAT_TYPES:
             raise FaststError(f"{what}: '{name}' holds {str(value.dtype).replace('torch.', '')} values, not floats", path)
+        total += value.numel()  # a tensor stored once and expanded (stride 0) counts at its full size
+    if total > MAX_WEIGHTS:
+        raise FaststError(f"{what} hold {total:.3g} values, more than the {MAX_WEIGHTS:.3g} a model may have", path)
     if expected is not None:
         missing = [k for k in expected if k not in state and k not in OPTIONAL_WEIGHTS]
         extra = [k for k in state if k not in expected]
@@ -110,8 +117,8 @@ def check_tensors(state: Any, expected: Mapping[str, torch.Size] | None, path: s
                                   f"{tuple(shape)}", path)
     for name, value in state.items():
         if not bool(torch.isfinite(value).all()):
-            raise FaststError(f"{what}: '{name}' holds non-finite values (NaN or infinity): a diverged training run?",
-                              path)
+            raise FaststError(f"{what}: '{name}' holds non-finite values (NaN or infinity): a diverged training run, "
+                              "or a damaged file?", path)
     return state
 
 
@@ -185,7 +192,20 @@ def validate_blob(blob: Any, path: str | os.PathLike | None, format_name: str = 
     strength = blob.get("default_strength", 1.0)
     if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength):
         raise FaststError(f"default_strength must be a finite number, got {str(strength)[:40]}", path)
-    check_tensors(blob.get("state_dict"), expected_shapes(num_styles, blocks, width, output), path)
+    check_tensors(blob.get("state_dict"), checked_shapes(num_styles, blocks, width, output, path), path)
+
+
+def checked_shapes(num_styles: int, residual_blocks: int, width: int, output: str,
+                   path: str | os.PathLike | None) -> dict[str, torch.Size]:
+    """`expected_shapes`, or FaststError when that network would hold more than MAX_WEIGHTS weights:
+    sizes within every single bound can still multiply into a network no machine holds."""
+    shapes = expected_shapes(num_styles, residual_blocks, width, output)
+    total = sum(math.prod(shape) for shape in shapes.values())
+    if total > MAX_WEIGHTS:
+        raise FaststError(f"the architecture declares a network of {total:.3g} weights (width {width}, "
+                          f"{residual_blocks} residual blocks, {num_styles} styles), more than the {MAX_WEIGHTS:.3g} "
+                          "a model may have", path)
+    return shapes
 
 
 def validate_checkpoint(blob: Any, path: str | os.PathLike | None) -> None:
@@ -206,4 +226,4 @@ def validate_checkpoint(blob: Any, path: str | os.PathLike | None) -> None:
         _int(_dict(init, "configuration init", path).get("steps_done", 0), "init steps_done", 0, 1 << 40, path)
     state = _dict(blob["state_dict"], "checkpoint weights", path)
     net = {k[4:]: v for k, v in state.items() if isinstance(k, str) and k.startswith("net.")}
-    check_tensors(net, expected_shapes(len(styles), 5, width, "sigmoid"), path)
+    check_tensors(net, checked_shapes(len(styles), 5, width, "sigmoid", path), path)

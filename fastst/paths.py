@@ -73,3 +73,17 @@ def check_writable_folder(folder: PathLike, create: bool = False) -> None:
     except OSError as e:
         why = "read-only file system" if e.errno == 30 else (e.strerror or str(e)).lower()
         raise FaststError(f"cannot write in this folder ({why})", probe) from None
+
+
+def check_overwrite(outputs: Iterable[PathLike | None], overwrite: bool, folders: bool = False) -> None:
+    """FaststError, before any work, for an output that exists unless `overwrite` (the wording of every
+    command's --overwrite), and for one that is a folder unless `folders` (outputs that are folders, e.g.
+    a Core ML package). None entries are ignored. Check inputs first (`check_not_inputs`): an input
+    exists too, and --overwrite never makes it an output."""
+    for out in outputs:
+        if out is None:
+            continue
+        if os.path.isdir(out) and not folders:
+            raise FaststError("is a folder, not a file", out)
+        if os.path.lexists(out) and not overwrite:
+            raise FaststError("output exists; use --overwrite to replace it", out)

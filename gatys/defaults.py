@@ -11,6 +11,7 @@ from fastst.objectives.settings import (  # noqa: F401 - gatys' defaults
                                         NORMALIZED_TV_WEIGHT,
                                         default_weights,
 )
+from fastst.training.config import MAX_IMAGE_SIZE, MAX_SEED  # noqa: F401 - gatys' bounds
 
 # L-BFGS's fixed step with normalised gradients: 1 (neural-style's) diverged on one of four sample photos at
 # 256 px; 0.5 and 0.3 converged on all four and at 512 px.
@@ -24,6 +25,7 @@ CSV_COLUMNS = ("iteration", "seconds", "content", "style", "tv", "total")
 INITS = ("content", "noise", "style")
 SGD_AUTO_STEP = 2e-3  # first SGD step, in mean absolute pixel change ([0, 1] scale), when no learning rate is given
 MIN_PYRAMID_SIDE = 32  # below this the deepest VGG layers see a 2x2 map: no useful style statistics
+MAX_SIZE = MAX_IMAGE_SIZE  # the largest long side of the output and of the style images (fastst train's too)
 # Default learning rate per optimizer (pixels in [0, 1]); None: set from the first gradient (SGD_AUTO_STEP).
 OPTIMIZER_LRS: dict[str, float | None] = {
     "sgd": None, "adadelta": 5.0, "adagrad": 0.05, "adam": 0.05, "rmsprop": 5e-3, "lbfgs": 1.0,

@@ -14,7 +14,7 @@ from fastst.errors import FaststError
 from fastst.images import load_image, resize_exact
 from fastst.lossnet import LossNetwork
 
-from .defaults import INITS, MIN_PYRAMID_SIDE
+from .defaults import INITS, MAX_SEED, MAX_SIZE, MIN_PYRAMID_SIDE
 
 Image = torch.Tensor | str | os.PathLike
 _NETWORKS: dict[tuple[str, tuple[str, ...], str, str], LossNetwork] = {}
@@ -56,18 +56,29 @@ def luminance_only(image: torch.Tensor, reference: torch.Tensor | None = None) -
 
 
 def check_settings(size: int, iterations: int, scales: int, style_scale: float, init: str | os.PathLike | torch.Tensor,
-                   weights: Iterable[float], n_styles: int, style_blend: Sequence[float] | None) -> None:
-    """FaststError, naming the value, for any setting of `stylize` out of its range."""
+                   weights: Iterable[float], n_styles: int, style_blend: Sequence[float] | None, *,
+                   lr: float | None = None, seed: int = 0) -> None:
+    """FaststError, naming the value, for any setting of `stylize` out of its range ('size', 'style_scale',
+    'lr' and 'seed' quoted as such, for the command line to name its flags)."""
     if not isinstance(size, int) or size <= 0:
         raise FaststError(f"size must be a positive number of pixels, got {size}")
     if size < MIN_PYRAMID_SIDE:
         raise FaststError(f"size {size} is too small: the long side needs at least {MIN_PYRAMID_SIDE} px")
+    if size > MAX_SIZE:
+        raise FaststError(f"'size' must be at most {MAX_SIZE} px, got {size}")
     if iterations <= 0:
         raise FaststError(f"iterations must be a positive number of loss evaluations, got {iterations}")
     if scales <= 0:
         raise FaststError(f"scales must be at least 1, got {scales}")
     if not (style_scale > 0 and math.isfinite(style_scale)):
         raise FaststError(f"style scale must be a positive number, got {style_scale}")
+    if round(style_scale * size) > MAX_SIZE:
+        raise FaststError(f"'style_scale' {style_scale:g} at 'size' {size} makes the style images "
+                          f"{round(style_scale * size)} px; at most {MAX_SIZE} px")
+    if lr is not None and not (lr > 0 and math.isfinite(lr)):
+        raise FaststError(f"'lr' must be a positive number, got {lr}")
+    if not 0 <= seed <= MAX_SEED:
+        raise FaststError(f"'seed' must be from 0 to 2^32 - 1, got {seed}")
     if isinstance(init, str) and init not in INITS and not Path(init).suffix and not Path(init).is_file():
         raise FaststError(f"unknown init '{init}'; choose one of {', '.join(INITS)} or an image file")
     if any(not math.isfinite(w) or w < 0 for w in weights):

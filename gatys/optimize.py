@@ -221,7 +221,8 @@ def stylize(content: Image, styles: Sequence[Image] | Image,
     weights = tuple(d if w is None else w for w, d in zip(
         (content_weight, style_weight, tv_weight), default_weights(normalize_gradients)))
     style_list = image_list(styles)
-    check_settings(size, iterations, scales, style_scale, init, weights, len(style_list), style_blend)
+    check_settings(size, iterations, scales, style_scale, init, weights, len(style_list), style_blend, lr=lr,
+                   seed=seed)
     _check_run_options(optimizer, lbfgs_history, snapshot_every)
     plan = _plan(content, style_list, init, backbone, content_layers, style_layers, weights, style_blend,
                  original_colors, device, bf16)

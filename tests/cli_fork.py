@@ -10,6 +10,7 @@ instead, to check that the two agree."""
 from __future__ import annotations
 
 import ctypes
+import glob
 import json
 import os
 import runpy
@@ -116,8 +117,8 @@ def _child(req: dict[str, Any], out: int, err: int) -> None:
 
 
 def _wait(pid: int, req: dict[str, Any]) -> int:
-    """Wait for the child; send req['signal'] once req['signal_when'] exists (after req['signal_delay'] s);
-    kill it after req['timeout'] s. Returns the exit status, or -N for a death by signal N."""
+    """Wait for the child; send req['signal'] once a file matching req['signal_when'] (a glob) exists (after
+    req['signal_delay'] s); kill it after req['timeout'] s. Returns the exit status, or -N for a death by signal N."""
     deadline = time.monotonic() + float(req.get("timeout", 300))
     sig, when, sent = req.get("signal"), req.get("signal_when"), False
     delay = float(req.get("signal_delay", 0))
@@ -126,7 +127,7 @@ def _wait(pid: int, req: dict[str, Any]) -> int:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             break
-        if sig and not sent and when and os.path.exists(os.path.join(req["cwd"], when)):
+        if sig and not sent and when and glob.glob(os.path.join(req["cwd"], when)):
             seen_at = seen_at or time.monotonic()
             if time.monotonic() - seen_at >= delay:
                 os.killpg(pid, sig)
@@ -263,7 +264,7 @@ def _wait_popen(proc: subprocess.Popen, req: dict[str, Any]) -> int:
     sent, seen_at = False, None
     while proc.poll() is None:
         when = req.get("signal_when")
-        if req.get("signal") and not sent and when and os.path.exists(os.path.join(req["cwd"], when)):
+        if req.get("signal") and not sent and when and glob.glob(os.path.join(req["cwd"], when)):
             seen_at = seen_at or time.monotonic()
             if time.monotonic() - seen_at >= float(req.get("signal_delay", 0)):
                 os.killpg(proc.pid, req["signal"])

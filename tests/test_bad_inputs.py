@@ -201,6 +201,8 @@ MODELS: dict[str, Callable[[Path, Path], bytes]] = {
     "num-styles-zero": _m(lambda b: _set(b, "architecture.num_styles", 0)),
     "num-styles-huge": _m(lambda b: _set(b, "architecture.num_styles", 10 ** 9)),
     "width-huge": _m(_huge_width),
+    # every size within its bound, together 2·10^10 weights (78 GB): refused before the network is built
+    "weights-too-many": _m(lambda b: b["architecture"].update(width=1024, residual_blocks=64)),
     "width-float": _m(lambda b: _set(b, "architecture.width", 4.5)),
     "blocks-huge": _m(lambda b: _set(b, "architecture.residual_blocks", 10 ** 6)),
     "blocks-negative": _m(lambda b: _set(b, "architecture.residual_blocks", -1)),
@@ -252,6 +254,9 @@ PTHS: dict[str, Callable[[Path, Path], bytes]] = {
     "pth-nan": _p(lambda s: s.update({"conv1.conv2d.weight": torch.full((32, 3, 9, 9), float("nan"))})),
     "pth-tensor": lambda c, d: _save(torch.zeros(3)),
     "pth-truncated": _truncated("peer.pth", 0.5),
+    # one stored value expanded (stride 0) to 2.4·10^9: a 2 KB file that would need terabytes to check or build
+    "pth-expanded-bomb": _p(lambda s: s.update({"conv1.conv2d.weight": torch.zeros(1).expand(10 ** 7, 3, 9, 9)})),
+    "pth-width-huge": _p(lambda s: s.update({"conv1.conv2d.weight": torch.zeros(2000, 3, 9, 9)})),
 }
 
 
@@ -323,6 +328,14 @@ def _cases() -> list[Case]:
         Case("infer-out-is-input-symlink", "fastst", "infer model.fst photo.png -o link.png", "link.png",
              setup=lambda d: os.symlink("photo.png", d / "link.png")),
         Case("export-onto-model", "fastst", "export model.fst --onnx model.fst", "model.fst"),
+        Case("infer-out-is-input-hardlink", "fastst", "infer model.fst photo.png -o hard.png --overwrite", "hard.png",
+             setup=lambda d: os.link(d / "photo.png", d / "hard.png")),
+        Case("infer-refine-onto-style-image", "fastst", "infer model.fst photo.png --refine 1 --style style "
+             "--style-image style.png -o style.png --overwrite", "style.png"),
+        Case("infer-newline-in-name", "fastst", "infer model.fst 'bad\nname.png' -o out.png", "bad\\nname.png",
+             setup=lambda d: (d / "bad\nname.png").write_bytes(b"not a picture")),
+        Case("infer-onto-model", "fastst", "infer model.fst photo.png -o m.png --overwrite", "m.png",
+             setup=lambda d: os.link(d / "model.fst", d / "m.png")),
         Case("gatys-stylize-existing-output", "gatys", "stylize photo.png style.png -o old.png --size 32 --iterations 2",
              "--overwrite", setup=lambda d: shutil.copy(d / "style2.png", d / "old.png")),
         Case("gatys-stylize-existing-log", "gatys", "stylize photo.png style.png -o new.png --size 32 --iterations 2",
@@ -341,6 +354,8 @@ def _cases() -> list[Case]:
             ("--tv-weight -1", "--tv-weight"), ("--crop-scale nan 1", "crop scale"), ("--steps 0", "--steps"),
             ("--batch-size 0", "--batch-size"), ("--checkpoint-every 0", "--checkpoint-every"),
             ("--preview-every -1", "--preview-every"), ("--image-size 8", "--image-size"), ("--backbone nope", "nope"),
+            ("--objective gatys --image-size 0", "style size"), ("--exclude nope.txt", "nope.txt: no such --exclude"),
+            ("--exclude photos", "photos: is a folder"), ("--exclude style.png", "not a text file"),
         ]],
         Case("train-val-photo-too-thin", "fastst", TRAIN + " --val-data thin", "thin",
              setup=lambda d: (d / "thin").mkdir() or _noise_png(d / "thin" / "sliver.png", 2, 200)),
@@ -489,3 +504,22 @@ def run_case(case: Case, corpus: Path, work: Path, cli: CliRunner) -> tuple[Resu
 def test_bad_input(case: Case, corpus: Path, tmp_path: Path, cli: CliRunner) -> None:
     result, found = run_case(case, corpus, tmp_path / "case", cli)
     assert not found, f"{case.prog} {case.argv}\n" + "\n".join(found) + f"\n--- stderr:\n{result.stderr[-1500:]}"
+
+
+def test_sigterm_mid_video_keeps_the_old_output_and_leaves_no_part_file(corpus: Path, tmp_path: Path,
+                                                                        cli: CliRunner) -> None:
+    """`kill`, `timeout` and `docker stop` send SIGTERM: it must clean up as Ctrl-C does."""
+    import signal
+
+    work = tmp_path / "work"
+    shutil.copytree(corpus, work)
+    ramp = np.linspace(0, 255, 96, dtype=np.uint8)
+    write_video(work / "long.mp4", (np.stack([np.roll(np.add.outer(ramp, ramp) // 2, i, 1)] * 3, -1).astype(np.uint8)
+                                    for i in range(1500)))
+    (work / "out.mp4").write_bytes(b"OLD")
+    r = cli.run("fastst", shlex.split("infer model.fst long.mp4 -o out.mp4 --overwrite -q"), cwd=work,
+                signal_when=".out.mp4.*.part.mp4", signal_number=signal.SIGTERM, signal_delay=0.3)
+    assert r.rc == 128 + signal.SIGTERM, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines()[-1] == "fastst: terminated" and "Traceback" not in r.stderr
+    assert (work / "out.mp4").read_bytes() == b"OLD"
+    assert not [p.name for p in work.iterdir() if ".part" in p.name]

@@ -125,8 +125,8 @@ def test_old_model_files_load_as_style_rows(tmp_path):
 
 
 def test_infer_strength_and_stroke_flags(tmp_path, capsys):
-    """`fastst infer --strength/--stroke` run the composed rows; out-of-range values are one line, exit 2,
-    before anything is written; --pixel-blend 0 gives the photo back."""
+    """`fastst infer --strength/--stroke` run the composed rows; out-of-range values are refused by the
+    argument parser (exit 2) before anything is written; --pixel-blend 0 gives the photo back."""
     from conftest import synthetic_image, write_png
     from fastst.cli import main
     from fastst.images import load_image
@@ -142,12 +142,13 @@ def test_infer_strength_and_stroke_flags(tmp_path, capsys):
     with torch.no_grad():
         want = net(x, torch.tensor([[0.75, 0, 0, 0.25]]))[0]
     assert (load_image(out) - want).abs().max() <= 1 / 255 + 1e-6
-    for flag, value, message in (("--strength", "1.6", "strength must be in [0, 1.5], got 1.6"),
-                                 ("--stroke", "-0.5", "stroke must be in [0, 1], got -0.5")):
+    for flag, value, message in (("--strength", "1.6", "argument --strength: must be in [0, 1.5], got 1.6"),
+                                 ("--stroke", "-0.5", "argument --stroke: must be in [0, 1], got -0.5")):
         bad = tmp_path / f"bad{flag}.png"
-        assert main(["infer", str(model_path), str(photo), "-o", str(bad), flag, value, "-q"]) == 2
+        with pytest.raises(SystemExit) as stopped:  # refused by the argument parser, before the model loads
+            main(["infer", str(model_path), str(photo), "-o", str(bad), flag, value, "-q"])
         err = capsys.readouterr().err.strip()
-        assert err.endswith(message) and len(err.splitlines()) == 1 and not bad.exists()
+        assert stopped.value.code == 2 and err.splitlines()[-1].endswith(message) and not bad.exists()
     assert main(["infer", str(model_path), str(photo), "-o", str(out), "--pixel-blend", "0", "--overwrite", "-q"]) == 0
     assert (load_image(out) - x[0]).abs().max() <= 1 / 255 + 1e-6
 

@@ -99,7 +99,7 @@ def coreml_fp32(workdir: Path, model_file: Path, cli_export: dict) -> dict:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(torch.jit, "trace", watched_trace)
         rc, out, err = run_cli(str(model_file), "--coreml", str(path), "--coreml-precision", "fp32",
-                               "--coreml-sizes", FP32_SIZE)
+                               "--coreml-sizes", FP32_SIZE, "--overwrite")
     assert rc == 0, err
     from export.common import nbytes
     return {"path": path, "out": out, "bytes": nbytes(path), "traced": traced}
@@ -478,7 +478,7 @@ def test_coreml_failed_save_keeps_old_package(monkeypatch: pytest.MonkeyPatch, m
     old = tmp_path / "m.mlpackage"
     old.mkdir()
     (old / "Manifest.json").write_text('{"old": true}')
-    rc, _, err = run_cli(str(model_file), "--coreml", str(old))
+    rc, _, err = run_cli(str(model_file), "--coreml", str(old), "--overwrite")
     assert_one_line_error(rc, err, "m.mlpackage", "No space left on device")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.mlpackage"]
     assert (old / "Manifest.json").read_text() == '{"old": true}'

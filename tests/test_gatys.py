@@ -400,7 +400,7 @@ def test_bad_inputs_give_one_line_errors(case, inputs, tmp_path, capsys):
         "pooling": (base + ["--pooling", "median"], "unknown pooling 'median'"),
         "sweep-pooling": (["sweep", str(c), str(s), "--out", str(tmp_path / "sw"), "--poolings", "max,median"],
                           "unknown pooling 'median'"),
-        "save-every": (base + ["--save-every", "-1"], "--save-every must be a positive"),
+        "save-every": (base + ["--save-every", "-1"], "--save-every must be 0 (no snapshots) or a positive"),
         "lbfgs-history": (base + ["--lbfgs-history", "0"], "L-BFGS history must be at least 1"),
         "sweep-match-normalized": (["sweep", str(c), str(s), "--out", str(tmp_path / "sw"), "--match-weights",
                                     "--normalize-gradients"], "--match-weights has nothing to match"),

@@ -73,7 +73,9 @@ def test_two_uninterrupted_runs_are_identical(cli, work, uninterrupted):
 def test_a_run_resumed_after_one_step_equals_the_uninterrupted_run(cli, work, uninterrupted):
     rc, err = train(cli, work, "short", "--steps 1 --checkpoint-every 1")
     assert rc == 0, err[-2000:]
-    rc, err = train(cli, work, "short", f"--steps {STEPS} --checkpoint-every 1 --resume short_logs/checkpoints/last.ckpt")
+    # the shorter run finished and wrote short.fst, which the longer one replaces
+    rc, err = train(cli, work, "short", f"--steps {STEPS} --checkpoint-every 1 --overwrite "
+                                        "--resume short_logs/checkpoints/last.ckpt")
     assert rc == 0, err[-2000:]
     assert "Warning" not in err and "resumable" not in err, err[-1000:]  # Lightning's 'not resumable' warning
     assert_same_run(work, uninterrupted, "short")
@@ -122,7 +124,8 @@ def test_the_sampler_has_the_whole_runs_length_wherever_it_starts():
 def test_resuming_with_another_batch_size_says_the_order_differs(cli, work):
     rc, err = train(cli, work, "batch", "--steps 1 --checkpoint-every 1")
     assert rc == 0, err[-2000:]
-    rc, err = train(cli, work, "batch", "--steps 3 --checkpoint-every 1 --resume batch_logs/checkpoints/last.ckpt "
+    rc, err = train(cli, work, "batch", "--steps 3 --checkpoint-every 1 --overwrite "
+                                        "--resume batch_logs/checkpoints/last.ckpt "
                                         "--batch-size 3")
     assert rc == 0, err[-2000:]
     assert "samples_per_step 2 -> 3" in err and "data order differs" in err, err[-1000:]

@@ -278,7 +278,7 @@ def test_preset_quick_starts_from_the_pretrained_model_unless_told_otherwise(tmp
         b = load_model(tmp_path / f"b{i}.fst")
         assert "init" not in b.config and b.config["steps_done"] == 1, extra
     # --resume continues its checkpoint, which already counts the pretrained model's steps
-    assert main([*base, "--out", str(tmp_path / "a.fst"), "--steps", "2",
+    assert main([*base, "--out", str(tmp_path / "a.fst"), "--steps", "2", "--overwrite",
                  "--resume", str(tmp_path / "a_logs" / "checkpoints" / "last.ckpt")]) == 0
     assert load_model(tmp_path / "a.fst").config["steps_done"] == pretrained.config["steps_done"] + 2
 

@@ -14,6 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", required=True, help="model file to write (.fst)")
     p.add_argument("--style-name", metavar="NAME", help="a .pth model's style name (default: the file's stem)")
     p.add_argument("--half", action="store_true", help="store fp16 weights (half the size)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out model (never an input)")
     p.set_defaults(func=run)
     return p
 
@@ -22,11 +23,12 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..errors import FaststError
-    from ..paths import check_not_inputs, check_writable_folder
+    from ..paths import check_not_inputs, check_overwrite, check_writable_folder
 
     if Path(args.out).suffix != ".fst":
         raise FaststError("the model file should end in .fst", args.out)
     check_not_inputs([args.out], [args.checkpoint])  # a checkpoint named .fst must not be replaced
+    check_overwrite([args.out], args.overwrite)
     check_writable_folder(Path(args.out).parent)
     if Path(args.checkpoint).suffix.lower() in (".pth", ".pt", ".model"):
         from ..importers import import_model

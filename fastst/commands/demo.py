@@ -12,6 +12,8 @@ from typing import Any
 
 from ..errors import FaststError
 from ..openmp import bound_openmp_spin
+from ..paths import check_writable_folder
+from .flags import positive
 
 
 def run_demo(out: Path, tiny: bool = False, photos: int = 6) -> dict[str, list[Path]]:
@@ -20,6 +22,7 @@ def run_demo(out: Path, tiny: bool = False, photos: int = 6) -> dict[str, list[P
     from ..modelfile import load_model
     from ..samples import sample_photos
 
+    check_writable_folder(out, create=True)  # a file in the way or a read-only folder: one line, before any work
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     quick = _train_quick(out, tiny)
@@ -104,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bound_openmp_spin()  # before torch loads: see fastst.openmp
     parser = argparse.ArgumentParser(prog="python -m fastst.commands.demo", description=__doc__)
     parser.add_argument("--out", default="demo-out", help="output folder [demo-out]")
-    parser.add_argument("--photos", type=int, default=6, help="how many sample photos to stylize [6]")
+    parser.add_argument("--photos", type=positive(1), default=6, help="how many sample photos to stylize [6]")
     parser.add_argument("--tiny", action="store_true", help="tiny sizes and 2 training steps (a smoke test)")
     args = parser.parse_args(argv)
     try:

@@ -34,13 +34,18 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "(default: the pinned version, fetched once with npm and cached)")
     p.add_argument("--opset", type=int, default=None, metavar="N", help="ONNX opset (default: 20; 18 or newer)")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime / Core ML comparison with PyTorch")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing --onnx and --coreml outputs (never an input); "
+                        "--web always wants a new or empty folder")
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from export.common import check_output_path, human_size
+    from export.common import check_apart, check_output_path, human_size
     from export.coreml_export import check_coreml_path
+
+    from ..paths import check_overwrite
 
     opset, sizes, coreml_path = _checked_flags(args)
 
@@ -50,11 +55,14 @@ def run(args: argparse.Namespace) -> int:
     # Every output is checked before the first slow export starts.
     if args.onnx:
         check_output_path(args.onnx, model, "ONNX")
+        check_overwrite([args.onnx], args.overwrite)
     if coreml_path:
         check_coreml_path(coreml_path, model)
+        check_overwrite([coreml_path], args.overwrite, folders=True)
     if args.web:
         from export.web import check_site_folder
         check_site_folder(Path(args.web), model)
+    check_apart([args.onnx, coreml_path, args.web])
 
     from tqdm import tqdm
     verify = not args.no_verify

@@ -17,15 +17,19 @@ def with_flag_names(error: FaststError, flags: Mapping[str, str]) -> FaststError
     return FaststError(flagged, error.path)
 
 
+def number_in(low: float, high: float) -> Callable[[str], float]:
+    """A number in [low, high] (NaN never is)."""
+    def parse(text: str) -> float:
+        v = number(text)
+        if not low <= v <= high:
+            raise argparse.ArgumentTypeError(f"must be in [{low:g}, {high:g}], got {v:g}")
+        return v
+    return parse
+
+
 def fraction(text: str) -> float:
     """A number in [0, 1]."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {v}")
-    return v
+    return number_in(0.0, 1.0)(text)
 
 
 def number(text: str) -> float:
@@ -36,13 +40,15 @@ def number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
-def positive(minimum: int) -> Callable[[str], int]:
-    """An integer of at least `minimum`."""
+def positive(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An integer of at least `minimum` and, where given, at most `maximum`."""
     def parse(text: str) -> int:
         try:
             v = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if maximum is not None and not minimum <= v <= maximum:
+            raise argparse.ArgumentTypeError(f"must be from {minimum} to {maximum}, got {v}")
         if v < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {v}")
         return v

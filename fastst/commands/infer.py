@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..controls import MAX_STRENGTH
 from ..errors import FaststError
-from .flags import fraction, number, positive, tile_size
+from ..paths import check_not_inputs
+from .flags import fraction, number, number_in, positive, tile_size
 
 if TYPE_CHECKING:
     from ..inference.planning import Job
@@ -69,15 +72,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def _add_look_flags(p: argparse.ArgumentParser) -> None:
     """The flags that choose how the output looks: styles, strength, stroke size, colours, video smoothing."""
-    p.add_argument("--style", action="append", default=[], metavar="NAME|INDEX[=W]",
+    p.add_argument("--style", action="append", default=[], type=style_spec, metavar="NAME|INDEX[=W]",
                    help="style to apply; repeat for one output per style; NAME=W entries together form one "
                         "blend with weights normalised to sum to 1 (default: the first style)")
     p.add_argument("--all-styles", action="store_true", help="write one output per style of the model")
-    p.add_argument("--strength", type=number, default=None, metavar="S",
+    p.add_argument("--strength", type=number_in(0.0, MAX_STRENGTH), default=None, metavar="S",
                    help="how much of the style, in the network's features: 0 = the photo (the model's identity "
                         "row), 1 = the style as trained, up to 1.5 exaggerates (default: the model's own default; "
                         "a model without an identity row blends pixels instead)")
-    p.add_argument("--stroke", type=number, default=None, metavar="X",
+    p.add_argument("--stroke", type=fraction, default=None, metavar="X",
                    help="brush-stroke size for styles trained at several style sizes: 0 = the smallest, "
                         "1 = the largest (default: the style's own row)")
     p.add_argument("--pixel-blend", type=fraction, default=1.0, metavar="F",
@@ -89,6 +92,20 @@ def _add_look_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temporal-strength", type=fraction, default=None, metavar="S",
                    help=f"how much of the previous output --temporal keeps, 0-1 (default {TEMPORAL_DEFAULT})")
     p.add_argument("--preserve-colors", action="store_true", help="keep the content's colours (luminance transfer)")
+
+
+def style_spec(text: str) -> str:
+    """--style NAME, INDEX or NAME=W: the text as given, once the weight W, where there is one, is a finite
+    number ≥ 0."""
+    _, sep, weight = text.rpartition("=")
+    if sep:
+        try:
+            w = number(weight)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"{text}: the weight '{weight}' is not a number") from None
+        if not (math.isfinite(w) and w >= 0):
+            raise argparse.ArgumentTypeError(f"{text}: the weight must be a finite number ≥ 0, got {weight}")
+    return text
 
 
 def _split_paths(paths: list[str]) -> tuple[str | None, list[str]]:
@@ -131,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
     if args.temporal and not any(job.kind == "video" for job in jobs):
         raise FaststError("--temporal smooths videos along their motion; no video was given")
     style_images = _refine_style_images(args, model, styles, jobs)
+    # the other files this run reads: the model, and the paintings --refine polishes towards
+    check_not_inputs([job.out for job in jobs], [getattr(model, "path", None), *style_images.values()])
     model = _pick_backend(args, model, jobs, is_onnx)
     stylizer = Stylizer(model, device=args.device, precision=args.precision)
     _warn_emulated_bf16(stylizer)

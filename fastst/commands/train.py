@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import shutil
+import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import FaststError, Interrupted
-from ..training.config import PRESETS, TrainConfig
+from ..paths import check_not_inputs, check_overwrite, check_writable_folder
+from ..training.config import MIN_STYLE_SIZE, PRESETS, TrainConfig
 from .flags import with_flag_names
 
 # flags of train()'s arguments that are no TrainConfig field; the library's errors quote these names
@@ -47,6 +52,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="folder of training photos, searched recursively "
                    "(default: the bundled samples in datasets/samples/photos; use COCO for real models)")
     p.add_argument("--out", "-o", required=True, help="model file to write (.fst)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out model, and an earlier run's checkpoints and logs in the log folder "
+                        "(never an input)")
     p.add_argument("--exclude", metavar="LIST", help="a text file naming photos of --data to leave out, one a "
                    "line, relative to --data ('#' starts a comment): e.g. benchmarks/heldout_photos.txt")
     p.add_argument("--val-data", metavar="FOLDER",
@@ -68,7 +76,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="with --init: train every row of MODEL in place (styles, identity and stroke rows; its table "
                    "and default strength kept), each --style NAME=IMG giving the image of MODEL's style NAME; "
                    "implied when no --style is given")
-    p.add_argument("--log-dir", help="checkpoints, previews, CSV log and loss plot [OUT_logs/]")
+    p.add_argument("--log-dir", help="checkpoints, previews, CSV log and loss plot [OUT_logs/]; one holding an "
+                   "earlier run's checkpoints is refused unless --resume continues that run or --overwrite "
+                   "replaces them")
     p.add_argument("--accelerator", default="auto", help="cpu, gpu, mps or auto (default: %(default)s)")
     p.add_argument("--devices", default="auto", help="number of devices or auto (default: %(default)s)")
     p.add_argument("--num-nodes", type=int, default=1, help="(default: %(default)s)")
@@ -124,6 +134,9 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         if args.content_layers or args.style_layers:
             raise FaststError("--objective gatys sets the layers: drop --content-layers and --style-layers")
         size = values.get("style_size") or 2 * values.get("image_size", TrainConfig.image_size)
+        if not isinstance(size, int) or size < MIN_STYLE_SIZE:  # the weights below divide by it; TrainConfig checks the rest
+            raise FaststError(f"the style size (--style-size, or twice --image-size) must be at least {MIN_STYLE_SIZE} px, "
+                              f"got {size}")
         values.update(gatys_objective(size, args.content_weight, args.style_weight, args.tv_weight))
     return TrainConfig(**values)
 
@@ -167,13 +180,96 @@ def read_exclude(path: str | None) -> list[str]:
     if path is None:
         return []
     try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise FaststError(f"cannot read the --exclude list ({type(e).__name__})", path) from None
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FaststError("no such --exclude list", path) from None
+    except IsADirectoryError:
+        raise FaststError("is a folder; --exclude takes a text file of photo paths", path) from None
+    except PermissionError:
+        raise FaststError("cannot read the --exclude list (permission denied)", path) from None
+    except UnicodeDecodeError:
+        raise FaststError("the --exclude list is not a text file (UTF-8)", path) from None
+    except OSError as e:
+        raise FaststError(f"cannot read the --exclude list ({e.strerror or e})", path) from None
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
+#: What a training run writes into its log folder (globs relative to it); a new run replaces them.
+RUN_LOGS = ("checkpoints/*.ckpt", "previews/step*.png", "metrics.csv", "metrics.part*.csv", "hparams.yaml",
+            "losses.png", "tensorboard")
+
+
+def log_folder(args: argparse.Namespace) -> Path:
+    """The run's log folder: --log-dir, else OUT_logs beside the model file."""
+    out = Path(args.out)
+    return Path(args.log_dir) if args.log_dir else out.parent / (out.stem + "_logs")
+
+
+def earlier_run_logs(log_dir: Path) -> list[Path]:
+    """The checkpoints and logs an earlier training run left in `log_dir` (RUN_LOGS), sorted."""
+    if not log_dir.is_dir():
+        return []
+    return sorted({p for pattern in RUN_LOGS for p in log_dir.glob(pattern)})
+
+
+def check_log_folder(log_dir: Path, resume: str | None, overwrite: bool) -> list[Path]:
+    """The earlier run's files in `log_dir` that this run replaces (none when it resumes: a resumed run
+    continues its folder on purpose); FaststError where there are some and `overwrite` is not given,
+    since Lightning would mix the two runs (its last checkpoint becoming last-v1.ckpt)."""
+    if resume is not None:
+        return []
+    found = earlier_run_logs(log_dir)
+    if found and not overwrite:
+        raise FaststError(f"holds an earlier run's checkpoints and logs ({found[0].relative_to(log_dir)}); "
+                          "use --overwrite to replace them, or --resume CKPT to continue that run", log_dir)
+    return found
+
+
+def replacing_logs(log_dir: Path, files: list[Path], fit: Callable[[], Path]) -> Path:
+    """`fit()` with an earlier run's `files` moved aside: dropped once this run has written a checkpoint
+    (or finished), put back if it stops before that (refused by the trainer's own checks, or
+    interrupted before its first checkpoint), so that nothing is lost to a run that replaced nothing."""
+    if not files:
+        return fit()
+    check_writable_folder(log_dir)
+    aside = Path(tempfile.mkdtemp(prefix=".fastst-replaced-", dir=log_dir))
+    moved: list[tuple[Path, Path]] = []
+    try:
+        try:
+            for f in files:
+                dest = aside / f.relative_to(log_dir)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(f, dest)
+                moved.append((f, dest))
+        except OSError as e:
+            raise FaststError(f"cannot move the earlier run's logs aside ({(e.strerror or str(e)).lower()})",
+                              log_dir) from None
+        with warnings.catch_warnings():  # Lightning's "not empty" warnings: about what was moved aside
+            from ..training.fit import RESUME_WARNING
+            warnings.filterwarnings("ignore", message=RESUME_WARNING)
+            return fit()
+    except BaseException:
+        if not any((log_dir / "checkpoints").glob("*.ckpt")):
+            _put_back(moved)
+        raise
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _put_back(moved: list[tuple[Path, Path]]) -> None:
+    """Return moved files (and the TensorBoard folder) to where they were, replacing what a failed run
+    wrote there."""
+    for original, dest in moved:
+        if dest.exists():
+            original.parent.mkdir(parents=True, exist_ok=True)
+            if original.is_dir() and not original.is_symlink():
+                shutil.rmtree(original)
+            os.replace(dest, original)
+
+
 def run(args: argparse.Namespace) -> int:
+    from lightning.pytorch.utilities import rank_zero_only
+
     from ..training.config import QUICK_SECONDS_PER_STEP
     from ..training.fit import default_precision, train
 
@@ -189,13 +285,25 @@ def run(args: argparse.Namespace) -> int:
         per_step = QUICK_SECONDS_PER_STEP["bf16" if "bf16" in precision else "fp32"] * (cfg.image_size / 160) ** 2
         print(f"fastst train: preset quick, {cfg.steps} steps at {cfg.image_size} px, precision {precision}: "
               f"expected about {cfg.steps * per_step / 60:.0f} min on a 2-core CPU")
-    out = flag_errors(train)(paths, args.data or default_data(), args.out, cfg, log_dir=args.log_dir,
-                             resume=args.resume, accelerator=args.accelerator, devices=devices, precision=precision,
-                             strategy=args.strategy, style_names=names, num_nodes=args.num_nodes,
-                             tensorboard=args.tensorboard, half=args.half, init=init,
-                             val_data=args.val_data, exclude=exclude, keep_rows=args.keep_rows)
-    from lightning.pytorch.utilities import rank_zero_only
+    log_dir = log_folder(args)
+    data = args.data or default_data()
+    if Path(args.out).suffix != ".fst":
+        raise FaststError("the model file should end in .fst", args.out)
+    # an input named as --out is refused as one (train checks this too), not as an existing output
+    check_not_inputs([args.out], [*paths, None if str(init) == "pretrained" else init, args.resume, args.exclude],
+                     [data, args.val_data])
+    check_overwrite([args.out], args.overwrite)
+    # processes Lightning starts for the other devices find the folder in use by rank 0
+    earlier = check_log_folder(log_dir, args.resume, args.overwrite) if rank_zero_only.rank == 0 else []
 
+    def fit() -> Path:
+        return flag_errors(train)(paths, data, args.out, cfg, log_dir=log_dir, resume=args.resume,
+                                  accelerator=args.accelerator, devices=devices, precision=precision,
+                                  strategy=args.strategy, style_names=names, num_nodes=args.num_nodes,
+                                  tensorboard=args.tensorboard, half=args.half, init=init,
+                                  val_data=args.val_data, exclude=exclude, keep_rows=args.keep_rows)
+
+    out = replacing_logs(log_dir, earlier, fit)
     if rank_zero_only.rank == 0:  # under DDP every process returns here; rank 0 wrote the file
         print(f"fastst train: wrote {out}")
     return 0

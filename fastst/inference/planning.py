@@ -3,6 +3,7 @@ searched recursively), which styles, and the checked output path of every (input
 no output replaces an input, no two outputs collide, no existing file is replaced unless asked."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass
@@ -82,7 +83,7 @@ def parse_styles(model: Any, specs: list[str], all_styles: bool = False) -> list
             except ValueError:
                 raise FaststError(f"style {spec}: weight '{weight}' is not a number") from None
             if not w >= 0 or w == float("inf"):
-                raise FaststError(f"style {spec}: weights must be non-negative")
+                raise FaststError(f"style {spec}: the weight must be a finite number ≥ 0")
             label, style = one(name)
             key = next(iter(style)) if isinstance(style, dict) else rows[style].name
             blend[key] = blend.get(key, 0.0) + w
@@ -172,16 +173,33 @@ def plan(inputs: list[Input], styles: list[tuple[str, Style]], output: str | os.
                 target = base / rel / f"{src.stem}_{label}{_default_suffix(src, kind)}"
                 folders.add(target.parent)
             jobs.append(Job(src=src, kind=kind, label=label, style=style, out=target))
-    _check_outputs(jobs, {os.path.realpath(i.path) for i in inputs}, overwrite)
+    _check_outputs(jobs, [i.path for i in inputs], overwrite)
     _check_folders(folders)
     return jobs, sorted(folders)
 
 
-def _check_outputs(jobs: list[Job], sources: set[str], overwrite: bool) -> None:
+def _file_ids(paths: list[Path]) -> tuple[set[str], set[tuple[int, int]]]:
+    """The resolved paths and the (device, inode) pairs of `paths`: a hard link has the second in common."""
+    reals, inodes = set(), set()
+    for p in paths:
+        reals.add(os.path.realpath(p))
+        with contextlib.suppress(OSError):
+            st = os.stat(p)
+            inodes.add((st.st_dev, st.st_ino))
+    return reals, inodes
+
+
+def _check_outputs(jobs: list[Job], sources: list[Path], overwrite: bool) -> None:
+    """No output is an input (also through a symlink or hard link) or another job's output; existing
+    outputs only with `overwrite`; none is a folder."""
+    reals, inodes = _file_ids(sources)
     seen: dict[str, Job] = {}
     for job in jobs:
         real = os.path.realpath(job.out)
-        if real in sources:
+        st = None
+        with contextlib.suppress(OSError):
+            st = os.stat(job.out)
+        if real in reals or (st is not None and (st.st_dev, st.st_ino) in inodes):
             raise FaststError("output path is an input; refusing to overwrite it", job.out)
         if real in seen:
             raise FaststError(f"two outputs would have the same name ({seen[real].src} and {job.src})", job.out)
@@ -209,12 +227,13 @@ def measure_inputs(jobs: list[Job], max_size: int | None = None) -> dict[Path, t
     reading every input once, so a corrupt or too small file fails the run before anything is written."""
     sizes: dict[Path, tuple[int, int, int]] = {}
     for src in dict.fromkeys(job.src for job in jobs if job.kind == "image"):
-        w, h = load_pil(src).size
+        w0, h0 = w, h = load_pil(src).size
         if max_size and max(w, h) > max_size:
             w, h = round(w * max_size / max(w, h)), round(h * max_size / max(w, h))
         if min(w, h) < MIN_SIDE:
-            scaled = f" downscaled to {max_size} px" if max_size else ""
-            raise FaststError(f"image too small to stylize ({w}x{h}{scaled}; need at least {MIN_SIDE} px a side)", src)
+            scaled = f" downscaled to {w}x{h} by --max-size {max_size}" if (w, h) != (w0, h0) else ""
+            raise FaststError(f"image too small to stylize ({w0}x{h0}{scaled}; need at least {MIN_SIDE} px a side)",
+                              src)
         sizes[src] = (w, h, 1)
     for src in dict.fromkeys(job.src for job in jobs if job.kind == "video"):
         info = probe_video(src)

@@ -21,6 +21,12 @@ LR_SCHEDULES = ("constant", "cosine")
 DEFAULT_CROP_SCALE = (0.35, 1.0)  # area fraction of a photo that a random training crop covers
 MIN_IMAGE_SIZE = 32
 MIN_STYLE_SIZE = 16  # the network's smallest input side
+# The largest training crop and style-image side: far above real use (the recipes train at 128-256 px with
+# styles at 256-512) and far below sides whose activations alone need hundreds of GB; Core ML's largest input
+# side too. A batch holds at most this square's pixels (batch size × image size²: 1024 crops at 256 px).
+MAX_IMAGE_SIZE = 8192
+MAX_BATCH_PIXELS = MAX_IMAGE_SIZE ** 2
+MAX_SEED = 2 ** 32 - 1  # the largest seed Lightning (numpy) takes
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -107,8 +113,8 @@ class TrainConfig:
         if self.style_sizes is not None:
             self.style_sizes = tuple(int(v) for v in self.style_sizes) or None
             sizes = self.style_sizes or ()
-            if sizes and (min(sizes) < MIN_IMAGE_SIZE or len(set(sizes)) != len(sizes)):
-                raise FaststError(f"'style_sizes' must be distinct sizes of at least {MIN_IMAGE_SIZE} px, "
+            if sizes and (min(sizes) < MIN_IMAGE_SIZE or max(sizes) > MAX_IMAGE_SIZE or len(set(sizes)) != len(sizes)):
+                raise FaststError(f"'style_sizes' must be distinct sizes from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} px, "
                                   f"got {','.join(map(str, self.style_sizes))}")
         if self.strength_rows is not None:
             self.strength_rows = tuple(float(v) for v in self.strength_rows) or None
@@ -146,12 +152,24 @@ def check_ranges(cfg: TrainConfig) -> None:
     need(cfg.style_layer_weights is None or all(finite(w) for w in cfg.style_layer_weights), "style_layer_weights",
          "finite numbers ≥ 0")
     need(cfg.image_size >= MIN_IMAGE_SIZE, "image_size", f"≥ {MIN_IMAGE_SIZE} px")
+    need(cfg.image_size <= MAX_IMAGE_SIZE, "image_size", f"at most {MAX_IMAGE_SIZE} px")
     need(cfg.style_size is None or cfg.style_size >= MIN_STYLE_SIZE, "style_size", f"≥ {MIN_STYLE_SIZE} px")
+    need(cfg.style_size is None or cfg.style_size <= MAX_IMAGE_SIZE, "style_size", f"at most {MAX_IMAGE_SIZE} px")
+    if cfg.style_size is None and not cfg.style_sizes and 2 * cfg.image_size > MAX_IMAGE_SIZE:
+        raise FaststError(f"'style_size' must be given above an image size of {MAX_IMAGE_SIZE // 2} px: its default, "
+                          f"2 × the image size, would be {2 * cfg.image_size} px (at most {MAX_IMAGE_SIZE})")
     for name, low in (("batch_size", 1), ("steps", 1), ("checkpoint_every", 1), ("log_every", 1),
                       ("preview_every", 0), ("workers", 0)):
         need(getattr(cfg, name) >= low, name, f"≥ {low}")
+    most = max(1, MAX_BATCH_PIXELS // cfg.image_size ** 2)
+    need(cfg.batch_size <= most, "batch_size", f"at most {most} at an image size of {cfg.image_size} px (batch size "
+         f"× image size² at most {MAX_IMAGE_SIZE}² px)")
     need(cfg.width is None or cfg.width >= 1, "width", "≥ 1")
-    need(0 <= cfg.seed < 2 ** 32, "seed", "from 0 to 2^32 - 1")
+    if cfg.width is not None:
+        from ..modelcheck import MAX_WIDTH  # torch: only where a width is given (training loads it anyway)
+
+        need(cfg.width <= MAX_WIDTH, "width", f"at most {MAX_WIDTH}, the widest network a model file may hold")
+    need(0 <= cfg.seed <= MAX_SEED, "seed", "from 0 to 2^32 - 1")
     need(bool(cfg.content_layers), "content_layers", "one or more layer names")
     need(bool(cfg.style_layers), "style_layers", "one or more layer names")
 

@@ -14,6 +14,9 @@ from fastst.paths import check_not_inputs, check_writable_folder
 
 from .. import defaults as go
 
+# the settings the library's errors quote ('lr'), by their flags
+FLAGS = {"size": "--size", "style_scale": "--style-scale", "lr": "--lr", "seed": "--seed"}
+
 
 def add_common_options(p: argparse.ArgumentParser) -> None:
     """Options shared by stylize and sweep (loss, optimisation and device settings, --overwrite)."""
@@ -83,7 +86,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="the VGG loss network's pooling; avg: Gatys et al.'s choice for synthesis (default: %(default)s)")
     p.add_argument("--save-every", type=int, default=0, metavar="N",
                    help="also save the image every N evaluations as OUT_NNNN.EXT, and OUT_progress.jpg, a sheet "
-                        "of them with their losses")
+                        "of them with their losses (default 0: no snapshots)")
     p.add_argument("--log", default=None, metavar="RUN.csv",
                    help="per-evaluation CSV log (default: OUT with the suffix .csv)")
     add_common_options(p)
@@ -115,6 +118,8 @@ def parse_floats(text: str | None, what: str) -> list[float] | None:
 def check_output(output: str | os.PathLike, inputs: list[str]) -> Path:
     """The output path must be a supported image type and must not be one of the inputs."""
     out = Path(output)
+    if out.is_dir():
+        raise FaststError("is a folder; give an image file to write (.png, .jpg, .webp or .bmp)", out)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"):
         raise FaststError(f"unsupported output format '{out.suffix}' (use .png, .jpg, .webp or .bmp)", out)
     check_not_inputs([out], inputs)
@@ -170,7 +175,31 @@ def loss_weights(args: argparse.Namespace, style: str) -> tuple[float, float, fl
     return a, b, t
 
 
+def check_common_flags(args: argparse.Namespace, weights: list[float], n_styles: int,
+                       style_blend: list[float] | None) -> None:
+    """The options stylize and sweep share in their ranges, before any file is read or written: the
+    library's own checks, its errors naming the flags."""
+    from ..inputs import check_settings
+
+    try:
+        check_settings(args.size, args.iterations, args.scales, args.style_scale, args.init, weights, n_styles,
+                       style_blend, lr=args.lr, seed=args.seed)
+    except FaststError as e:
+        raise with_flag_names(e, FLAGS) from None
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """Every setting in its range, before any file is read or written (weights as given; None takes a
+    default, in range)."""
+    given = [w for w in (args.content_weight, args.style_weight, args.tv_weight) if w is not None]
+    check_common_flags(args, given, len(args.styles), parse_floats(args.style_blend, "--style-blend"))
+    if args.save_every < 0:
+        raise FaststError(f"--save-every must be 0 (no snapshots) or a positive number of evaluations, "
+                          f"got {args.save_every}")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_flags(args)
     inputs = [args.content, *args.styles] + ([args.init] if Path(args.init).is_file() else [])
     out = check_output(args.output, inputs)
     log = Path(args.log) if args.log else out.with_suffix(".csv")
@@ -179,8 +208,6 @@ def run(args: argparse.Namespace) -> int:
     snapshots: list[tuple[int, Path]] = []
     outputs = [out, log]
     if args.save_every:
-        if args.save_every < 0:
-            raise FaststError(f"--save-every must be a positive number of evaluations, got {args.save_every}")
         outputs += [check_output(snapshot_path(out, k), inputs)
                     for k in range(args.save_every, args.iterations + 1, args.save_every)]
         outputs.append(progress_path(out))
@@ -196,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = _stylize(args, (alpha, beta, tv), save_snapshot)
     except FaststError as e:
-        raise with_flag_names(e, {"lr": "--lr"}) from None
+        raise with_flag_names(e, FLAGS) from None
     written: list[Path] = []
     try:  # the image, its log and sheet as one: a failed write (a full disk) leaves none of them
         written.append(save_image(result.image, out))

@@ -10,7 +10,7 @@ from fastst.errors import FaststError
 from fastst.paths import check_not_inputs, check_writable_folder
 
 from .. import defaults as go
-from .stylize import add_common_options
+from .stylize import add_common_options, check_common_flags
 
 RESULTS = ("summary.csv", "contact_sheet.png", "runs")  # what a sweep writes into its folder (and plot_*.png)
 
@@ -83,12 +83,10 @@ def check_out_folder(out: Path, inputs: list[str], overwrite: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import sweep as gs
-    from ..inputs import check_settings
     ratios = [gs.parse_ratio(r) for r in _split(args.weight_ratios)] or \
         [go.default_weights(args.normalize_gradients)[:2]]
-    check_settings(args.size, args.iterations, args.scales, args.style_scale, args.init,
-                   [w for pair in ratios for w in pair] + ([args.tv_weight] if args.tv_weight is not None else []),
-                   1, None)
+    weights = [w for pair in ratios for w in pair] + ([args.tv_weight] if args.tv_weight is not None else [])
+    check_common_flags(args, weights, 1, None)
     check_out_folder(Path(args.out), [args.content, *args.style], args.overwrite or args.resume)
     start = time.perf_counter()
     rows = gs.run_sweep(

@@ -334,6 +334,8 @@ def _cases() -> list[Case]:
              "--style-image style.png -o style.png --overwrite", "style.png"),
         Case("infer-newline-in-name", "fastst", "infer model.fst 'bad\nname.png' -o out.png", "bad\\nname.png",
              setup=lambda d: (d / "bad\nname.png").write_bytes(b"not a picture")),
+        Case("infer-input-twice", "fastst", "infer model.fst photo.png photo.png -o outdir",
+             "photo.png: this input is given twice"),
         Case("infer-onto-model", "fastst", "infer model.fst photo.png -o m.png --overwrite", "m.png",
              setup=lambda d: os.link(d / "model.fst", d / "m.png")),
         Case("gatys-stylize-existing-output", "gatys", "stylize photo.png style.png -o old.png --size 32 --iterations 2",

@@ -44,6 +44,7 @@ def _train_quick(out: Path, tiny: bool) -> Path:
     """Step 1: a quick one-style Starry Night model trained on the bundled photos."""
     from ..samples import sample_photos, sample_styles
     from ..training import PRESETS, QUICK_SECONDS_PER_STEP, TrainConfig, default_precision, train
+    from .train import earlier_run_logs, replacing_logs
 
     preset = dict(PRESETS["quick"])
     if tiny:
@@ -55,8 +56,10 @@ def _train_quick(out: Path, tiny: bool) -> Path:
     # stays distinct from the pretrained Starry Night beside it on the contact sheet
     print(f"[1/3] training a quick Starry Night model from scratch: {cfg.steps} steps at {cfg.image_size} px, "
           f"{precision}, expected about {max(1, round(cfg.steps * per_step / 60))} min", flush=True)
-    return train([sample_styles() / "starry_night.jpg"], sample_photos(), out / "starry_quick.fst", cfg,
-                 log_dir=out / "starry_quick_logs", accelerator="cpu", devices=1, precision=precision, progress=True)
+    log_dir = out / "starry_quick_logs"  # a demo run again replaces its earlier run's logs, as train --overwrite does
+    return replacing_logs(log_dir, earlier_run_logs(log_dir), lambda: train(
+        [sample_styles() / "starry_night.jpg"], sample_photos(), out / "starry_quick.fst", cfg, log_dir=log_dir,
+        accelerator="cpu", devices=1, precision=precision, progress=True))
 
 
 def _stylize_samples(out: Path, files: list[Path], models: list[tuple[str, Any]], tiny: bool) -> list[Path]:

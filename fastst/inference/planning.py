@@ -201,6 +201,8 @@ def _check_outputs(jobs: list[Job], sources: list[Path], overwrite: bool) -> Non
             st = os.stat(job.out)
         if real in reals or (st is not None and (st.st_dev, st.st_ino) in inodes):
             raise FaststError("output path is an input; refusing to overwrite it", job.out)
+        if real in seen and os.path.realpath(seen[real].src) == os.path.realpath(job.src):
+            raise FaststError("this input is given twice (or inside a folder also given)", job.src)
         if real in seen:
             raise FaststError(f"two outputs would have the same name ({seen[real].src} and {job.src})", job.out)
         seen[real] = job

@@ -121,7 +121,8 @@ def resolve(rows: Sequence[Row], name: str | int) -> tuple[str, int | None]:
             i = names.index(name)
             return group_of(rows[i]), i
     choices = list(groups(rows)) + ([IDENTITY] if identity_index(rows) is not None else [])
-    raise FaststError(f"unknown style '{name}'; styles are: {', '.join(choices)}")
+    extra = f", or a row's name or index 0-{len(rows) - 1} (fastst styles lists them)" if len(rows) > len(choices) else ""
+    raise FaststError(f"unknown style '{name}'; styles are: {', '.join(choices)}{extra}")
 
 
 def mix(rows: Sequence[Row], blend: Mapping[str | int, float], strength: float = 1.0,

@@ -60,8 +60,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "onnxruntime for .onnx models, and for .fst models in fp32 on a CPU when the run "
                         "has over 50 megapixels of input (video, big folders) and no image needs tiling")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
-    p.add_argument("--batch-size", type=positive(1), default=4, metavar="N",
-                   help="video frames (or styles of one image) per network call (default 4)")
+    p.add_argument("--batch-size", type=positive(1, 1024), default=4, metavar="N",
+                   help="video frames (or styles of one image) per network call, up to 1024 (default 4)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                    help="auto: bf16 on CPUs with hardware bf16 (AMX/AVX512-BF16), fp16 on CUDA, else fp32")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")

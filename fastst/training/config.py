@@ -19,6 +19,7 @@ from ..objectives.settings import (
 
 LR_SCHEDULES = ("constant", "cosine")
 DEFAULT_CROP_SCALE = (0.35, 1.0)  # area fraction of a photo that a random training crop covers
+MAX_WORKERS = 256  # data-loader processes: far above what a machine runs well, far below a fork bomb
 MIN_IMAGE_SIZE = 32
 MIN_STYLE_SIZE = 16  # the network's smallest input side
 # The largest training crop and style-image side: far above real use (the recipes train at 128-256 px with
@@ -161,6 +162,7 @@ def check_ranges(cfg: TrainConfig) -> None:
     for name, low in (("batch_size", 1), ("steps", 1), ("checkpoint_every", 1), ("log_every", 1),
                       ("preview_every", 0), ("workers", 0)):
         need(getattr(cfg, name) >= low, name, f"≥ {low}")
+    need(cfg.workers <= MAX_WORKERS, "workers", f"at most {MAX_WORKERS} (each is a process)")
     most = max(1, MAX_BATCH_PIXELS // cfg.image_size ** 2)
     need(cfg.batch_size <= most, "batch_size", f"at most {most} at an image size of {cfg.image_size} px (batch size "
          f"× image size² at most {MAX_IMAGE_SIZE}² px)")

@@ -90,7 +90,7 @@ def test_exclude_list_and_identity_errors_are_one_line(tmp_path, photo_dir, caps
     assert main(["train", "--identity", "--data", str(photo_dir), "--out", str(out),
                  "--exclude", str(tmp_path / "missing.txt")]) == 2
     err = capsys.readouterr().err
-    assert "cannot read the --exclude list" in err and len(err.strip().splitlines()) == 1
+    assert "missing.txt: no such --exclude list" in err and len(err.strip().splitlines()) == 1
 
 
 def test_only_norms_adds_strength_rows_between_identity_and_style(tmp_path, base_model, photo_dir):

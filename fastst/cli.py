@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from .allocator import keep_freed_memory
-from .errors import FaststError, Interrupted
+from .errors import FaststError, Interrupted, first_line
 from .openmp import bound_openmp_spin
 from .version import fastst_version
 
@@ -59,6 +59,14 @@ def _stop_on_sigterm() -> bool:
     return False
 
 
+def _out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is an allocation that failed (torch's CPU allocator, CUDA, Python), by type name
+    and message: this module does not import torch."""
+    text = str(error)
+    return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError" or (
+        isinstance(error, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower()))
+
+
 def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None, prog: str) -> int:
     """Parse, dispatch to args.func, and turn user errors into one line on stderr with exit code 2."""
     args = parser.parse_args(argv)
@@ -80,6 +88,12 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None, prog: s
         return 130
     except FaststError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as e:
+        if not _out_of_memory(e):
+            raise
+        print(f"{prog}: error: not enough memory for this run ({first_line(e, 100)}); try smaller images or sizes, "
+              "a smaller batch, or --tile", file=sys.stderr)
         return 2
     except Terminated:
         print(f"{prog}: terminated", file=sys.stderr)

@@ -136,6 +136,35 @@ def test_interrupt_exits_130(capsys):
     assert capsys.readouterr().err == "tool: interrupted\n"
 
 
+def test_a_failed_allocation_is_one_line_and_other_runtime_errors_are_not_hidden(capsys):
+    import torch
+
+    def too_big(args):
+        torch.empty(1 << 62, dtype=torch.uint8)  # 4 EiB: torch's CPU allocator refuses at once
+
+    assert cli.run_cli(_parser(too_big), ["go", "1"], "tool") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tool: error: not enough memory for this run (") and err.count("\n") == 1, err
+
+    def other(args):
+        raise RuntimeError("shapes do not match")
+
+    with pytest.raises(RuntimeError, match="shapes do not match"):
+        cli.run_cli(_parser(other), ["go", "1"], "tool")
+
+
+def test_sigterm_becomes_exit_143_and_the_default_handler_comes_back(capsys):
+    import signal
+
+    def killed(args):
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered to the handler run_cli installed
+        raise AssertionError("not reached")
+
+    assert cli.run_cli(_parser(killed), ["go", "1"], "tool") == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == "tool: terminated\n"
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
 def test_programming_errors_are_not_hidden():
     def bug(args):
         raise ZeroDivisionError

@@ -205,3 +205,18 @@ def test_export_outputs_may_not_lie_inside_one_another(work, tmp_path):
     rc, err = fastst("export", work / "base.fst", "--onnx", site / "m.onnx", "--web", site, "--no-verify")
     assert_refused(rc, err, "m.onnx", "another output")
     assert not list(site.iterdir())
+
+
+def test_a_log_folder_left_with_nothing_of_use_is_dropped_and_one_with_a_checkpoint_is_kept(tmp_path):
+    from fastst.commands.train import drop_if_unused
+
+    bare = tmp_path / "bare_logs"
+    (bare / "checkpoints").mkdir(parents=True)
+    (bare / "hparams.yaml").write_text("lr: 0.001\n")
+    drop_if_unused(bare)
+    assert not bare.exists()
+    used = tmp_path / "used_logs"
+    (used / "checkpoints").mkdir(parents=True)
+    (used / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    drop_if_unused(used)
+    assert (used / "checkpoints" / "last.ckpt").exists()

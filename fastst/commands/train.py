@@ -256,6 +256,13 @@ def replacing_logs(log_dir: Path, files: list[Path], fit: Callable[[], Path]) ->
         shutil.rmtree(aside, ignore_errors=True)
 
 
+def drop_if_unused(log_dir: Path) -> None:
+    """Remove a log folder this run created and left holding nothing of use (no file but Lightning's
+    hparams.yaml): a run that failed before its first step leaves no empty folder behind."""
+    if log_dir.is_dir() and all(p.is_dir() or p.name == "hparams.yaml" for p in log_dir.rglob("*")):
+        shutil.rmtree(log_dir, ignore_errors=True)
+
+
 def _put_back(moved: list[tuple[Path, Path]]) -> None:
     """Return moved files (and the TensorBoard folder) to where they were, replacing what a failed run
     wrote there."""
@@ -303,7 +310,13 @@ def run(args: argparse.Namespace) -> int:
                                   tensorboard=args.tensorboard, half=args.half, init=init,
                                   val_data=args.val_data, exclude=exclude, keep_rows=args.keep_rows)
 
-    out = replacing_logs(log_dir, earlier, fit)
+    created = not log_dir.exists()
+    try:
+        out = replacing_logs(log_dir, earlier, fit)
+    except BaseException:
+        if created and rank_zero_only.rank == 0:
+            drop_if_unused(log_dir)
+        raise
     if rank_zero_only.rank == 0:  # under DDP every process returns here; rank 0 wrote the file
         print(f"fastst train: wrote {out}")
     return 0

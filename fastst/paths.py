@@ -27,6 +27,36 @@ def same_file(a: PathLike, b: PathLike) -> bool:
         return False
 
 
+class InputFiles:
+    """The files a command reads, indexed by resolved path and by (device, inode): `find` tells in
+    constant time which of them, if any, a path names through symlinks or hard links (`same_file`'s
+    test), so checking every output of a large folder against every input stays linear."""
+
+    def __init__(self, paths: Iterable[PathLike | None]) -> None:
+        self.by_real: dict[Path, PathLike] = {}
+        self.by_inode: dict[tuple[int, int], PathLike] = {}
+        for p in paths:
+            if p is None:
+                continue
+            self.by_real.setdefault(_real(p), p)
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            self.by_inode.setdefault((st.st_dev, st.st_ino), p)
+
+    def find(self, path: PathLike) -> PathLike | None:
+        """The first input that `path` names, or None."""
+        hit = self.by_real.get(_real(path))
+        if hit is not None:
+            return hit
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return self.by_inode.get((st.st_dev, st.st_ino))
+
+
 def inside(path: PathLike, folder: PathLike) -> bool:
     """Whether `path` (resolved) is `folder` (resolved) or lies somewhere under it."""
     p, f = _real(path), _real(folder)
@@ -38,14 +68,14 @@ def check_not_inputs(outputs: Iterable[PathLike | None], inputs: Iterable[PathLi
     """FaststError if an output is one of the `inputs` (files this command reads) or lies inside one of
     the `input_folders` (folders it reads every file of, e.g. training photos: an output written there
     would be read as an input next time). None entries are ignored."""
-    ins = [p for p in inputs if p is not None]
+    ins = InputFiles(inputs)
     folders = [p for p in input_folders if p is not None]
     for out in outputs:
         if out is None:
             continue
-        for src in ins:
-            if same_file(out, src):
-                raise FaststError(f"is also an input of this command ({src}); refusing to overwrite it", out)
+        src = ins.find(out)
+        if src is not None:
+            raise FaststError(f"is also an input of this command ({src}); refusing to overwrite it", out)
         for folder in folders:
             if inside(out, folder):
                 raise FaststError(f"is inside the input folder {folder}; write outputs elsewhere", out)

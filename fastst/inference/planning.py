@@ -3,7 +3,6 @@ searched recursively), which styles, and the checked output path of every (input
 no output replaces an input, no two outputs collide, no existing file is replaced unless asked."""
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from typing import Any
 
 from ..errors import FaststError
 from ..images import IMAGE_EXTENSIONS, IMAGE_OUTPUT_SUFFIXES, MIN_SIDE, find_files, load_pil
-from ..paths import check_writable_folder
+from ..paths import InputFiles, check_writable_folder
 from .videoio import OUTPUT_FORMATS, VIDEO_EXTENSIONS, output_size, output_suffix, probe_video
 
 MODEL_SUFFIXES = (".fst", ".onnx", ".ckpt", ".pt", ".pth")
@@ -178,28 +177,14 @@ def plan(inputs: list[Input], styles: list[tuple[str, Style]], output: str | os.
     return jobs, sorted(folders)
 
 
-def _file_ids(paths: list[Path]) -> tuple[set[str], set[tuple[int, int]]]:
-    """The resolved paths and the (device, inode) pairs of `paths`: a hard link has the second in common."""
-    reals, inodes = set(), set()
-    for p in paths:
-        reals.add(os.path.realpath(p))
-        with contextlib.suppress(OSError):
-            st = os.stat(p)
-            inodes.add((st.st_dev, st.st_ino))
-    return reals, inodes
-
-
 def _check_outputs(jobs: list[Job], sources: list[Path], overwrite: bool) -> None:
     """No output is an input (also through a symlink or hard link) or another job's output; existing
     outputs only with `overwrite`; none is a folder."""
-    reals, inodes = _file_ids(sources)
+    inputs = InputFiles(sources)
     seen: dict[str, Job] = {}
     for job in jobs:
         real = os.path.realpath(job.out)
-        st = None
-        with contextlib.suppress(OSError):
-            st = os.stat(job.out)
-        if real in reals or (st is not None and (st.st_dev, st.st_ino) in inodes):
+        if inputs.find(job.out) is not None:
             raise FaststError("output path is an input; refusing to overwrite it", job.out)
         if real in seen and os.path.realpath(seen[real].src) == os.path.realpath(job.src):
             raise FaststError("this input is given twice (or inside a folder also given)", job.src)

@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from .errors import FaststError
+from .modelcheck import tensors_sha256
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +37,7 @@ def cache_dir() -> Path:
 
 
 def _state_sha256(state: Mapping[str, torch.Tensor]) -> str:
-    h = hashlib.sha256()
-    for i in VGG16_CONV_INDICES:
-        for kind in ("weight", "bias"):
-            t = state[f"{i}.{kind}"]
-            h.update(str(tuple(t.shape)).encode())
-            h.update(t.detach().float().contiguous().numpy().tobytes())
-    return h.hexdigest()
+    return tensors_sha256(state[f"{i}.{kind}"] for i in VGG16_CONV_INDICES for kind in ("weight", "bias"))
 
 
 def vgg_features(arch: str) -> nn.Sequential:

@@ -5,9 +5,10 @@ A file from the internet can then fail only with a FaststError naming the file a
 few-KB file declaring a huge network is refused before a byte of it is allocated."""
 from __future__ import annotations
 
+import hashlib
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -78,6 +79,39 @@ def _dict(value: Any, what: str, path: str | os.PathLike | None) -> dict[str, An
 
 
 OPTIONAL_WEIGHTS = {"skip"}  # the input-skip gains, absent from files written before them (read as closed)
+
+
+def tensors_sha256(tensors: Iterable[torch.Tensor]) -> str:
+    """sha256 over each tensor's shape and float32 values, in the order given: the same for a tensor
+    stored in fp16 and for its float32 copy (the conversion is exact), so a file's weights can be
+    checked after loading."""
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().float().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def weights_sha256(state: Mapping[str, torch.Tensor]) -> str:
+    """The checksum a model file stores of its weights: `tensors_sha256` in name order, names included."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        h.update(name.encode())
+        h.update(tensors_sha256([state[name]]).encode())
+    return h.hexdigest()
+
+
+def check_weights_sha256(blob: dict[str, Any], path: str | os.PathLike | None) -> None:
+    """FaststError when the file stores a checksum of its weights that they no longer match (a bit flip
+    or a damaged copy that still loads, values finite); files written without one pass."""
+    stored = blob.get("weights_sha256")
+    if stored is None:
+        return
+    if not isinstance(stored, str):
+        raise FaststError(f"weights_sha256 must be text, got {type(stored).__name__}", path)
+    if weights_sha256(blob["state_dict"]) != stored:
+        raise FaststError("the weights do not match the file's checksum: the file is damaged (copy or download "
+                          "it again)", path)
 
 
 def expected_shapes(num_styles: int, residual_blocks: int, width: int, output: str) -> dict[str, torch.Size]:
@@ -193,6 +227,7 @@ def validate_blob(blob: Any, path: str | os.PathLike | None, format_name: str = 
     if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength):
         raise FaststError(f"default_strength must be a finite number, got {str(strength)[:40]}", path)
     check_tensors(blob.get("state_dict"), checked_shapes(num_styles, blocks, width, output, path), path)
+    check_weights_sha256(blob, path)
 
 
 def checked_shapes(num_styles: int, residual_blocks: int, width: int, output: str,

@@ -13,7 +13,7 @@ import torch
 
 from .atomic import save_torch
 from .errors import FaststError
-from .modelcheck import read_torch_file, validate_blob
+from .modelcheck import read_torch_file, validate_blob, weights_sha256
 from .transformer import DEFAULT_WIDTH, TransformerNet, style_vector
 
 if TYPE_CHECKING:
@@ -129,6 +129,7 @@ def save_model(path: str | os.PathLike, net: TransformerNet, styles: list[StyleI
         "architecture": {"name": "turi-transformer", "num_styles": net.num_styles,
                          "residual_blocks": len(net.residual), "width": net.width, "output": net.output},
         "state_dict": state,
+        "weights_sha256": weights_sha256(state),  # checked on loading: a damaged copy fails instead of painting wrong
         "styles": [s.to_dict() for s in styles],
         "config": dict(config or {}),
     }

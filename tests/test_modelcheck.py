@@ -222,3 +222,34 @@ def test_unreadable_bytes_are_one_line_errors(tmp_path, data, needle):
     with pytest.raises(FaststError, match=needle) as e:
         read_torch_file(path)
     assert "\n" not in str(e.value)
+
+
+def test_a_bit_flip_in_the_weights_is_refused(tmp_path):
+    """A flipped bit that leaves the weight finite would load and paint wrong; the stored checksum catches it."""
+    torch.manual_seed(0)
+    net = TransformerNet(num_styles=2, residual_blocks=1, width=2)
+    data = bytearray(save_model(tmp_path / "ok.fst", net, [StyleInfo("a"), StyleInfo("b")]).read_bytes())
+    at = data.find(net.state_dict()["down.0.conv.weight"].numpy().tobytes()[:16])
+    assert at > 0  # torch.save stores tensors uncompressed
+    data[at + 1] ^= 0x01  # a low mantissa bit: the value stays finite and close
+    (tmp_path / "flipped.fst").write_bytes(data)
+    with pytest.raises(FaststError, match="checksum: the file is damaged") as e:
+        load_model(tmp_path / "flipped.fst")
+    assert str(tmp_path / "flipped.fst") in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_checksum_is_optional_and_typed(blob, tmp_path):
+    old = copy.deepcopy(blob)
+    del old["weights_sha256"]  # a file written before checksums: loads as before
+    assert load_model(_save(old, tmp_path / "old.fst")).style_names == ["a", "b"]
+    bad = copy.deepcopy(blob)
+    bad["weights_sha256"] = 7
+    with pytest.raises(FaststError, match="weights_sha256 must be text"):
+        validate_blob(bad, "m.fst")
+
+
+def test_the_checksum_holds_for_half_precision_files(tmp_path):
+    torch.manual_seed(0)
+    net = TransformerNet(num_styles=1, residual_blocks=1, width=2)
+    model = load_model(save_model(tmp_path / "h.fst", net, [StyleInfo("a")], half=True))
+    torch.testing.assert_close(model.net.down[0].conv.weight, net.down[0].conv.weight.half().float())

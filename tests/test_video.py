@@ -14,7 +14,7 @@ import torch
 av = pytest.importorskip("av")
 
 from fastst import cli  # noqa: E402
-from fastst.inference.videoio import Timestamps, output_size  # noqa: E402
+from fastst.inference.videoio import Timestamps, output_size, probe_video  # noqa: E402
 from fastst.modelfile import StyleInfo, save_model  # noqa: E402
 from fastst.transformer import TransformerNet  # noqa: E402
 
@@ -179,6 +179,21 @@ def test_damaged_video_gives_output_and_one_warning(capsys, tmp_path, model_path
     got = describe(tmp_path / "fixed.mp4")
     assert 12 <= got["frames"] <= 24 and got["size"] == (96, 64)
     assert "Traceback" not in err
+
+
+def test_a_cut_off_matroska_file_names_the_frames_lost_at_the_end(capsys, tmp_path, model_path):
+    # Matroska declares no frame count, only the picture's duration: the frames past the cut are counted from it
+    src = make_video(tmp_path / "whole.mkv", frames=48, width=64, height=48, audio=None)
+    assert probe_video(src).frames == 48 and not probe_video(src).frames_exact
+    assert infer(capsys, model_path, src, "-o", tmp_path / "whole_out.mp4")[2].count("warning") == 0
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    code, _, err = infer(capsys, model_path, cut, "-o", tmp_path / "cut_out.mp4")
+    assert code == 0, err
+    warning = next(line for line in err.splitlines() if "warning" in line)
+    assert "cut.mkv: damaged video" in warning and warning.split(": ")[-1].count("-47") == 1, warning
+    written = describe(tmp_path / "cut_out.mp4")["frames"]
+    assert 10 <= written < 40 and f"wrote {written} frames" in warning
 
 
 def numbers(ts: Timestamps, stamps: list[tuple[int | None, int | None]]) -> list[int]:

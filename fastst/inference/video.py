@@ -312,9 +312,11 @@ class VideoRun:
         damaged_input = bool(self.read_errors or self.damaged or self.decoder_log_errors)
         skipped = list(self.stamps.gaps) if damaged_input else []
         frames, stamps = self.info.frames, self.stamps
-        if frames and stamps.next is not None and written + len(skipped) < frames:
-            # the container announced more frames than could be read: the rest are lost at the end
-            skipped.extend(range(stamps.next, stamps.next + frames - written - len(skipped)))
+        missing = frames - written - len(skipped)
+        if frames and stamps.next is not None and missing > (0 if self.info.frames_exact else 1):
+            # the container announced more frames (or a longer picture, give or take a frame of
+            # rounding) than could be read: the rest are lost at the end
+            skipped.extend(range(stamps.next, max(frames, stamps.next + 1)))
         damaged = sorted(set(self.damaged) - set(skipped))
         return VideoResult(path=Path(), frames=written, width=self.width, height=self.height, fps=self.info.fps,
                            seconds=0.0, audio=self.audio, skipped=skipped, damaged=damaged)

@@ -33,8 +33,9 @@ class VideoInfo:
     width: int
     height: int
     fps: Fraction
-    frames: int
+    frames: int  # 0: unknown
     audio: str | None
+    frames_exact: bool = True  # False: `frames` estimated from the stream's declared duration
 
 
 @dataclass
@@ -86,6 +87,20 @@ def _frame_rate(stream: Any) -> Fraction:
     return Fraction(25)
 
 
+def _declared_seconds(stream: Any) -> float | None:
+    """The video stream's own declared duration (its header's, or Matroska's per-stream DURATION tag),
+    for containers that declare no frame count; None when it declares none. Not the container's
+    duration: an audio track may run longer than the picture."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    tag = (stream.metadata or {}).get("DURATION") or (stream.metadata or {}).get("duration")
+    try:
+        h, m, sec = str(tag).split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except ValueError:
+        return None
+
+
 def probe_video(path: str | os.PathLike) -> VideoInfo:
     """Open a video and decode its first frame; FaststError if that is not possible."""
     import av
@@ -101,7 +116,12 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         if first is None:
             raise FaststError("not a readable video (no frame could be decoded)", path)
         audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
-        return VideoInfo(first.width, first.height, _frame_rate(stream), int(stream.frames or 0), audio)
+        fps = _frame_rate(stream)
+        if stream.frames:
+            return VideoInfo(first.width, first.height, fps, int(stream.frames), audio)
+        seconds = _declared_seconds(stream)
+        return VideoInfo(first.width, first.height, fps, 0 if seconds is None else round(seconds * fps), audio,
+                         frames_exact=False)
     finally:
         container.close()
 

@@ -81,23 +81,27 @@ def _dict(value: Any, what: str, path: str | os.PathLike | None) -> dict[str, An
 OPTIONAL_WEIGHTS = {"skip"}  # the input-skip gains, absent from files written before them (read as closed)
 
 
+def _hash_tensor(h: Any, t: torch.Tensor) -> None:
+    h.update(str(tuple(t.shape)).encode())
+    h.update(t.detach().float().contiguous().numpy().tobytes())
+
+
 def tensors_sha256(tensors: Iterable[torch.Tensor]) -> str:
     """sha256 over each tensor's shape and float32 values, in the order given: the same for a tensor
     stored in fp16 and for its float32 copy (the conversion is exact), so a file's weights can be
     checked after loading."""
     h = hashlib.sha256()
     for t in tensors:
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().float().contiguous().numpy().tobytes())
+        _hash_tensor(h, t)
     return h.hexdigest()
 
 
 def weights_sha256(state: Mapping[str, torch.Tensor]) -> str:
-    """The checksum a model file stores of its weights: `tensors_sha256` in name order, names included."""
+    """The checksum a model file stores of its weights: each name, shape and float32 values, in name order."""
     h = hashlib.sha256()
     for name in sorted(state):
         h.update(name.encode())
-        h.update(tensors_sha256([state[name]]).encode())
+        _hash_tensor(h, state[name])
     return h.hexdigest()
 
 

@@ -191,7 +191,7 @@ def test_a_cut_off_matroska_file_names_the_frames_lost_at_the_end(capsys, tmp_pa
     code, _, err = infer(capsys, model_path, cut, "-o", tmp_path / "cut_out.mp4")
     assert code == 0, err
     warning = next(line for line in err.splitlines() if "warning" in line)
-    assert "cut.mkv: damaged video" in warning and warning.split(": ")[-1].count("-47") == 1, warning
+    assert "cut.mkv: damaged video" in warning and "-47; wrote" in warning, warning  # lost up to the last frame, 47
     written = describe(tmp_path / "cut_out.mp4")["frames"]
     assert 10 <= written < 40 and f"wrote {written} frames" in warning
 

@@ -31,16 +31,17 @@ def still_video(path, frames: int = 6, width: int = 64, height: int = 48):
 
 def test_a_still_scene_comes_out_as_without_temporal(capsys, tmp_path, model_path):  # noqa: F811
     src = still_video(tmp_path / "still.mkv")
-    assert infer(capsys, model_path, src, "-o", tmp_path / "plain.mp4")[0] == 0
+    # one frame per network call: in bf16 a frame's output depends on the batch it runs in (frames 0-3
+    # and 4-5 would differ by a rounding), and the lossy H.264 encoder can turn such a difference into
+    # several levels; with equal network outputs the blend of equal pictures changes nothing
+    one = ("--batch-size", "1")
+    assert infer(capsys, model_path, src, "-o", tmp_path / "plain.mp4", *one)[0] == 0
     code, _, err = infer(capsys, model_path, src, "-o", tmp_path / "smooth.mp4", "--temporal",
-                         "--temporal-strength", "0.9", "--tile", "0")
+                         "--temporal-strength", "0.9", "--tile", "0", *one)
     assert code == 0, err
     plain, smooth = frames_of(tmp_path / "plain.mp4"), frames_of(tmp_path / "smooth.mp4")
     assert len(plain) == len(smooth) == 6
-    # equal up to one 8-bit level: the network's bf16 output may round differently from batch to batch
-    # (frames 0-3 and 4-5 run in separate calls), which the blend of equal pictures then carries over
-    assert max(np.abs(a.astype(int) - b).max() for a, b in zip(plain, smooth)) <= 1
-    assert np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(plain, smooth)]) < 0.05
+    assert all(np.array_equal(a, b) for a, b in zip(plain, smooth))
 
 
 def test_a_damaged_video_still_finishes_with_temporal(capsys, tmp_path, model_path):  # noqa: F811

@@ -17,20 +17,10 @@ def _real(path: PathLike) -> Path:
     return Path(os.path.realpath(os.fspath(path)))
 
 
-def same_file(a: PathLike, b: PathLike) -> bool:
-    """Whether two paths name one file: equal after resolving symlinks, or hard links to one inode."""
-    if _real(a) == _real(b):
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
 class InputFiles:
     """The files a command reads, indexed by resolved path and by (device, inode): `find` tells in
-    constant time which of them, if any, a path names through symlinks or hard links (`same_file`'s
-    test), so checking every output of a large folder against every input stays linear."""
+    constant time which of them, if any, a path names (equal after resolving symlinks, or a hard link
+    to one inode), so checking every output of a large folder against every input stays linear."""
 
     def __init__(self, paths: Iterable[PathLike | None]) -> None:
         self.by_real: dict[Path, PathLike] = {}
@@ -55,6 +45,11 @@ class InputFiles:
         except OSError:
             return None
         return self.by_inode.get((st.st_dev, st.st_ino))
+
+
+def same_file(a: PathLike, b: PathLike) -> bool:
+    """Whether two paths name one file: equal after resolving symlinks, or hard links to one inode."""
+    return InputFiles([b]).find(a) is not None
 
 
 def inside(path: PathLike, folder: PathLike) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..controls import MAX_STRENGTH
 from ..errors import FaststError
 from ..paths import check_not_inputs
-from .flags import fraction, number, number_in, positive, tile_size
+from .flags import fraction, number_in, positive, tile_size
 
 if TYPE_CHECKING:
     from ..inference.planning import Job
@@ -96,15 +95,14 @@ def _add_look_flags(p: argparse.ArgumentParser) -> None:
 
 def style_spec(text: str) -> str:
     """--style NAME, INDEX or NAME=W: the text as given, once the weight W, where there is one, is a finite
-    number ≥ 0."""
-    _, sep, weight = text.rpartition("=")
-    if sep:
+    number ≥ 0 (checked as the planner checks it, at parse time)."""
+    from ..inference.planning import blend_weight
+
+    if "=" in text:
         try:
-            w = number(weight)
-        except argparse.ArgumentTypeError:
-            raise argparse.ArgumentTypeError(f"{text}: the weight '{weight}' is not a number") from None
-        if not (math.isfinite(w) and w >= 0):
-            raise argparse.ArgumentTypeError(f"{text}: the weight must be a finite number ≥ 0, got {weight}")
+            blend_weight(text)
+        except FaststError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix("style ")) from None
     return text
 
 

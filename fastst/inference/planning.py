@@ -3,6 +3,7 @@ searched recursively), which styles, and the checked output path of every (input
 no output replaces an input, no two outputs collide, no existing file is replaced unless asked."""
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -47,6 +48,18 @@ def safe_label(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "-", label).strip("-") or "style"
 
 
+def blend_weight(spec: str) -> tuple[str, float]:
+    """NAME=W's name and weight; FaststError (quoting the spec) unless W is a finite number ≥ 0."""
+    name, _, weight = spec.rpartition("=")
+    try:
+        w = float(weight)
+    except ValueError:
+        raise FaststError(f"style {spec}: the weight '{weight}' is not a number") from None
+    if not (math.isfinite(w) and w >= 0):
+        raise FaststError(f"style {spec}: the weight must be a finite number ≥ 0, got {weight}")
+    return name, w
+
+
 def parse_styles(model: Any, specs: list[str], all_styles: bool = False) -> list[tuple[str, Style]]:
     """[(label, style)] from style specs: each plain NAME|INDEX is one output, all NAME=W entries
     together one blend (weights normalised); `all_styles`: one output per style of the model. A NAME
@@ -76,13 +89,7 @@ def parse_styles(model: Any, specs: list[str], all_styles: bool = False) -> list
     blend: dict[str, float] = {}
     for spec in specs:
         if "=" in spec:
-            name, _, weight = spec.rpartition("=")
-            try:
-                w = float(weight)
-            except ValueError:
-                raise FaststError(f"style {spec}: weight '{weight}' is not a number") from None
-            if not w >= 0 or w == float("inf"):
-                raise FaststError(f"style {spec}: the weight must be a finite number ≥ 0")
+            name, w = blend_weight(spec)
             label, style = one(name)
             key = next(iter(style)) if isinstance(style, dict) else rows[style].name
             blend[key] = blend.get(key, 0.0) + w

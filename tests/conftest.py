@@ -59,6 +59,16 @@ def make_image(tmp_path: Path):
     return make
 
 
+def write_training_inputs(folder: Path, widths: tuple[int, ...] = (48, 48, 48, 48)) -> Path:
+    """A tiny training run's inputs in `folder`: style.png (48 px square) and photos/p0.png … (40 px
+    high, one per width), each from its own seed; returns `folder`."""
+    write_png(folder / "style.png", synthetic_image(48, 48, seed=7))
+    (folder / "photos").mkdir()
+    for i, width in enumerate(widths):
+        write_png(folder / "photos" / f"p{i}.png", synthetic_image(40, width, seed=i))
+    return folder
+
+
 @pytest.fixture
 def photo_dir(tmp_path: Path) -> Path:
     """A folder of 6 generated photos in two subfolders."""

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from cli_fork import CliRunner, Result
-from conftest import synthetic_image, write_png, write_video
+from conftest import synthetic_image, write_png, write_training_inputs, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 # A tiny training run: 4 photos, batch 2 (one pass over the data = 2 steps), 32 px crops, width 4.
@@ -50,11 +50,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, cli: CliRunner) -> Path:
     """Good inputs every case starts from: style images, 4 photos, a 48 px photo, a video, a 2-style model
     trained here by the CLI (model.fst) and its last checkpoint (run.ckpt), a fast_neural_style .pth."""
     base = tmp_path_factory.mktemp("corpus")
-    write_png(base / "style.png", synthetic_image(48, 48, seed=7))
+    write_training_inputs(base)
     write_png(base / "style2.png", synthetic_image(40, 56, seed=8))
-    (base / "photos").mkdir()
-    for i in range(4):
-        write_png(base / "photos" / f"p{i}.png", synthetic_image(40, 48, seed=i))
     write_png(base / "photo.png", synthetic_image(48, 48, seed=5))
     _write_video(base / "clip.mp4")
     r = cli.run("fastst", shlex.split(TRAIN.replace("--steps 1", "--steps 2")) + ["--style", "b=style2.png"], cwd=base)

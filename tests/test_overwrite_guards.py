@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import synthetic_image, write_png
+from conftest import write_training_inputs
 from fastst.cli import main
 from fastst.modelfile import load_model
 
@@ -45,11 +45,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A style image, four photos, and one finished 1-step run: base.fst and base_logs/."""
-    d = tmp_path_factory.mktemp("guards")
-    write_png(d / "style.png", synthetic_image(48, 48, seed=7))
-    (d / "photos").mkdir()
-    for i in range(4):
-        write_png(d / "photos" / f"p{i}.png", synthetic_image(40, 48, seed=i))
+    d = write_training_inputs(tmp_path_factory.mktemp("guards"))
     rc, err = fastst("train", "--style", d / "style.png", "--data", d / "photos", "--out", d / "base.fst",
                      "--steps", "1", *TINY)
     assert rc == 0, err[-2000:]

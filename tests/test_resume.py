@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cli_fork import CliRunner
-from conftest import synthetic_image, write_png
+from conftest import write_training_inputs
 from fastst.data import ResumableSampler
 from fastst.training.metrics import read_metrics
 
@@ -23,12 +23,7 @@ RUN = ("train --style style.png --data photos --out {out}.fst --log-dir {out}_lo
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("resume")
-    write_png(d / "style.png", synthetic_image(48, 48, seed=7))
-    (d / "photos").mkdir()
-    for i in range(4):
-        write_png(d / "photos" / f"p{i}.png", synthetic_image(40, 48 + 4 * i, seed=i))
-    return d
+    return write_training_inputs(tmp_path_factory.mktemp("resume"), widths=(48, 52, 56, 60))
 
 
 def train(cli: CliRunner, work: Path, out: str, extra: str = "", **signal_options) -> tuple[int, str]:

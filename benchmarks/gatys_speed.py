@@ -19,6 +19,7 @@ import torch
 
 import benchutil as bu  # also puts the repository on sys.path
 import gatys.optimize as go
+from fastst.hardware import cpu_has_fast_bf16
 from fastst.images import load_image, resize_long_side, save_image
 
 
@@ -53,6 +54,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="small sizes and budgets for a slow or shared CPU")
     p.add_argument("--content", default=None)
     p.add_argument("--style", default=None)
+    p.add_argument("--sizes", default=None, help="sizes of the evals/s rows, comma-separated (default: 256,512; quick: 128,256)")
     p.add_argument("--repeats", type=int, default=None, help="timed evaluations per setting (median)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--skip-bf16", action="store_true", help="fp32 only (bf16 is emulated, very slow, without AVX-512 BF16/AMX)")
@@ -64,7 +66,7 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    sizes = (128, 256) if args.quick else (256, 512)
+    sizes = tuple(int(v) for v in args.sizes.split(",")) if args.sizes else (128, 256) if args.quick else (256, 512)
     repeats = args.repeats or (3 if args.quick else 5)
     budget = args.budget or (30 if args.quick else 300)
     content, style = _images(args)
@@ -73,7 +75,7 @@ def main() -> None:
     print("size  precision  evals/s")
     for size in () if args.skip_rates else sizes:
         for bf16 in precisions:
-            emulated = bf16 and not go.cpu_has_native_bf16()
+            emulated = bf16 and not cpu_has_fast_bf16()
             if emulated and size > sizes[0] and not args.force_bf16:
                 print(f"{size:4d}  bf16       skipped (emulated bf16; --force-bf16 runs it)", flush=True)
                 continue
@@ -82,7 +84,7 @@ def main() -> None:
     size = args.lbfgs_size or sizes[-1]
     print(f"\nL-BFGS, {budget} evaluations at {size} px (fixed fp32 scorer on the result):")
     for bf16 in precisions:
-        if bf16 and not go.cpu_has_native_bf16() and not args.force_bf16:
+        if bf16 and not cpu_has_fast_bf16() and not args.force_bf16:
             print("  bf16: skipped (no native bf16 on this CPU; see the evals/s above; --force-bf16 runs it)")
             continue
         r = go.stylize(content, [style], size=size, iterations=budget, device="cpu", bf16=bf16, progress=True)

@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--photos", type=int, default=None, help="use the first N photos (default 8; quick 1)")
     p.add_argument("--model", default=None, help="fastst .fst model (default: the bundled pretrained model)")
     p.add_argument("--style", default=None, help="style name or index in the model (default: its first style)")
+    p.add_argument("--strength", type=float, default=None,
+                   help="the model's strength, 0 (the photo) to 1.5 (default: the model's own default)")
     p.add_argument("--style-image", default=None, help="that style's image (default: found by the hash the model stores)")
     p.add_argument("--size", type=int, default=None, help="long side of every photo and output, px (default 256; quick 64)")
     p.add_argument("--budgets", default=None,
@@ -124,6 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     budgets = [] if spec.strip().lower() == "none" else [int(b) for b in spec.split(",")]
     if any(b < 1 for b in budgets):
         p.error(f"--budgets: evaluation counts must be ≥ 1 (or none): {spec}")
+    if args.strength is not None and not 0 <= args.strength <= 1.5:
+        p.error(f"--strength must be in [0, 1.5], got {args.strength}")
     if args.finetune < 0 or not args.finetune_lr > 0:
         p.error("--finetune must be ≥ 0 steps and --finetune-lr positive")
     count = args.photos or (1 if args.quick else 8)
@@ -149,7 +153,9 @@ def main(argv: list[str] | None = None) -> None:
     name = model.style_names[index]
     stylizer = Stylizer(model, device=args.device, precision=args.precision)
     init_tag = {"content": "", "noise": ", noise init", "model": ", from the model"}[args.gatys_init]
-    methods = [f"fastst model ({stylizer.precision})"] + [f"gatys L-BFGS {n} evals{init_tag}" for n in budgets]
+    strength = model.default_strength if args.strength is None else args.strength
+    methods = [f"fastst model ({stylizer.precision}, strength {strength:g})"]
+    methods += [f"gatys L-BFGS {n} evals{init_tag}" for n in budgets]
     methods += [f"model trained on the photo, {args.finetune} steps"] if args.finetune else []
     machine = bu.machine_line(stylizer.device)
     print(f"# {machine}", file=sys.stderr)
@@ -159,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     # warm-up, untimed: the loss network's first build and the model's first call
     warm = resize_long_side(load_image(photos[0]), 32)
     go.stylize(warm, style, size=32, iterations=1, device=args.device)
-    stylize(stylizer, warm, style=index)
+    stylize(stylizer, warm, style=index, strength=args.strength)
 
     rows: list[dict] = []
     sheet_images, sheet_labels = [], []
@@ -168,7 +174,8 @@ def main(argv: list[str] | None = None) -> None:
         content = resize_long_side(load_image(photo), size)
         outputs = []
         t = time.perf_counter()
-        outputs.append((methods[0], stylize(stylizer, content, style=index), time.perf_counter() - t))
+        outputs.append((methods[0], stylize(stylizer, content, style=index, strength=args.strength),
+                        time.perf_counter() - t))
         bar.update(1)
         _, fast, fast_seconds = outputs[0]
         init, extra = (fast, fast_seconds) if args.gatys_init == "model" else (args.gatys_init, 0.0)

@@ -56,6 +56,16 @@ def test_gpu_bench_and_compare_run_in_quick_mode(tmp_path):
     assert len(diffs) == 2 and max(diffs) < 1e-4, diffs
 
 
+def test_gatys_speed_prints_its_rates_and_the_lbfgs_runs():
+    """gatys_speed.py end to end at tiny sizes, the bf16 rows included (measured, or marked emulated)."""
+    run = _run("gatys_speed.py", "--sizes", "32,48", "--repeats", "1", "--budget", "3", "--lbfgs-size", "48")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    rows = [line.split() for line in run.stdout.splitlines() if line[:4].strip().isdigit()]
+    assert [(r[0], r[1]) for r in rows] == [("32", "fp32"), ("32", "bf16"), ("48", "fp32"), ("48", "bf16")], rows
+    assert float(rows[0][2]) > 0
+    assert "  fp32: " in run.stdout and "fp32-scored total" in run.stdout
+
+
 def test_peer_transformer_equals_fastst_network_with_its_weights():
     sys.path.insert(0, str(BENCH))
     try:
@@ -132,6 +142,15 @@ def test_quality_scores_the_bundled_model_and_gatys(tmp_path):
     assert float(refined["objective"]) <= float(model_row["objective"]) * 1.01
     assert float(refined["content"]) > 0.5 * float(model_row["content"]) > 100 * float(rows["gatys L-BFGS 2 evals"]["content"])
     assert float(refined["seconds_per_image"]) > float(model_row["seconds_per_image"])
+    # --strength 1, the style row itself: further from the photo than the default 0.35
+    full_csv = tmp_path / "full.csv"
+    full = _run("quality.py", "--quick", "--budgets", "none", "--strength", "1", "--photos-dir",
+                str(ROOT / "datasets/samples/photos"), "--csv", str(full_csv))
+    assert full.returncode == 0, full.stderr[-2000:]
+    (full_row,) = csv.DictReader(full_csv.open())
+    assert "strength 1)" in full_row["method"] and "strength 0.35)" in rows["fastst model"]["method"]
+    assert float(full_row["content"]) > float(rows["fastst model"]["content"])
+    assert _run("quality.py", "--strength", "nan").returncode == 2
     assert _run("quality.py", "--budgets", "0").returncode == 2
     assert _run("quality.py", "--finetune", "-1").returncode == 2
     bad_sheet = _run("quality.py", "--sheet", str(tmp_path / "sheet.txt"))

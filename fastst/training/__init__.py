@@ -6,6 +6,8 @@
 * `metrics`: the CSV loss history across resumed legs, and its plot;
 * `surgery`: starting from a trained model, and merging an only-norms run back into it;
 * `checkpoints`: reading Lightning checkpoints and converting them into model files;
+* `rows`: the style-table rows a run trains (styles at each style size, identity, strength rows);
+* `guards`: settings checked before work, the stop on a non-finite loss, Ctrl-C at a step boundary;
 * `fit`: `train()`, which builds the Trainer and fits.
 
 The data live in `fastst.data`, the objectives in `fastst.objectives`. Names are imported lazily so

@@ -139,9 +139,9 @@ def bench_inference(args: argparse.Namespace, device: torch.device, rows: list[d
 
 def bench_training(args: argparse.Namespace, device: torch.device, rows: list[dict]) -> None:
     from fastst.backbones import load_vgg16_caffe
-    from fastst.training import default_precision
+    from fastst.training import trainer_precision
 
-    precision = default_precision(device.type)
+    precision = trainer_precision(device.type)
     try:
         vgg_state, vgg_note = load_vgg16_caffe()[0], "vgg16-caffe weights"
     except Exception:  # noqa: BLE001 - the peer then runs on random weights: same operations

@@ -53,10 +53,10 @@ def worker(args: argparse.Namespace) -> None:
             stylize(runner, x)
             return 1
     else:
-        from fastst.training import default_precision, quiet_lightning
+        from fastst.training import quiet_lightning, trainer_precision
 
         quiet_lightning()
-        train_step = bu.FaststTrainStep(args.train_size, args.batch, default_precision("cpu"), "cpu")
+        train_step = bu.FaststTrainStep(args.train_size, args.batch, trainer_precision("cpu"), "cpu")
 
         def step() -> int:
             train_step()

@@ -168,10 +168,10 @@ def onednn_child(args: argparse.Namespace) -> None:
 
 
 def train_section(args: argparse.Namespace) -> None:
-    from fastst.training import default_precision, quiet_lightning
+    from fastst.training import quiet_lightning, trainer_precision
 
     quiet_lightning()
-    precision = default_precision("cpu")
+    precision = trainer_precision("cpu")
     step = bu.FaststTrainStep(args.train_size, args.batch, precision, "cpu")
     prof = profiled(step, args.train_runs)
     summarize(prof, args.train_runs, f"training step {args.train_size} px, batch {args.batch} ({precision}), per step",

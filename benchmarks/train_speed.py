@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     from fastst.hardware import cpu_has_fast_bf16
-    from fastst.training import default_precision, quiet_lightning
+    from fastst.training import quiet_lightning, trainer_precision
 
     quiet_lightning()
     devices = (["cpu"] + (["cuda"] if torch.cuda.is_available() else [])) if args.devices == "auto" \
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for device in devices:
         dev = torch.device(device)
-        default = default_precision(dev.type)
+        default = trainer_precision(dev.type)
         for name in [s.strip() for s in args.precisions.split(",") if s.strip()]:
             if name not in PRECISIONS:
                 p.error(f"unknown precision {name!r} (fp32, bf16, fp16)")

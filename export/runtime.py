@@ -16,6 +16,7 @@ import torch
 from fastst.backbones import cache_dir
 from fastst.errors import FaststError, first_line
 from fastst.inference.backends import Backend, register_backend
+from fastst.modelcheck import weights_sha256
 from fastst.modelfile import StyleInfo, StyleModel
 from fastst.version import fastst_version
 
@@ -123,12 +124,8 @@ def _rows(meta: dict[str, str], names: list[str]) -> list[StyleInfo]:
 def cached_onnx_path(model: StyleModel) -> Path:
     """Where `model`'s ONNX export is cached: $FASTST_CACHE/onnx, keyed by a hash of its weights,
     style names, torch's and fastst's versions (a new one may export a different graph)."""
-    digest = hashlib.sha256()
-    digest.update(json.dumps([model.style_names, torch.__version__, fastst_version()]).encode())
-    for name, tensor in sorted(model.net.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    return cache_dir() / "onnx" / f"{digest.hexdigest()[:20]}.onnx"
+    key = json.dumps([model.style_names, torch.__version__, fastst_version(), weights_sha256(model.net.state_dict())])
+    return cache_dir() / "onnx" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.onnx"
 
 
 def onnx_for(model: StyleModel, device: str = "cpu",

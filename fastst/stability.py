@@ -10,7 +10,6 @@ warp W and noise Δ, penalise ‖f(W(x) + Δ) − W(f(x))‖², no video or opti
 """
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, replace
 
@@ -129,9 +128,3 @@ def distillation_loss(out: torch.Tensor, teacher_out: torch.Tensor) -> torch.Ten
     Output-space distillation in the sense of Hinton et al. 2015, on pixels instead of logits."""
     return F.mse_loss(out.float(), teacher_out.detach().float())
 
-
-def frozen_copy(net: nn.Module) -> nn.Module:
-    """A deep copy of `net` in eval mode with no gradients: the teacher for `distillation_loss`."""
-    teacher = copy.deepcopy(net).eval()
-    teacher.requires_grad_(False)
-    return teacher

@@ -3,7 +3,6 @@ that output): the model lays out the picture in milliseconds; a few evaluations 
 its gap to per-image optimisation, in a fraction of that method's time. `fastst infer --refine`."""
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 import torch
 
 from fastst.images import find_images
+from fastst.modelfile import file_sha256
 
 
 def _candidates(places: Sequence[str | os.PathLike]) -> list[Path]:
@@ -33,7 +33,7 @@ def find_style_image(model: Any, index: int, places: Sequence[str | os.PathLike]
     wanted_name = names[index] if index < len(names) else None
     by_name = None
     for f in _candidates(places):
-        if info.sha256 and hashlib.sha256(f.read_bytes()).hexdigest() == info.sha256:
+        if info.sha256 and file_sha256(f) == info.sha256:
             return f
         if wanted_name and f.name == wanted_name and by_name is None:
             by_name = f

@@ -5,7 +5,6 @@ varied axis and a contact sheet; resumable, since a grid can take hours on a CPU
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import sys
@@ -18,6 +17,7 @@ import torch
 
 from fastst.errors import FaststError
 from fastst.images import atomic_path, load_image, save_image
+from fastst.modelfile import file_sha256
 from fastst.sheets import contact_sheet
 
 from . import optimize as go
@@ -205,8 +205,7 @@ def _weight_factors(runs: Sequence[RunSpec], content_img: torch.Tensor, style_im
 
 
 def _sha(path: str | os.PathLike) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 def _settings(content: str | os.PathLike, styles: Sequence[str | os.PathLike], match_weights: bool,

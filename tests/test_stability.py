@@ -2,6 +2,8 @@
 moves pixels the way its matrix says, and distillation pins a model to its frozen copy."""
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from conftest import synthetic_image
@@ -10,7 +12,6 @@ from fastst.pretrained import pretrained_path
 from fastst.stability import (
     PerturbationRange,
     distillation_loss,
-    frozen_copy,
     identity_perturbation,
     perturb,
     sample_perturbation,
@@ -75,7 +76,7 @@ def test_stability_loss_reaches_both_outputs_and_ignores_pixels_from_outside():
 
 def test_distillation_pins_a_model_to_its_frozen_copy():
     net = _bundled().requires_grad_(True)
-    teacher = frozen_copy(net)
+    teacher = copy.deepcopy(net).eval().requires_grad_(False)  # the teacher as distillation uses it
     assert not any(q.requires_grad for q in teacher.parameters())
     assert all(q.requires_grad for q in net.parameters())
     x = synthetic_image(32, 32).unsqueeze(0)

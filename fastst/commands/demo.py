@@ -43,14 +43,14 @@ def run_demo(out: Path, tiny: bool = False, photos: int = 6) -> dict[str, list[P
 def _train_quick(out: Path, tiny: bool) -> Path:
     """Step 1: a quick one-style Starry Night model trained on the bundled photos."""
     from ..samples import sample_photos, sample_styles
-    from ..training import PRESETS, QUICK_SECONDS_PER_STEP, TrainConfig, default_precision, train
+    from ..training import PRESETS, QUICK_SECONDS_PER_STEP, TrainConfig, train, trainer_precision
     from .train import earlier_run_logs, replacing_logs
 
     preset = dict(PRESETS["quick"])
     if tiny:
         preset.update(image_size=32, batch_size=2, steps=2, preview_every=1, checkpoint_every=1)
     cfg = TrainConfig(**preset)
-    precision = default_precision("cpu")
+    precision = trainer_precision("cpu")
     per_step = QUICK_SECONDS_PER_STEP["bf16" if "bf16" in precision else "fp32"] * (cfg.image_size / 160) ** 2
     # from scratch, unlike `fastst train --preset quick`: the demo shows training itself, and its model
     # stays distinct from the pretrained Starry Night beside it on the contact sheet

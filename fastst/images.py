@@ -1,13 +1,10 @@
 """Image I/O shared by every command: robust loading to RGB float tensors, resizing, atomic saving."""
 from __future__ import annotations
 
-import contextlib
-import errno
 import logging
 import os
-import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .atomic import atomic_path
 from .errors import FaststError
 
 #: Image files read as inputs (folders are searched for these).
@@ -163,45 +161,6 @@ def resize_short_side(t: torch.Tensor, size: int) -> torch.Tensor:
 def resize_exact(t: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Resize to exactly height x width (aspect ratio not kept)."""
     return _resize(t, height, width)
-
-
-DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.exists():
-        raise FaststError("output folder does not exist", parent)
-    if not os.access(parent, os.W_OK):
-        raise FaststError("output folder is not writable", parent)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=parent)
-    except OSError as e:
-        raise FaststError(f"cannot write here ({e.strerror or e})", path) from None
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        # mkstemp creates the file 0600; give the result the permissions a plain open() would have
-        # (or keep those of the file being replaced)
-        mode = path.stat().st_mode & 0o7777 if path.is_file() else 0o666 & ~_umask()
-        os.chmod(tmp_path, mode)
-        yield tmp_path
-        os.replace(tmp_path, path)
-    except BaseException as e:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
-        if isinstance(e, OSError) and e.errno in DISK_ERRORS:  # a full or failing disk: one line, nothing left
-            raise FaststError(f"cannot write the file ({e.strerror or e})", path) from None
-        raise
 
 
 def save_image(t: torch.Tensor | Image.Image, path: str | os.PathLike, quality: int = 95) -> Path:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastst.images import atomic_path
+from fastst.atomic import atomic_path
 
 _CSS = ("body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;line-height:1.45}"
         "table{border-collapse:collapse;margin:0.6rem 0}td,th{border:1px solid #ccc;padding:0.2rem 0.5rem;"

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from fastst.images import atomic_path
+from fastst.atomic import atomic_path
 
 from .defaults import CSV_COLUMNS
 

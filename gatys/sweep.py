@@ -15,8 +15,9 @@ from typing import Any
 
 import torch
 
+from fastst.atomic import atomic_path
 from fastst.errors import FaststError
-from fastst.images import atomic_path, load_image, save_image
+from fastst.images import load_image, save_image
 from fastst.modelfile import file_sha256
 from fastst.sheets import contact_sheet
 

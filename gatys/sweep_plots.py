@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fastst.images import atomic_path
+from fastst.atomic import atomic_path
 
 from .grid import AXES, RunSpec, varied_axes
 

@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 
 from conftest import synthetic_image, write_png
+from fastst.atomic import atomic_path
 from fastst.colors import preserve_colors, rgb_to_ycbcr, ycbcr_to_rgb
 from fastst.errors import FaststError
 from fastst.images import (
-    atomic_path,
     find_images,
     load_image,
     load_pil,

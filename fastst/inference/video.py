@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..atomic import atomic_path
 from ..errors import FaststError
-from ..images import atomic_path
 from ..progress import progress_bar
 from .pipeline import Pipeline
 from .videoio import (

@@ -5,7 +5,7 @@ import csv
 import math
 from pathlib import Path
 
-from ..images import atomic_path
+from ..atomic import atomic_path
 
 
 def keep_metrics_history(log_dir: Path, resuming: bool) -> None:

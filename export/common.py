@@ -10,7 +10,7 @@ import torch
 
 from fastst.errors import FaststError
 from fastst.modelfile import FORMAT_VERSION, StyleModel
-from fastst.paths import inside, same_file
+from fastst.paths import check_writable_folder, inside, same_file
 from fastst.version import fastst_version
 
 #: Version of the exported interface (input/output names, layout, value ranges). Bump on change.
@@ -47,11 +47,7 @@ def check_output_path(path: str | os.PathLike, model: StyleModel, kind: str) -> 
     """Refuse, before any slow work, an output whose folder is missing or unwritable, or that is the input
     model (through symlinks and hard links) or a folder holding it."""
     path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise FaststError(f"cannot write the {kind} export: output folder does not exist", parent)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise FaststError(f"cannot write the {kind} export: output folder is not writable", parent)
+    check_writable_folder(path.parent)
     if path.is_dir() and kind == "ONNX":
         raise FaststError("is a folder; give a file name for the ONNX export", path)
     if model.path is not None and path.exists():

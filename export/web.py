@@ -15,6 +15,7 @@ from typing import Any
 
 from fastst.errors import FaststError
 from fastst.modelfile import StyleModel
+from fastst.paths import check_writable_folder
 from fastst.version import fastst_version
 
 from . import web_runtime
@@ -170,15 +171,11 @@ def _try_half(model: StyleModel, fp32: Path, dest: Path, verify: bool, forced: b
 
 def check_site_folder(out: Path, model: StyleModel) -> Path:
     """Refuse, before any slow work, a site folder that is a file, not empty, or not creatable."""
-    parent = out.parent if str(out.parent) else Path(".")
     if out.exists() and not out.is_dir():
         raise FaststError("is a file; give a folder for the web page", out)
     if out.is_dir() and any(out.iterdir()):
         raise FaststError("folder is not empty; give a new or empty folder for the web page", out)
-    if not parent.is_dir():
-        raise FaststError("cannot write the web page: its parent folder does not exist", parent)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise FaststError("cannot write the web page: folder is not writable", parent)
+    check_writable_folder(out.parent)
     if model.path is not None and Path(model.path).resolve().is_relative_to(out.resolve()):
         raise FaststError("the web page folder holds the input model", out)
     return out

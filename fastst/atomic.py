@@ -33,8 +33,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
         raise FaststError("output folder does not exist", parent)
-    if not os.access(parent, os.W_OK):
-        raise FaststError("output folder is not writable", parent)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=parent)
     except OSError as e:

@@ -4,11 +4,13 @@ inputs. The slow exports run once per module."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
 import platform
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -397,17 +399,21 @@ def test_output_folder_missing(flag: str, name: str, model_file: Path, tmp_path:
 @pytest.mark.parametrize("flag,name", [("--onnx", "m.onnx"), ("--coreml", "m.mlpackage")])
 def test_output_folder_read_only(flag: str, name: str, model_file: Path, tmp_path: Path,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """A read-only output folder; as root (who may write anyway) the permission check is simulated."""
+    """A read-only output folder; as root (who may write anyway) the refused write is simulated."""
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)
     if hasattr(os, "geteuid") and os.geteuid() == 0:
-        real_access = os.access
-        monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == ro and mode & os.W_OK
-                            else real_access(p, mode, **kw))
+        real_mkstemp = tempfile.mkstemp
+
+        def mkstemp(*args, **kw):
+            if Path(kw.get("dir", "")) == ro:
+                raise PermissionError(errno.EACCES, "Permission denied")
+            return real_mkstemp(*args, **kw)
+        monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
     try:
         rc, _, err = run_cli(str(model_file), flag, str(ro / name))
-        assert_one_line_error(rc, err, "ro", "not writable")
+        assert_one_line_error(rc, err, "ro", "cannot write in this folder (permission denied)")
         assert not list(ro.iterdir())
     finally:
         ro.chmod(0o755)

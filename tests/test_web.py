@@ -531,7 +531,7 @@ def test_bad_web_arguments_are_one_line_errors(tiny_file: Path, tmp_path: Path) 
     (tmp_path / "rt").mkdir()
     cases = [(["--web", str(tmp_path / "full")], "not empty"),
              (["--web", str(tmp_path / "afile")], "is a file"),
-             (["--web", str(tmp_path / "no" / "such")], "parent folder does not exist"),
+             (["--web", str(tmp_path / "no" / "such")], "output folder does not exist"),
              (["--web", str(tmp_path / "site"), "--web-runtime", str(tmp_path / "rt")], "ort.min.js"),
              (["--web-runtime", str(tmp_path / "rt"), "--onnx", str(tmp_path / "m.onnx")], "--web-runtime is for --web")]
     for argv, words in cases:

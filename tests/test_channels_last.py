@@ -8,14 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from conftest import synthetic_image
+from fastst.fastconv import channels_last_eager, space_to_depth_conv, upsample_conv
 from fastst.inference.stylizer import Stylizer
-from fastst.transformer import (
-    ConditionalInstanceNorm,
-    TransformerNet,
-    channels_last_eager,
-    space_to_depth_conv,
-    upsample_conv,
-)
+from fastst.transformer import ConditionalInstanceNorm, TransformerNet
 
 CL = torch.channels_last
 SIZES = [(64, 64), (136, 200), (37, 53)]

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fastst.transformer import TransformerNet, space_to_depth_conv, upsample_conv
+from fastst.fastconv import space_to_depth_conv, upsample_conv
+from fastst.transformer import TransformerNet
 
 
 def _upsample_then_conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -53,7 +53,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("norm-eps", "fastst/transformer.py",
            "weight=gamma, bias=beta, eps=self.eps)", "weight=gamma, bias=beta, eps=1e-3)",
            ("tests/test_transformer.py",), "instance norm's epsilon 1e-5 -> 1e-3 in the fused path"),
-    Mutant("upsample-taps", "fastst/transformer.py",
+    Mutant("upsample-taps", "fastst/fastconv.py",
            "return torch.stack([t0, t1 + t2], dim), torch.stack([t0 + t1, t2], dim)",
            "return torch.stack([t0, t1 + t2], dim), torch.stack([t0, t1 + t2], dim)",
            ("tests/test_transformer.py",), "odd output rows of the upsampling conv use the even rows' taps"),

@@ -44,7 +44,7 @@ def channels_last_default(device: torch.device, precision: str) -> bool:
     computes convolutions in NHWC or a blocked layout, so plain NCHW activations are reordered in and
     out of every conv (an extra copy per layer on AMX CPUs, hidden inside the conv on AVX-512 ones);
     channels-last end to end, with the norm and the (un)shuffles kept in that layout
-    (`fastst.transformer.channels_last_eager`), has none: 13-16 % less CPU time per image in
+    (`fastst.fastconv.channels_last_eager`), has none: 13-16 % less CPU time per image in
     bf16 and fp32 on an AVX512-BF16 CPU (docs/performance.md). CUDA: with half precision, where it
     feeds the tensor cores. Elsewhere (mps): no."""
     return device.type == "cpu" or (device.type == "cuda" and precision != "fp32")

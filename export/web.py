@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fastst.controls import KINDS
 from fastst.errors import FaststError
 from fastst.modelfile import StyleModel
 from fastst.paths import check_writable_folder
@@ -30,7 +31,6 @@ RUNTIME_FOLDER = "ort"
 #: Max abs difference (on [0, 1]) allowed between the site's fp16-weight graph and PyTorch in fp32 before
 #: the site falls back to fp32 weights: one 8-bit step, so the page's pixels stay within one level.
 HALF_WEIGHTS_TOLERANCE = 1.0 / 255
-ROW_KINDS = ("style", "identity", "strength")
 
 
 def manifest(model: StyleModel, weights: str, title: str) -> dict[str, Any]:
@@ -40,7 +40,7 @@ def manifest(model: StyleModel, weights: str, title: str) -> dict[str, Any]:
     rows = []
     for i, style in enumerate(model.styles):
         kind = getattr(style, "kind", None) or "style"
-        if kind not in ROW_KINDS:
+        if kind not in KINDS:
             raise FaststError(f"style row {i} ('{style.name}') has unknown kind '{kind}'", model.path)
         size = getattr(style, "style_size", None)
         rows.append({"name": style.name, "kind": kind, "group": getattr(style, "group", None) or style.name,

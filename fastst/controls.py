@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from .errors import FaststError
 
 MAX_STRENGTH = 1.5  # mild extrapolation beyond the trained style row
-IDENTITY = "identity"
-STRENGTH = "strength"  # the kind of a row between the identity row and a style row
+STYLE = "style"  # the kinds of row a style table holds: a painting,
+IDENTITY = "identity"  # the row that reproduces the photo,
+STRENGTH = "strength"  # and a row between the identity row and a style row
+KINDS = (STYLE, IDENTITY, STRENGTH)
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class Row:
     """What the controls need to know of a style-table row (modelfile.StyleInfo has these fields)."""
 
     name: str
-    kind: str = "style"
+    kind: str = STYLE
     group: str | None = None
     style_size: int | None = None
     strength: float | None = None  # a strength row's place on its style's path, in (0, 1)

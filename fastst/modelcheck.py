@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from .controls import IDENTITY, KINDS
 from .errors import FaststError
 from .transformer import DEFAULT_WIDTH, OUTPUTS, TransformerNet
 
@@ -26,7 +27,6 @@ MAX_STYLES = 4096
 # network 150 times the bundled one's 1.7·10^6; a file cannot make fastst allocate more than that.
 MAX_WEIGHTS = 250_000_000
 MAX_THUMBNAIL_SIDE = 1024
-STYLE_KINDS = ("style", "identity", "strength")
 FLOAT_TYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -190,9 +190,9 @@ def check_styles(styles: Any, count: int | None, path: str | os.PathLike | None,
                 raise FaststError(f"style '{name}': the thumbnail must be a uint8 RGB image (3, h, w) up to "
                                   f"{MAX_THUMBNAIL_SIDE} px a side", path)
         kind = s.get("kind", "style")
-        if kind not in STYLE_KINDS:
-            raise FaststError(f"style '{name}': unknown kind {str(kind)[:40]!r} (known: {', '.join(STYLE_KINDS)})", path)
-        identities += kind == "identity"
+        if kind not in KINDS:
+            raise FaststError(f"style '{name}': unknown kind {str(kind)[:40]!r} (known: {', '.join(KINDS)})", path)
+        identities += kind == IDENTITY
         strength = s.get("strength")
         if (kind == "strength") != (strength is not None) or (strength is not None and not (
                 isinstance(strength, (int, float)) and not isinstance(strength, bool) and 0 < strength < 1)):

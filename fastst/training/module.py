@@ -11,6 +11,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from ..controls import identity_index
 from ..images import load_image
 from ..lossnet import LossNetwork
 from ..modelfile import StyleInfo, file_sha256
@@ -37,8 +38,7 @@ class StyleTransferModule(L.LightningModule):
         self.kept_rows = list(kept_rows) if kept_rows else None
         self.rows = (model_rows(self.kept_rows, dict(zip(self.style_names, self.style_paths))) if self.kept_rows
                      else plan_rows(self.style_paths, self.style_names, self.cfg))
-        kinds = [r.kind for r in self.rows]
-        self.identity_row = kinds.index("identity") if "identity" in kinds else None
+        self.identity_row = identity_index(self.rows)
         self.net = TransformerNet(num_styles=len(self.rows), width=self.cfg.width or DEFAULT_WIDTH)
         # only the identity row opens the input skip; the style rows' gains stay zero (see TransformerNet)
         mask = identity_skip_mask(self.rows)

@@ -50,6 +50,7 @@ class Mix:
 
 
 def group_of(row: Row) -> str:
+    """The user-facing style a row belongs to: its group, or its own name."""
     return row.group or row.name
 
 
@@ -72,6 +73,7 @@ def groups(rows: Sequence[Row]) -> dict[str, list[int]]:
 
 
 def check_strength(strength: float) -> float:
+    """`strength` as a float, or FaststError outside [0, MAX_STRENGTH] (NaN included)."""
     s = float(strength)
     if not (0.0 <= s <= MAX_STRENGTH):
         raise FaststError(f"strength must be in [0, {MAX_STRENGTH:g}], got {strength}")
@@ -79,6 +81,7 @@ def check_strength(strength: float) -> float:
 
 
 def check_stroke(stroke: float) -> float:
+    """`stroke` as a float, or FaststError outside [0, 1] (NaN included)."""
     x = float(stroke)
     if not (0.0 <= x <= 1.0):
         raise FaststError(f"stroke must be in [0, 1], got {stroke}")

@@ -15,8 +15,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .atomic import atomic_path
 from .errors import FaststError
 
-#: Image files read as inputs (folders are searched for these).
 log = logging.getLogger(__name__)
+#: Image files read as inputs (folders are searched for these).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 #: Image files written as outputs, by suffix, with Pillow's format name.
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",

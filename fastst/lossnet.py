@@ -106,6 +106,8 @@ class LossNetwork(nn.Module):
         return super().train(False)  # always frozen: batch norm (ResNet) stays in eval mode
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """RGB in [0, 1] to what the backbone was trained on: (x − mean) / std, which for the Caffe-trained
+        VGG16 means the 0–255 scale minus its mean pixel, with the channels flipped to BGR."""
         x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
         return x.flip(1) if self.bgr else x
 

@@ -40,12 +40,14 @@ class StyleInfo:
     strength: float | None = None  # kind "strength": the row's place between identity and its style
 
     def to_dict(self) -> dict[str, Any]:
+        """The row as the model file stores it; the optional fields only when set."""
         d = {"name": self.name, "sha256": self.sha256, "thumbnail": self.thumbnail, "kind": self.kind}
         extra = (("group", self.group), ("style_size", self.style_size), ("strength", self.strength))
         return d | {k: v for k, v in extra if v is not None}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StyleInfo:
+        """A row read back from a model file (already validated by fastst.modelcheck)."""
         size, strength = d.get("style_size"), d.get("strength")
         return cls(name=str(d["name"]), sha256=d.get("sha256") or "", thumbnail=d.get("thumbnail"),
                    kind=str(d.get("kind", "style")), group=d.get("group"), style_size=None if size is None else int(size),

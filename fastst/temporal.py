@@ -156,9 +156,12 @@ class TemporalBlender:
             self._flow = DisFlow(self.preset)
 
     def reset(self) -> None:
+        """Forget the previous frame: the next one comes out as the network painted it (after a gap)."""
         self._previous = None
 
     def step(self, rgb: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """The blended output for input frame `rgb` and the network's output `out` (H, W, 3 arrays),
+        remembered as the previous frame for the next call."""
         gray = self._flow.gray(rgb)
         if self._previous is None or self._previous[0].shape != gray.shape or self.strength == 0:
             result = out.astype(np.float32, copy=False)

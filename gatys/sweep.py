@@ -219,6 +219,7 @@ def _settings(content: str | os.PathLike, styles: Sequence[str | os.PathLike], m
 
 
 def write_json(data: Mapping[str, Any], path: Path) -> Path:
+    """`data` as indented JSON at `path`, written whole or not at all."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     return path

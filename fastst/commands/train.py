@@ -155,6 +155,7 @@ def resolve_init(args: argparse.Namespace) -> str | None:
 
 
 def default_data() -> Path:
+    """The training photos when no --data is given: the bundled samples."""
     from ..samples import sample_photos
 
     d = sample_photos()

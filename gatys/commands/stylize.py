@@ -145,6 +145,7 @@ def snapshot_path(out: Path, evaluation: int) -> Path:
 
 
 def progress_path(out: Path) -> Path:
+    """Where --save-every's progress sheet goes: beside OUT, named OUT_progress.jpg."""
     return out.with_name(f"{out.stem}_progress.jpg")
 
 

@@ -48,7 +48,7 @@ def load_pil(path: str | os.PathLike) -> Image.Image:
         if any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught):
             log.warning("%s: a very large image (%dx%d, %.0f megapixels): it takes a lot of memory and time",
                         path, im.width, im.height, im.width * im.height / 1e6)
-        return _to_rgb(im)
+        return to_rgb(im)
     except FaststError:
         raise
     except UnidentifiedImageError:
@@ -61,7 +61,9 @@ def load_pil(path: str | os.PathLike) -> Image.Image:
         raise FaststError(f"image too large ({e})", path) from None
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any Pillow image as 8-bit RGB: 16- and 32-bit grey scaled by their range, alpha and palettes
+    composited on white (as a photo viewer shows them)."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16/32-bit grayscale: scale to 8 bits by the type's range rather than clipping
         arr = np.asarray(im).astype(np.float64)
@@ -172,7 +174,7 @@ def save_image(t: torch.Tensor | Image.Image, path: str | os.PathLike, quality: 
         raise FaststError(f"unsupported output format '{path.suffix}' (use .png, .jpg, .webp or .bmp)", path)
     kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     if fmt == "JPEG" and im.mode not in ("RGB", "L", "CMYK"):
-        im = _to_rgb(im)  # JPEG has no alpha or palette: composite on white like loading does
+        im = to_rgb(im)  # JPEG has no alpha or palette: composite on white like loading does
     try:
         with atomic_path(path) as tmp:
             im.save(tmp, format=fmt, **kwargs)

@@ -107,7 +107,8 @@ def rate_results(sweep: SweepData, reference: dict[str, float]) -> list[RateResu
     return out
 
 
-def name(optimizer: str) -> str:
+def optimizer_label(optimizer: str) -> str:
+    """The optimizer as the report names it (e.g. "L-BFGS" for lbfgs)."""
     return NAMES.get(optimizer, optimizer)
 
 

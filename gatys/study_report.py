@@ -15,7 +15,7 @@ from .study_analysis import (
     join,
     leaders,
     load_sweep,
-    name,
+    optimizer_label,
     rate_results,
     reached,
     running_min,
@@ -85,7 +85,7 @@ def _optimizers(doc: Report, sweep: SweepData | None, sweeps: dict, record: dict
         for r in rows:
             hit = reached(sweep.log(r), target)
             per_eval = 1000 * float(r["seconds"]) / int(r["evaluations"])
-            table.append([name(r["optimizer"]), fmt(r["lr"]), fmt(r["objective_total"]), fmt(r["total"]),
+            table.append([optimizer_label(r["optimizer"]), fmt(r["lr"]), fmt(r["objective_total"]), fmt(r["total"]),
                           f"{float(r['seconds']):.1f}", f"{per_eval:.0f}", hit[0] if hit else "not reached",
                           f"{hit[1]:.1f}" if hit else "–"])
             hits.append((hit, r["optimizer"], per_eval))
@@ -99,11 +99,11 @@ def _optimizers(doc: Report, sweep: SweepData | None, sweeps: dict, record: dict
         findings.append(_target_sentence(label, target, hits, int(record["settings"]["iterations"])))
         if len(board) == 1:
             fast, slow = min(hits, key=lambda h: h[2]), max(hits, key=lambda h: h[2])
-            findings.append(f"An evaluation took {fast[2]:.0f} ms ({name(fast[1])}) to {slow[2]:.0f} ms "
-                            f"({name(slow[1])}) on {label}.")
+            findings.append(f"An evaluation took {fast[2]:.0f} ms ({optimizer_label(fast[1])}) to {slow[2]:.0f} ms "
+                            f"({optimizer_label(slow[1])}) on {label}.")
     styles = [_label(record, s) for s in dict.fromkeys(r["style_image"] for r in sweep.rows)]
     doc.para("The lowest objective reached within each budget:")
-    doc.table(["evaluations"] + styles, [[b] + [f"{name(col[i][1])} ({fmt(col[i][2])})" for col in board]
+    doc.table(["evaluations"] + styles, [[b] + [f"{optimizer_label(col[i][1])} ({fmt(col[i][2])})" for col in board]
                                            for i, b in enumerate(at)])
     doc.image("optimizers/plot_optimizer.png", "loss curves of the six optimizers, log scale")
     doc.image("optimizers/contact_sheet.jpg", "the optimizers' results")
@@ -120,17 +120,17 @@ def _leader_sentence(label: str, lead: list[tuple[int, str, float]]) -> str:
             parts.append((opt, [b]))
     if len(parts) == 1:
         budgets = join([str(b) for b, _, _ in lead])
-        return f"On {label} {name(parts[0][0])} has the lowest objective at every budget ({budgets} evaluations)."
-    said = [f"{name(opt)}'s after {join([str(b) for b in bs])}" for opt, bs in parts]
+        return f"On {label} {optimizer_label(parts[0][0])} has the lowest objective at every budget ({budgets} evaluations)."
+    said = [f"{optimizer_label(opt)}'s after {join([str(b) for b in bs])}" for opt, bs in parts]
     return f"On {label} the lowest objective is {said[0]} evaluation{'s' if parts[0][1] != [1] else ''}, " \
         + join(said[1:]) + "."
 
 
 def _target_sentence(label: str, target: float, hits: list, evaluations: int) -> str:
     done = sorted((h for h in hits if h[0]), key=lambda h: h[0][0])
-    missed = [name(h[1]) for h in hits if not h[0]]
+    missed = [optimizer_label(h[1]) for h in hits if not h[0]]
     text = f"To reach {fmt(target)} on {label}: " + ", ".join(
-        f"{name(opt)} {hit[0]} evaluations ({hit[1]:.1f} s)" for hit, opt, _ in done)
+        f"{optimizer_label(opt)} {hit[0]} evaluations ({hit[1]:.1f} s)" for hit, opt, _ in done)
     return text + (f"; {join(missed)} not within {evaluations}." if missed else ".")
 
 
@@ -150,18 +150,18 @@ def _learning_rates(doc: Report, sweep: SweepData | None, sweeps: dict, record: 
     for res in results:
         rate, best = res.best
         rel = res.at_reference
-        table.append([name(res.optimizer), ", ".join(fmt(p[0]) for p in res.points), fmt(rate),
+        table.append([optimizer_label(res.optimizer), ", ".join(fmt(p[0]) for p in res.points), fmt(rate),
                       f"{rate / res.reference:.2g}×", fmt(best), "–" if rel is None else f"{rel:.3g}×",
                       f"{res.spread:.3g}×"])
         where = "its default" if abs(rate / res.reference - 1) < 0.01 else \
             f"{rate / res.reference:.2g}× its default {fmt(res.reference)}"
-        findings.append(f"{name(res.optimizer)}: best rate {fmt(rate)} ({where}), final objective {fmt(best)}; "
+        findings.append(f"{optimizer_label(res.optimizer)}: best rate {fmt(rate)} ({where}), final objective {fmt(best)}; "
                         f"across {fmt(res.points[0][0])}–{fmt(res.points[-1][0])} it varied {res.spread:.3g}×.")
     doc.table(["optimizer", "rates tried", "best rate", "÷ default", "best final objective",
                "default's ÷ best", "spread"], table)
     ranked = sorted(results, key=lambda r: r.spread)
-    findings.append(f"Least sensitive to its rate: {name(ranked[0].optimizer)} ({ranked[0].spread:.3g}×); most: "
-                    f"{name(ranked[-1].optimizer)} ({ranked[-1].spread:.3g}×).")
+    findings.append(f"Least sensitive to its rate: {optimizer_label(ranked[0].optimizer)} ({ranked[0].spread:.3g}×); most: "
+                    f"{optimizer_label(ranked[-1].optimizer)} ({ranked[-1].spread:.3g}×).")
     doc.image("learning_rates/plot_lr.png", "loss curves per optimizer and rate, and the final objective "
                                             "against the rate")
     doc.image("learning_rates/contact_sheet.jpg", "results per optimizer (rows) and rate (columns)")

@@ -15,7 +15,7 @@ from PIL import Image
 from ..colors import preserve_colors as _preserve_colors
 from ..errors import FaststError
 from ..hardware import default_precision, resolve_device
-from ..images import _to_rgb, load_image, pil_to_tensor, resize_long_side, tensor_to_pil
+from ..images import load_image, pil_to_tensor, resize_long_side, tensor_to_pil, to_rgb
 from ..modelfile import StyleInfo, StyleModel, load_model
 from ..transformer import TransformerNet
 from .backends import PRECISIONS, ExternalModel, autocast, backend_for_file, channels_last_default, network_dtype
@@ -172,7 +172,7 @@ def _to_tensor(image: ImageLike) -> tuple[torch.Tensor, str]:
             raise ValueError(f"expected a (3,H,W) or (N,3,H,W) RGB tensor, got shape {tuple(image.shape)}")
         return (image.unsqueeze(0) if image.dim() == 3 else image), ("tensor3" if image.dim() == 3 else "tensor4")
     if isinstance(image, Image.Image):
-        return pil_to_tensor(_to_rgb(image)).unsqueeze(0), "pil"
+        return pil_to_tensor(to_rgb(image)).unsqueeze(0), "pil"
     return load_image(image).unsqueeze(0), "tensor3"
 
 

@@ -61,7 +61,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="held-out photos, scored whole (long side --image-size) in every style at every checkpoint "
                         "and at the end: val/loss in the CSV log, on the loss plot and in the model file")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="quick: ~10 min on a CPU; full: the published recipe (256 px, batch 4, 40k steps); stable: "
+                   help="quick: ~2 min on a 2-core CPU with hardware bf16, ~11 without; full: the published recipe "
+                        "(256 px, batch 4, 40k steps); stable: "
                         "make the --init model (default: the bundled one) flicker less on video, keeping its look")
     p.add_argument("--objective", choices=["perceptual", "gatys"], default="perceptual",
                    help="perceptual: Johnson et al.'s layers and weights; gatys: Gatys' objective "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -46,7 +47,11 @@ class Terminated(KeyboardInterrupt):
     KeyboardInterrupt is: the same clean-up runs (an atomic write removes its temporary file)."""
 
 
+_terminated: list[bool] = [False]  # whether the run now ending got SIGTERM (a resumable stop exits 143 then)
+
+
 def _raise_terminated(signum: int, frame: object) -> None:  # noqa: ARG001 - a signal handler's signature
+    _terminated[0] = True
     raise Terminated
 
 
@@ -81,11 +86,15 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None, prog: s
     func: Callable[[argparse.Namespace], int | None] = args.func
     keep_freed_memory()
     installed = _stop_on_sigterm()
+    _terminated[0] = False
     try:
         return int(func(args) or 0)
-    except Interrupted as e:  # stopped by the user where the run can resume
+    except Interrupted as e:  # stopped by the user (Ctrl-C or SIGTERM) where the run can resume
         print(f"{prog}: {e}", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGTERM if _terminated[0] else 130
+    except BrokenPipeError:  # the reader went away (`fastst styles | head -1`): stop quietly, as `ls` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit flush fails silently
+        return 128 + signal.SIGPIPE
     except FaststError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2

@@ -112,18 +112,17 @@ def stroke_weights(rows: Sequence[Row], members: Sequence[int], stroke: float | 
 
 def resolve(rows: Sequence[Row], name: str | int) -> tuple[str, int | None]:
     """A user's style name: a group (returns (group, None)) or one row (returns (group, row index));
-    indices and digit strings address rows."""
+    indices, and digit strings that name no group or row, address rows."""
     names = [r.name for r in rows]
-    if isinstance(name, int) or (isinstance(name, str) and name.isdigit()):
-        i = int(name)
-        if 0 <= i < len(rows):
-            return group_of(rows[i]), i
-    else:
-        by_group = groups(rows)
-        if name in by_group:
+    if isinstance(name, str):
+        if name in groups(rows):
             return name, None
         if name in names:
             i = names.index(name)
+            return group_of(rows[i]), i
+    if isinstance(name, int) or (isinstance(name, str) and name.isdecimal()):
+        i = int(name)
+        if 0 <= i < len(rows):
             return group_of(rows[i]), i
     choices = list(groups(rows)) + ([IDENTITY] if identity_index(rows) is not None else [])
     extra = f", or a row's name or index 0-{len(rows) - 1} (fastst styles lists them)" if len(rows) > len(choices) else ""

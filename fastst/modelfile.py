@@ -98,14 +98,14 @@ class StyleModel:
             raise FaststError(str(e), self.path) from None
 
     def style_index(self, name: str | int) -> int:
-        """Index of a style by name or index (given as int or digit string)."""
+        """Index of a style by name or index (an int, or a digit string that is no style's name)."""
         names = self.style_names
-        if isinstance(name, int) or (isinstance(name, str) and name.isdigit()):
+        if isinstance(name, str) and name in names:
+            return names.index(name)
+        if isinstance(name, int) or (isinstance(name, str) and name.isdecimal()):
             i = int(name)
             if 0 <= i < len(names):
                 return i
-        elif name in names:
-            return names.index(name)
         raise FaststError(f"unknown style '{name}'; styles are: {', '.join(names)}", self.path)
 
 

@@ -165,6 +165,37 @@ def test_sigterm_becomes_exit_143_and_the_default_handler_comes_back(capsys):
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
+def test_a_resumable_stop_by_sigterm_exits_143_and_by_ctrl_c_130(capsys):
+    """A training run stopped at a step boundary raises Interrupted either way; the exit code says which."""
+    import signal
+
+    from fastst.errors import Interrupted
+
+    def stopped(args):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except KeyboardInterrupt:  # what Lightning catches before it stops at the step's end
+            raise Interrupted("interrupted after step 3; the run resumes from last.ckpt") from None
+
+    def ctrl_c(args):
+        raise Interrupted("interrupted after step 3; the run resumes from last.ckpt")
+
+    assert cli.run_cli(_parser(stopped), ["go", "1"], "tool") == 128 + signal.SIGTERM
+    assert cli.run_cli(_parser(ctrl_c), ["go", "1"], "tool") == 130  # the flag of the run before is reset
+    assert capsys.readouterr().err.count("tool: interrupted after step 3") == 2
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly():
+    """`fastst styles | head -1`: no BrokenPipeError traceback, SIGPIPE's exit status."""
+    import signal
+
+    # `true` exits at once, long before the command has imported torch and printed: the write fails
+    done = subprocess.run(["bash", "-c", f"{sys.executable} -m fastst styles | true; echo ${{PIPESTATUS[0]}}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.stderr == "" and done.stdout.strip() == str(128 + signal.SIGPIPE), (done.stdout, done.stderr)
+
+
 def test_programming_errors_are_not_hidden():
     def bug(args):
         raise ZeroDivisionError

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastst.controls import Row, groups, mix
+from fastst.controls import Row, groups, mix, resolve
 from fastst.errors import FaststError
 from fastst.modelfile import StyleInfo, load_model, save_model
 from fastst.transformer import TransformerNet, style_vector
@@ -68,6 +68,17 @@ def test_out_of_range_controls_are_one_line_errors(kwargs, message):
 def test_unknown_style_lists_the_groups():
     with pytest.raises(FaststError, match="unknown style 'moon'; styles are: waves, sun, identity"):
         mix(ROWS, {"moon": 1})
+
+
+def test_a_style_named_by_digits_is_found_by_its_name_before_an_index(tmp_path):
+    """A style called "3" is that style, not row 3; other digit strings are still indices."""
+    rows = [Row("3"), Row("a"), Row("b"), Row("c")]
+    assert resolve(rows, "3") == ("3", None) and resolve(rows, 3) == ("c", 3) and resolve(rows, "1") == ("a", 1)
+    with pytest.raises(FaststError, match="unknown style '²'"):  # a digit that int() cannot read
+        resolve(rows, "²")
+    path = save_model(tmp_path / "m.fst", TransformerNet(num_styles=4, width=8), [StyleInfo(r.name) for r in rows])
+    model = load_model(path)
+    assert model.style_index("3") == 0 and model.style_index(3) == 3 and model.style_index("2") == 2
 
 
 def test_without_identity_row_strength_is_a_pixel_blend():

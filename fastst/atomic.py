@@ -26,6 +26,26 @@ def _umask() -> int:
     return mask
 
 
+NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
+
+
+def _temp_prefix_suffix(path: Path) -> tuple[str, str]:
+    """The temporary file's name around mkstemp's 8 random characters: `.NAME.XXXXXXXX.partSUFFIX`."""
+    return f".{path.name}.", ".part" + path.suffix
+
+
+def check_name_length(path: str | os.PathLike) -> None:
+    """FaststError, before any work, for an output whose name (or the temporary name it is written
+    under) is longer than a file system takes: otherwise the OS refuses it only when it is written."""
+    path = Path(path)
+    prefix, suffix = _temp_prefix_suffix(path)
+    longest = len(os.fsencode(prefix + suffix)) + 8
+    if longest > NAME_MAX:
+        most = NAME_MAX - (longest - len(os.fsencode(path.name)))
+        raise FaststError(f"output file name too long ({len(os.fsencode(path.name))} bytes; at most {most} here): "
+                          "give a shorter output name", path)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
@@ -34,7 +54,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     if not parent.exists():
         raise FaststError("output folder does not exist", parent)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=parent)
+        prefix, suffix = _temp_prefix_suffix(path)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=parent)
     except OSError as e:
         raise FaststError(f"cannot write here ({e.strerror or e})", path) from None
     os.close(fd)

@@ -531,7 +531,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(capsys, tmp_path, model_pa
     assert not (tmp_path / "out").exists()
     expected = {"missing model": "no such model file", "model of the wrong kind": "not a fastst model file",
                 "image as model": "not a fastst model file", "corrupt image": "corrupt.png",
-                "unreadable video": "clip.mp4: not a readable video", "output equals input": "is an input",
+                "unreadable video": "clip.mp4: not a readable video", "output equals input": "is also an input",
                 "missing input": "no such file", "unsupported input": "unsupported input type",
                 "onnx backend with tiles": "--tile needs the torch backend",
                 "refine a video": "--refine is for images", "refine a blend": "not a blend",
@@ -579,8 +579,26 @@ def test_existing_output_needs_overwrite(capsys, tmp_path, model_path):
     assert pixels(dst).shape == (32, 32, 3)
     # never an input, even with --overwrite; no temporary files left behind
     code, _, err = infer(capsys, model_path, src, "-o", src, "--overwrite")
-    assert code == 2 and "is an input" in err
+    assert code == 2 and "is also an input" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "o.png"]
+
+
+def test_outputs_never_go_into_an_input_folder_and_long_names_are_refused_up_front(capsys, tmp_path, model_path):
+    """An output folder inside (or equal to) a folder of inputs would be read as input next time; an
+    output name longer than the file system takes used to fail with OSError after the checks."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    write_png(photos / "a.png", synthetic_image(32, 32))
+    for out in (photos, photos / "styled"):
+        code, _, err = infer(capsys, model_path, photos, "-o", out)
+        assert code == 2 and f"is inside the input folder {photos}" in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in photos.iterdir()) == ["a.png"]
+    long = write_png(tmp_path / ("x" * 240 + ".png"), synthetic_image(32, 32))  # + "_starry_night" > 255 bytes
+    code, _, err = infer(capsys, model_path, long)
+    assert code == 2 and "output file name too long" in err and err.count("\n") == 1, err
+    code, _, err = infer(capsys, model_path, photos / "a.png", "-o", tmp_path / ("y" * 250 + ".png"))
+    assert code == 2 and "output file name too long" in err, err  # its temporary name would not fit
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["photos", long.name])
 
 
 def test_several_outputs_need_a_folder(capsys, tmp_path, model_path):

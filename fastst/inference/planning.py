@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..atomic import check_name_length
 from ..errors import FaststError
 from ..images import IMAGE_EXTENSIONS, IMAGE_OUTPUT_SUFFIXES, MIN_SIDE, find_files, load_pil
-from ..paths import InputFiles, check_writable_folder
+from ..paths import check_not_inputs, check_writable_folder
 from .videoio import OUTPUT_FORMATS, VIDEO_EXTENSIONS, output_size, output_suffix, probe_video
 
 MODEL_SUFFIXES = (".fst", ".onnx", ".ckpt", ".pt", ".pth")
@@ -179,20 +180,21 @@ def plan(inputs: list[Input], styles: list[tuple[str, Style]], output: str | os.
                 target = base / rel / f"{src.stem}_{label}{_default_suffix(src, kind)}"
                 folders.add(target.parent)
             jobs.append(Job(src=src, kind=kind, label=label, style=style, out=target))
-    _check_outputs(jobs, [i.path for i in inputs], overwrite)
+    _check_outputs(jobs, inputs, overwrite)
     _check_folders(folders)
     return jobs, sorted(folders)
 
 
-def _check_outputs(jobs: list[Job], sources: list[Path], overwrite: bool) -> None:
-    """No output is an input (also through a symlink or hard link) or another job's output; existing
-    outputs only with `overwrite`; none is a folder."""
-    inputs = InputFiles(sources)
+def _check_outputs(jobs: list[Job], inputs: list[Input], overwrite: bool) -> None:
+    """No output is an input (also through a symlink or hard link), lies inside an input folder (it
+    would be read as an input next time) or is another job's output; no output name is too long;
+    existing outputs only with `overwrite`; none is a folder."""
+    for job in jobs:
+        check_name_length(job.out)
+    check_not_inputs([j.out for j in jobs], [i.path for i in inputs], {i.folder for i in inputs if i.folder})
     seen: dict[str, Job] = {}
     for job in jobs:
         real = os.path.realpath(job.out)
-        if inputs.find(job.out) is not None:
-            raise FaststError("output path is an input; refusing to overwrite it", job.out)
         if real in seen and os.path.realpath(seen[real].src) == os.path.realpath(job.src):
             raise FaststError("this input is given twice (or inside a folder also given)", job.src)
         if real in seen:

@@ -504,6 +504,7 @@ def _bad_cases(tmp: Path, model_path: Path) -> dict[str, list[str]]:
         "missing input": [str(model_path), str(tmp / "missing.png"), "-o", str(out)],
         "unsupported input": [str(model_path), str(tmp / "weights.fst.txt")],
         "onnx backend with tiles": [str(model_path), str(good), "--backend", "onnx", "--tile", "64", "-o", str(out)],
+        "onnx backend in bf16": [str(model_path), str(good), "--backend", "onnx", "--precision", "bf16", "-o", str(out)],
         "refine a video": [str(model_path), str(not_video), "--refine", "2", "--style-image", str(good), "-o", str(out)],
         "refine a blend": [str(model_path), str(good), "--refine", "2", "--style", "starry=1", "--style", "scream=1",
                            "--style-image", str(good), "-o", str(out)],
@@ -515,7 +516,8 @@ def _bad_cases(tmp: Path, model_path: Path) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize("case", ["missing model", "model of the wrong kind", "image as model", "corrupt image",
                                   "unreadable video", "output equals input", "missing input",
-                                  "unsupported input", "onnx backend with tiles", "refine a video", "refine a blend",
+                                  "unsupported input", "onnx backend with tiles", "onnx backend in bf16",
+                                  "refine a video", "refine a blend",
                                   "refine without the style image", "style image without refine",
                                   "refine a large image"])
 def test_bad_input_is_one_line_exit_2_nothing_written(capsys, tmp_path, model_path, case):
@@ -534,6 +536,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(capsys, tmp_path, model_pa
                 "unreadable video": "clip.mp4: not a readable video", "output equals input": "is also an input",
                 "missing input": "no such file", "unsupported input": "unsupported input type",
                 "onnx backend with tiles": "--tile needs the torch backend",
+                "onnx backend in bf16": "--precision bf16 needs the torch backend",
                 "refine a video": "--refine is for images", "refine a blend": "not a blend",
                 "refine without the style image": "needs the image of style 'starry'",
                 "style image without refine": "--style-image is for --refine",
@@ -566,6 +569,34 @@ def test_refine_polishes_the_output_towards_the_style_found_by_its_hash(capsys, 
     half = pixels(outs["half"])
     expected = (pixels(photo) + pixels(outs["refined"])) / 2
     assert np.abs(half - expected).max() <= 1.0  # rounding of the two 8-bit files
+
+
+def test_a_style_image_that_is_not_the_styles_is_named_in_a_warning(capsys, tmp_path):
+    """--style-image given, but not the painting the style was trained on: the bundled one is used,
+    and the user is told so instead of the file being passed over in silence."""
+    wrong = tmp_path / "notes.txt"
+    wrong.write_text("not an image")
+    photo = write_png(tmp_path / "photo.png", synthetic_image(32, 40, seed=2))
+    code, _, err = infer(capsys, photo, "--style", "starry_night", "--refine", "1", "--style-image", wrong,
+                         "-o", tmp_path / "out.png")
+    assert code == 0 and (tmp_path / "out.png").is_file()
+    assert "warning: --style-image: no file given is the image style 'starry_night' was trained on" in err, err
+    assert "the bundled starry_night.jpg" in err
+
+
+def test_a_run_that_fails_takes_back_the_output_folders_it_made(capsys, tmp_path, model_path, monkeypatch):
+    """A failure after the output folders were made (a full disk, say) leaves no empty folders behind."""
+    import fastst.commands.infer as infer_command
+
+    def full_disk(*args):
+        raise FaststError("cannot write the file (No space left on device)", tmp_path / "new")
+    monkeypatch.setattr(infer_command, "_stylize_images", full_disk)
+    photo = write_png(tmp_path / "photo.png", synthetic_image(32, 32))
+    (tmp_path / "kept").mkdir()
+    for out in (tmp_path / "new" / "deeper", tmp_path / "kept"):
+        code, _, err = infer(capsys, model_path, photo, "--all-styles", "-o", out)
+        assert code == 2 and "No space left" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept", "photo.png"]
 
 
 def test_existing_output_needs_overwrite(capsys, tmp_path, model_path):

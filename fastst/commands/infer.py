@@ -4,6 +4,7 @@ runs before anything is written; outputs are written atomically and never replac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -130,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
         raise FaststError("an .onnx model runs on --backend onnx; give the .fst model for --backend torch", model_path)
     if (is_onnx or args.backend == "onnx") and args.tile:
         raise FaststError("--tile needs the torch backend (an ONNX graph normalises each tile on its own)")
+    if (is_onnx or args.backend == "onnx") and args.precision not in ("auto", "fp32"):  # before any export
+        raise FaststError(f"--precision {args.precision} needs the torch backend; an ONNX model runs in the "
+                          "precision it was exported in")
     if args.all_styles and args.style:
         raise FaststError("use either --style or --all-styles, not both")
     _register_backends()
@@ -151,10 +155,17 @@ def run(args: argparse.Namespace) -> int:
     model = _pick_backend(args, model, jobs, is_onnx)
     stylizer = Stylizer(model, device=args.device, precision=args.precision)
     _warn_emulated_bf16(stylizer)
+    created = sorted({p for d in folders for p in (d, *d.parents) if not p.exists()}, key=lambda p: -len(p.parts))
     for d in folders:
         d.mkdir(parents=True, exist_ok=True)
-    _stylize_images(args, stylizer, [j for j in jobs if j.kind == "image"], style_images)
-    _stylize_videos(args, stylizer, [j for j in jobs if j.kind == "video"])
+    try:
+        _stylize_images(args, stylizer, [j for j in jobs if j.kind == "image"], style_images)
+        _stylize_videos(args, stylizer, [j for j in jobs if j.kind == "video"])
+    except BaseException:  # a full disk, Ctrl-C: the folders this run made go again if they stayed empty
+        for d in created:
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
     return 0
 
 
@@ -220,6 +231,9 @@ def _style_image(model: AnyModel, index: int, given: list[str]) -> Path:
     if found is None:
         raise FaststError(f"--refine needs the image of style '{info.name}', which the model does not carry: "
                           f"give it with --style-image (a file or a folder; matched by the hash the model stores)")
+    if given and find_style_image(model, index, given) is None and found != Path(given[0]):
+        log.warning(f"--style-image: no file given is the image style '{info.name}' was trained on (by hash or "
+                    f"name); polishing towards the bundled {found.name}")
     return found
 
 

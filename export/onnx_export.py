@@ -47,6 +47,15 @@ def check_opset(opset: int) -> None:
                           f"cannot write reflection padding before {MIN_OPSET} nor convert past {max_opset()})")
 
 
+def check_onnx_path(path: str | os.PathLike, model: StyleModel) -> Path:
+    """Refuse, before any slow work, an output `check_output_path` refuses or whose name does not end
+    in .onnx (what fastst and other runtimes open ONNX models by)."""
+    path = check_output_path(path, model, "ONNX")
+    if path.suffix.lower() != ".onnx":
+        raise FaststError("an ONNX export is saved as a file ending in .onnx", path)
+    return path
+
+
 def export_onnx(model: StyleModel, path: str | os.PathLike, opset: int = DEFAULT_OPSET, fp16: bool = False,
                 verify: bool = True, on_stage: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Write `model` as a single ONNX file and return a report (size, times, verification errors).
@@ -57,7 +66,7 @@ def export_onnx(model: StyleModel, path: str | os.PathLike, opset: int = DEFAULT
     too. The file appears only once it has passed the checks.
     """
     check_opset(opset)
-    path = check_output_path(path, model, "ONNX")
+    path = check_onnx_path(path, model)
     try:
         import onnx
     except ImportError:

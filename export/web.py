@@ -3,20 +3,22 @@ export in the browser with onnxruntime-web (WebGPU where the browser has it, els
 photo or the webcam, and offers the model's styles, blends, strength and stroke (see docs/web.md)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from fastst.atomic import DISK_ERRORS
 from fastst.controls import KINDS
-from fastst.errors import FaststError
+from fastst.errors import FaststError, shown_path
 from fastst.modelfile import StyleModel
-from fastst.paths import check_writable_folder
+from fastst.paths import check_writable_folder, inside
 from fastst.version import fastst_version
 
 from . import web_runtime
@@ -113,8 +115,7 @@ def write_site(model: StyleModel, out: str | os.PathLike, runtime: str | os.Path
     title = model.path.stem if model.path is not None else "fastst"
     report: dict[str, Any] = {"format": "web", "path": str(out), "runtime": f"{web_runtime.PACKAGE} {web_runtime.VERSION}"}
     manifest(model, "fp32", title)  # refuse a bad style table before the slow export
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with _site_folder(out) as tmp:
         t0 = time.perf_counter()
         fp32 = tmp / "model-fp32.onnx"
         onnx_report = export_onnx(model, fp32, opset=opset or DEFAULT_OPSET, verify=verify, on_stage=stage)
@@ -141,14 +142,31 @@ def write_site(model: StyleModel, out: str | os.PathLike, runtime: str | os.Path
             shutil.copyfile(ASSETS / name, tmp / name)
         report["runtime_bytes"] = web_runtime.copy_runtime(runtime_dir, tmp / RUNTIME_FOLDER)
         report["bytes"] = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
+    return report
+
+
+@contextlib.contextmanager
+def _site_folder(out: Path) -> Iterator[Path]:
+    """Yield a new temporary folder beside `out` and move it onto `out` (new or empty) only if the block
+    succeeds; else remove it. As for fastst.atomic's files, a full or failing disk is one FaststError,
+    and errors name `out`, not a file in the temporary folder."""
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as e:
+        raise FaststError(f"cannot write the web page ({e.strerror or e})", out) from None
+    try:
+        yield tmp
         os.chmod(tmp, 0o755)
         if out.is_dir():
-            out.rmdir()  # empty, checked above
+            out.rmdir()  # empty, checked before
         os.replace(tmp, out)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno in DISK_ERRORS:
+            raise FaststError(f"cannot write the web page ({e.strerror or e})", out) from None
+        if isinstance(e, FaststError) and e.path is not None and inside(e.path, tmp):
+            raise FaststError(str(e).removeprefix(f"{shown_path(e.path)}: "), out) from None
         raise
-    return report
 
 
 def _try_half(model: StyleModel, fp32: Path, dest: Path, verify: bool, forced: bool,

@@ -488,3 +488,91 @@ def test_coreml_failed_save_keeps_old_package(monkeypatch: pytest.MonkeyPatch, m
     assert_one_line_error(rc, err, "m.mlpackage", "No space left on device")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.mlpackage"]
     assert (old / "Manifest.json").read_text() == '{"old": true}'
+
+
+# ---------------------------------------------------------------- ONNX names, metadata and weights
+
+
+@pytest.mark.parametrize("name", ["m.txt", "m"])
+def test_onnx_output_must_end_in_onnx(name: str, model_file: Path, tmp_path: Path) -> None:
+    rc, _, err = run_cli(str(model_file), "--onnx", str(tmp_path / name), "--no-verify")
+    assert_one_line_error(rc, err, name, "ending in .onnx")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.fixture(scope="module")
+def small_onnx(workdir: Path) -> Path:
+    """A two-style width-4 export, unverified: the tests below only change its metadata and weights."""
+    from export.onnx_export import export_onnx
+    from fastst.modelfile import StyleModel
+
+    torch.manual_seed(0)
+    model = StyleModel(TransformerNet(2, residual_blocks=1, width=4), [StyleInfo("a"), StyleInfo("b")])
+    return Path(export_onnx(model, workdir / "small.onnx", verify=False)["path"])
+
+
+def onnx_variant(src: Path, dest: Path, meta: dict[str, str | None] | None = None, weight: float | None = None) -> Path:
+    """A copy of the export `src` with metadata properties set (None: removed) and, given `weight`, the first
+    value of its first float32 initializer replaced by it."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(src))
+    props = {p.key: p.value for p in proto.metadata_props} | (meta or {})
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, {k: v for k, v in props.items() if v is not None})
+    if weight is not None:
+        init = next(i for i in proto.graph.initializer if i.data_type == onnx.TensorProto.FLOAT)
+        array = numpy_helper.to_array(init).copy()
+        array.flat[0] = weight
+        init.CopyFrom(numpy_helper.from_array(array, init.name))
+    onnx.save(proto, str(dest))
+    return dest
+
+
+@pytest.mark.parametrize("meta,words", [
+    ({"default_strength": "nan"}, "'default_strength' is 'nan', not a number in [0, 1.5]"),
+    ({"default_strength": "NaN"}, "not a number in [0, 1.5]"),
+    ({"default_strength": "2"}, "not a number in [0, 1.5]"),
+    ({"default_strength": "true"}, "not a number in [0, 1.5]"),
+    ({"styles": '{"bad json'}, "'styles' is '{\"bad json', not a JSON list of style names"),
+    ({"styles": '["a", "a"]', "rows": None}, "names style 'a' twice"),
+    ({"rows": "[1, 2]"}, "'rows' entry 0 must be a table"),
+    ({"rows": '[{"name": "a", "kind": "painting"}, {"name": "b"}]'}, "unknown kind 'painting'"),
+    ({"rows": '[{"name": "a", "kind": "strength", "strength": 7}, {"name": "b"}]'}, "strength between 0 and 1"),
+    ({"rows": '[{"name": "b"}, {"name": "a"}]'}, "names other styles than its 'styles'"),
+    ({"style_sha256": '["x"]'}, "not a list of 2 hashes"),
+    ({"training": "[1]"}, "'training' is '[1]', not a JSON object"),
+])
+def test_bad_onnx_metadata_is_refused_naming_the_file(meta: dict[str, str | None], words: str, small_onnx: Path,
+                                                      tmp_path: Path) -> None:
+    from export.runtime import OnnxModel
+    from fastst.errors import FaststError
+
+    path = onnx_variant(small_onnx, tmp_path / "bad.onnx", meta)
+    with pytest.raises(FaststError) as e:
+        OnnxModel(path)
+    assert str(e.value).startswith(f"{path}: ") and words in str(e.value), str(e.value)
+
+
+def test_infer_refuses_bad_onnx_metadata_and_non_finite_weights(small_onnx: Path, tmp_path: Path) -> None:
+    """One line naming the file and exit 2, no image; an export without metadata runs with the defaults."""
+    from conftest import synthetic_image, write_png
+
+    photo = write_png(tmp_path / "photo.png", synthetic_image(32, 40))
+    out = tmp_path / "out.png"
+    cases = [({"default_strength": "nan"}, None, "default_strength"), ({}, float("nan"), "non-finite"),
+             ({}, float("inf"), "non-finite")]
+    for i, (meta, weight, words) in enumerate(cases):
+        path = onnx_variant(small_onnx, tmp_path / f"bad{i}.onnx", meta, weight)
+        err = io.StringIO()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            rc = main(["infer", str(path), str(photo), "-o", str(out)])
+        assert_one_line_error(rc, err.getvalue(), str(path), words)
+        assert not out.exists()
+    bare = onnx_variant(small_onnx, tmp_path / "bare.onnx", dict.fromkeys(["styles", "rows", "default_strength",
+                                                                           "style_sha256", "training"]))
+    from export.runtime import OnnxModel
+
+    model = OnnxModel(bare)
+    assert model.style_names == ["style0", "style1"] and model.default_strength == 1.0 and model.config == {}

@@ -161,10 +161,16 @@ def test_convert_refuses_an_existing_out_and_never_replaces_its_input(work, tmp_
 
 
 def test_export_onnx_refuses_an_existing_file_unless_told(work, tmp_path):
-    onnx_path = tmp_path / "photo.jpg"  # --onnx takes any name: a typo must not cost a file
-    onnx_path.write_bytes(b"a photo")
+    photo = tmp_path / "photo.jpg"  # a typo in --onnx must not cost a file, --overwrite or not
+    photo.write_bytes(b"a photo")
+    for extra in ([], ["--overwrite"]):
+        assert_refused(*fastst("export", work / "base.fst", "--onnx", photo, "--no-verify", *extra), str(photo),
+                       "ending in .onnx")
+    assert photo.read_bytes() == b"a photo"
+    onnx_path = tmp_path / "old.onnx"
+    onnx_path.write_bytes(b"an old export")
     assert_refused(*fastst("export", work / "base.fst", "--onnx", onnx_path, "--no-verify"), str(onnx_path), EXISTS)
-    assert onnx_path.read_bytes() == b"a photo"
+    assert onnx_path.read_bytes() == b"an old export"
     rc, err = fastst("export", work / "base.fst", "--onnx", onnx_path, "--no-verify", "--overwrite")
     assert rc == 0, err
     import onnx

@@ -588,3 +588,22 @@ def test_fastst_serve_sends_isolation_headers(tiny_site: dict, tmp_path: Path) -
                          text=True, env=env, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("fastst: error: ") and "not an exported web page" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(tiny_file: Path, tmp_path: Path, cli: Any) -> None:
+    """--web onto a disk that fills up while the runtime files are copied (a private 512 KB tmpfs; skipped
+    where such mounts are not allowed): one line naming the folder, exit 2, no folder or temporary files."""
+    runtime = tmp_path / "rt"
+    runtime.mkdir()
+    for name in web_runtime.FILES:
+        (runtime / name).write_bytes(bytes(256 << 10))  # the model and page fit, these do not
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    result = cli.run("fastst", ["export", tiny_file, "--web", disk / "site", "--web-runtime", runtime, "--no-verify"],
+                     cwd=tmp_path, mounts=[{"path": str(disk), "size": "512k"}])
+    if result.skipped:
+        pytest.skip(f"private tmpfs mounts are not allowed here ({result.stderr.strip()})")
+    lines = [line for line in result.stderr.replace("\r", "\n").splitlines() if line.strip() and "step" not in line]
+    assert result.rc == 2 and len(lines) == 1, result.stderr[-2000:]
+    assert lines[0] == f"fastst: error: {disk / 'site'}: cannot write the web page (No space left on device)", lines[0]
+    assert result.mounted == []

@@ -42,8 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from export.common import check_apart, check_output_path, human_size
+    from export.common import check_apart, human_size
     from export.coreml_export import check_coreml_path
+    from export.onnx_export import check_onnx_path
 
     from ..paths import check_overwrite
 
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)  # None: the pretrained model
     # Every output is checked before the first slow export starts.
     if args.onnx:
-        check_output_path(args.onnx, model, "ONNX")
+        check_onnx_path(args.onnx, model)
         check_overwrite([args.onnx], args.overwrite)
     if coreml_path:
         check_coreml_path(coreml_path, model)

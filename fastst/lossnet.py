@@ -3,6 +3,7 @@ layer asked for, with the backbone's own input normalisation inside. Its weights
 `fastst.backbones`."""
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -101,6 +102,31 @@ class LossNetwork(nn.Module):
         if missing:
             raise FaststError(f"weights do not fit {self.arch}: {len(missing)} missing keys, e.g. {missing[0]}",
                               self.backbone)
+
+    def min_side(self, layers: Sequence[str] | None = None) -> int:
+        """The smallest height and width of an image whose `layers` (default: every layer built) this
+        network computes. A VGG halves its map at every pooling and fails on a 1-px one, so a layer
+        after n poolings needs 2ⁿ px (8 for relu4_3, 16 for relu5_1, 32 for pool5); ResNet50's strided
+        convolutions and pooling pad, so any size passes. Measured on every side from 1 to 40 px for
+        VGG16, VGG19 (max and avg pooling) and ResNet50."""
+        if not self.arch.startswith("vgg"):
+            return 1
+        return 2 ** sum(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) for m in self.body[: self._deepest(layers) + 1])
+
+    def check_size(self, image: torch.Tensor, source: str | os.PathLike | None = None, what: str = "image",
+                   layers: Sequence[str] | None = None) -> None:
+        """FaststError naming `source` (the file the image came from) when `image` (..., H, W), `what`
+        as the message calls it, is too small on a side for `layers` (`min_side`): the network would
+        otherwise fail deep inside ("Output size is too small")."""
+        h, w = image.shape[-2:]
+        need = self.min_side(layers)
+        if min(h, w) < need:
+            raise FaststError(f"{what} is {w}x{h} px, too small for the loss network: {self.backbone} needs at "
+                              f"least {need} px a side up to {self.names[self._deepest(layers)]}", source)
+
+    def _deepest(self, layers: Sequence[str] | None) -> int:
+        """The index in `names` of the deepest of `layers` (default: of the last layer built)."""
+        return len(self.names) - 1 if layers is None else max(self.names.index(n) for n in layers)
 
     def train(self, mode: bool = True) -> LossNetwork:
         return super().train(False)  # always frozen: batch norm (ResNet) stays in eval mode

@@ -11,7 +11,7 @@ import torch
 
 from fastst.colors import rgb_to_ycbcr
 from fastst.errors import FaststError
-from fastst.images import load_image, resize_exact
+from fastst.images import load_image, resize_exact, resize_long_side
 from fastst.lossnet import LossNetwork
 
 from .defaults import INITS, MAX_SEED, MAX_SIZE, MIN_PYRAMID_SIDE
@@ -43,6 +43,22 @@ def as_image(x: Image) -> torch.Tensor:
 def image_list(images: Sequence[Image] | Image) -> list[Image]:
     """One image or a sequence of them, as a list."""
     return [images] if isinstance(images, (torch.Tensor, str, os.PathLike)) else list(images)
+
+
+def level_images(net: LossNetwork, content: torch.Tensor, styles: Sequence[torch.Tensor], size: int,
+                 style_scale: float, sources: Sequence[Image]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The content at a long side of `size` px and the style images at `style_scale` of it (never below
+    MIN_PYRAMID_SIDE / 2): what `net` sees at a pyramid level, or an output, of `size` px. FaststError,
+    naming the image's file (`sources`: the content, then the styles, as given: files or tensors),
+    for one too small on a side for `net` (a thin panorama, or a small style scale), before any work."""
+    side = max(MIN_PYRAMID_SIDE // 2, round(style_scale * size))
+    c, s_imgs = resize_long_side(content, size), [resize_long_side(s, side) for s in styles]
+    files = [x if isinstance(x, (str, os.PathLike)) else None for x in sources]
+    net.check_size(c, files[0], f"the content image at a long side of {size} px")
+    scaled = f" ('style_scale' {style_scale:g} of {size} px)" if style_scale != 1 else ""
+    for image, file in zip(s_imgs, files[1:]):
+        net.check_size(image, file, f"the style image at a long side of {side} px{scaled}")
+    return c, s_imgs
 
 
 def luminance_only(image: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from fastst.colors import preserve_colors
 from fastst.errors import FaststError
 from fastst.hardware import cpu_has_fast_bf16, default_precision, resolve_device
-from fastst.images import resize_exact, resize_long_side
+from fastst.images import resize_exact
 from fastst.objectives.gatys import GatysObjective, NormalizedGradient  # noqa: F401 - part of gatys' API
 from fastst.objectives.settings import default_layers, default_weights
 
@@ -35,7 +35,16 @@ from .defaults import (  # noqa: F401 - gatys' API
     OPTIMIZER_LRS,
     SCORER_BACKBONE,
 )
-from .inputs import Image, as_image, check_settings, image_list, initial_image, loss_network, luminance_only
+from .inputs import (
+    Image,
+    as_image,
+    check_settings,
+    image_list,
+    initial_image,
+    level_images,
+    loss_network,
+    luminance_only,
+)
 from .optimizers import OPTIMIZERS, Descent, Row, make_optimizer  # noqa: F401 - gatys' API
 from .runlog import read_log, write_log  # noqa: F401 - gatys' API
 from .scoring import matched_weights, score  # noqa: F401 - gatys' API
@@ -107,6 +116,7 @@ class _Plan:
     weights: tuple[float, float, float]
     device: torch.device
     bf16: bool
+    sources: list[Image]  # the content and styles as given (files or tensors), for errors to name
 
     def colored(self, image: torch.Tensor) -> torch.Tensor:
         """The image on the CPU in [0, 1], with the content's colours where they are to be kept."""
@@ -136,7 +146,7 @@ def _plan(content: Image, styles: list[Image], init: str | os.PathLike | torch.T
     return _Plan(content_full, style_full, start, colour_source,
                  list(style_blend) if style_blend is not None else [1.0] * len(style_full),
                  list(content_layers) if content_layers else list(c_layers),
-                 list(style_layers) if style_layers else list(s_layers), weights, dev, use_bf16)
+                 list(style_layers) if style_layers else list(s_layers), weights, dev, use_bf16, [content, *styles])
 
 
 def _descend(plan: _Plan, net: torch.nn.Module, sizes: list[int], iterations: int, style_scale: float,
@@ -151,10 +161,9 @@ def _descend(plan: _Plan, net: torch.nn.Module, sizes: list[int], iterations: in
     with tqdm(total=iterations, desc="gatys", unit="eval", file=sys.stderr, disable=not progress,
               dynamic_ncols=True, leave=False) as bar:
         for level_size, budget in zip(sizes, split_evaluations(iterations, len(sizes))):
-            c = resize_long_side(plan.content, level_size)
-            style_side = max(MIN_PYRAMID_SIDE // 2, round(style_scale * level_size))
-            s_imgs = [resize_long_side(s, style_side).to(plan.device) for s in plan.styles]
-            objective = GatysObjective(net, c.to(plan.device), s_imgs, plan.content_layers, plan.style_layers,
+            c, s_imgs = level_images(net, plan.content, plan.styles, level_size, style_scale, plan.sources)
+            objective = GatysObjective(net, c.to(plan.device), [s.to(plan.device) for s in s_imgs],
+                                       plan.content_layers, plan.style_layers,
                                        plan.blend, *plan.weights, plan.bf16, normalize_gradients)
             if image is None:
                 image = initial_image(plan.start, c, plan.styles, plan.blend, seed)
@@ -229,6 +238,7 @@ def stylize(content: Image, styles: Sequence[Image] | Image,
     net = loss_network(backbone, list(dict.fromkeys(plan.content_layers + plan.style_layers)), plan.device, pooling)
     on_row = _row_handler(plan.colored, callback, snapshot_every, snapshot)
     sizes = pyramid_sizes(size, scales)
+    level_images(net, plan.content, plan.styles, sizes[0], style_scale, plan.sources)  # fit the coarsest level
     started = time.perf_counter()
     image, rows, used_lr, output_row = _descend(plan, net, sizes, iterations, style_scale, optimizer, lr, seed,
                                                 normalize_gradients, lbfgs_history, on_row, progress)

@@ -8,12 +8,13 @@ import torch
 
 from fastst.errors import FaststError
 from fastst.hardware import resolve_device
-from fastst.images import resize_exact, resize_long_side
+from fastst.images import resize_exact
+from fastst.lossnet import LossNetwork
 from fastst.objectives.gatys import GatysObjective
 from fastst.objectives.settings import DEFAULT_CONTENT_WEIGHT, DEFAULT_STYLE_WEIGHT, DEFAULT_TV_WEIGHT, default_layers
 
-from .defaults import MIN_PYRAMID_SIDE, SCORER_BACKBONE
-from .inputs import Image, as_image, image_list, loss_network
+from .defaults import SCORER_BACKBONE
+from .inputs import Image, as_image, image_list, level_images, loss_network
 
 
 def matched_weights(backbone: str, content: Image, style: Image, content_layers: Sequence[str] | None = None,
@@ -23,16 +24,16 @@ def matched_weights(backbone: str, content: Image, style: Image, content_layers:
     vgg16-caffe, from the content and style terms both networks measure on one seeded noise image.
     Needed because feature scales differ: torchvision-normalised inputs give ~1/30 of Caffe's features,
     so content terms shrink ~1e3x and style terms ~1e6x."""
-    c_img = resize_long_side(as_image(content), size)
-    s_img = resize_long_side(as_image(style), size)
-    noise = torch.rand(c_img.shape, generator=torch.Generator().manual_seed(0))
+    images = as_image(content), [as_image(style)]
     dev = resolve_device(device)
 
     def terms(bb: str, cl: Sequence[str] | None, sl: Sequence[str] | None) -> tuple[float, float]:
         dc, ds = default_layers(bb)
         cl, sl = list(cl or dc), list(sl or ds)
         net = loss_network(bb, list(dict.fromkeys(cl + sl)), dev)
-        objective = GatysObjective(net, c_img.to(dev), [s_img.to(dev)], cl, sl, None, 1.0, 1.0, 0.0)
+        c_img, s_imgs = level_images(net, *images, size, 1.0, (content, style))  # both at `size`
+        noise = torch.rand(c_img.shape, generator=torch.Generator().manual_seed(0))
+        objective = GatysObjective(net, c_img.to(dev), [s_imgs[0].to(dev)], cl, sl, None, 1.0, 1.0, 0.0)
         with torch.no_grad():
             t = objective.terms(noise.to(dev))
         return float(t["content"]), float(t["style"])
@@ -47,6 +48,12 @@ def matched_weights(backbone: str, content: Image, style: Image, content_layers:
             "tv_weight": DEFAULT_TV_WEIGHT * content_ratio}
 
 
+def scorer_network(device: str | torch.device = "cpu") -> LossNetwork:
+    """The fixed scorer's loss network: vgg16-caffe with Gatys' default layers, on `device`."""
+    c_layers, s_layers = default_layers(SCORER_BACKBONE)
+    return loss_network(SCORER_BACKBONE, list(dict.fromkeys(c_layers + s_layers)), device)
+
+
 def score(content: Image, styles: Sequence[Image] | Image, output: Image, style_blend: Sequence[float] | None = None,
           style_scale: float = 1.0, device: str | torch.device = "cpu", per_layer: bool = False) -> dict[str, float]:
     """Score an output under one fixed objective (vgg16-caffe, Gatys' default layers and weights,
@@ -55,11 +62,11 @@ def score(content: Image, styles: Sequence[Image] | Image, output: Image, style_
     out = as_image(output)
     h, w = out.shape[-2:]
     dev = resolve_device(device)
-    c_layers, s_layers = default_layers(SCORER_BACKBONE)
-    net = loss_network(SCORER_BACKBONE, list(dict.fromkeys(c_layers + s_layers)), dev)
-    c = resize_exact(as_image(content), h, w)
-    side = max(MIN_PYRAMID_SIDE // 2, round(style_scale * max(h, w)))
-    s_imgs = [resize_long_side(as_image(s), side).to(dev) for s in image_list(styles)]
-    objective = GatysObjective(net, c.to(dev), s_imgs, c_layers, s_layers, style_blend, bf16=False)
+    net = scorer_network(dev)
+    style_list = image_list(styles)
+    c, s_imgs = level_images(net, resize_exact(as_image(content), h, w), [as_image(s) for s in style_list],
+                             max(h, w), style_scale, [content, *style_list])
+    objective = GatysObjective(net, c.to(dev), [s.to(dev) for s in s_imgs], *default_layers(SCORER_BACKBONE),
+                               style_blend, bf16=False)
     with torch.no_grad():
         return {k: float(v) for k, v in objective.terms(out.to(dev), per_layer).items()}

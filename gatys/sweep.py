@@ -19,6 +19,7 @@ from fastst.atomic import atomic_path
 from fastst.errors import FaststError
 from fastst.images import load_image, save_image
 from fastst.modelfile import file_sha256
+from fastst.paths import check_not_inputs, check_writable_folder
 from fastst.sheets import contact_sheet
 
 from . import optimize as go
@@ -33,12 +34,14 @@ from .grid import (  # noqa: F401
     style_labels,
     varied_axes,
 )
+from .scoring import scorer_network
 from .sweep_plots import plot_axis, plot_lr
 
 SUMMARY_COLUMNS = ("run", "style_image", "optimizer", "lr", "content_weight", "style_weight", "tv_weight",
                    "normalize_gradients", "content_layers", "style_layers", "backbone", "pooling", "evaluations",
                    "seconds", "passes_per_s", "content", "style", "tv", "total", "objective_total", "image", "log")
 SETTINGS_FILE = "sweep.json"
+SUMMARY_FILE = "summary.csv"
 RunCallback = Callable[[str, int, int, int], None]  # (run name, index from 1, number of runs, evaluations reused)
 
 
@@ -49,7 +52,8 @@ def run_sweep(content: str | os.PathLike, style: str | os.PathLike | Sequence[st
               style_layer_sets: Sequence[Sequence[str] | None] = (None,),
               backbones: Sequence[str] = (go.DEFAULT_BACKBONE,), poolings: Sequence[str] = ("max",),
               lrs: Mapping[str, Sequence[float]] | None = None, match_weights: bool = False, progress: bool = False,
-              resume: bool = False, sheet: str = "contact_sheet.png", plots: Sequence[str] | None = None,
+              resume: bool = False, overwrite: bool = True, sheet: str = "contact_sheet.png",
+              plots: Sequence[str] | None = None,
               on_run: RunCallback | None = None,
               on_evaluation: Callable[[dict[str, float]], None] | None = None,
               **stylize_options: Any) -> list[dict[str, Any]]:
@@ -64,50 +68,86 @@ def run_sweep(content: str | os.PathLike, style: str | os.PathLike | Sequence[st
     that one α:β pair means the same balance on every backbone. `resume` keeps the runs of an earlier
     sweep into `out_dir` with the same settings whose summary row and complete CSV are there. `plots`
     names the axes to plot (default: every varied one). `on_run` and `on_evaluation` (a log row)
-    report progress.
+    report progress. Refused before any work: an input (content, style or init image) that is one of
+    the files the sweep writes, through links, with or without `overwrite`; without `overwrite` or
+    `resume`, a folder that holds an earlier sweep's results; a content or style image too small for a
+    run's loss network or for the scorer.
     """
     _check_options(match_weights, lrs, stylize_options)
     style_paths = [style] if isinstance(style, (str, os.PathLike)) else list(style)
     labels = style_labels(style_paths)
     runs = grid(optimizers, weight_ratios, content_layer_sets, style_layer_sets, backbones, poolings or ("max",),
                 lrs, labels)
+    names = [run_name(i, spec) for i, spec in enumerate(runs, 1)]
+    out = Path(out_dir)
+    figures = {axis: out / f"plot_{axis}.png" for axis in ((varied_axes(runs) or ["optimizer"]) if plots is None
+                                                           else plots)}
+    outputs = [out / SETTINGS_FILE, out / SUMMARY_FILE, out / sheet, *figures.values(),
+               *(path for name in names for path in run_files(out, name))]
+    init = stylize_options.get("init")
+    init_file = init if isinstance(init, (str, os.PathLike)) and init not in go.INITS else None
+    _check_out_folder(out, outputs, [content, *style_paths, init_file], overwrite or resume)
     content_img = load_image(content)
     style_imgs = {label: load_image(p) for label, p in zip(labels, style_paths)}
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise FaststError("exists and is not a folder", out)
     settings = _settings(content, style_paths, match_weights, stylize_options)
     previous = _previous_runs(out, settings) if resume else {}
-    names = [run_name(i, spec) for i, spec in enumerate(runs, 1)]
     kept = [_reuse(out, previous.get(name)) for name in names]
     device = go.resolve_device(stylize_options.get("device", "auto"))
     todo = [spec for spec, k in zip(runs, kept) if k is None]
-    _check_runs(todo, plots, device)
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    write_json(settings, out / SETTINGS_FILE)
+    _check_runs(todo, plots, device, content_img, style_imgs, [content, *style_paths], stylize_options)
     tv_weight = stylize_options.pop("tv_weight", None)
     if tv_weight is None:
         tv_weight = go.default_weights(bool(stylize_options.get("normalize_gradients")))[2]
-    factors = _weight_factors(todo, content_img, style_imgs, match_weights, device,
+    factors = _weight_factors(todo, content, dict(zip(labels, style_paths)), match_weights, device,
                               min(256, int(stylize_options.get("size", 256))))
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    write_json(settings, out / SETTINGS_FILE)
     run = partial(_run_one, out=out, content_img=content_img, factors=factors, tv_weight=tv_weight, device=device,
                   progress=progress, on_evaluation=on_evaluation, stylize_options=stylize_options)
     summary, curves, images = _run_all(runs, names, kept, style_imgs, run, out, progress, on_run)
-    figures = {axis: out / f"plot_{axis}.png" for axis in ((varied_axes(runs) or ["optimizer"]) if plots is None
-                                                           else plots)}
     if todo or not all(p.is_file() for p in [*figures.values(), out / sheet]):  # else all there already
         _write_figures(figures, runs, curves, summary)
         write_sheet(content_img, style_imgs, runs, images, summary, out / sheet)
     return summary
 
 
-def _check_runs(todo: Sequence[RunSpec], plots: Sequence[str] | None, device: torch.device) -> None:
-    """Fail on unknown layers, backbones, poolings or plot axes before anything is written."""
-    for spec in todo:
-        go.loss_network(spec.backbone, list(dict.fromkeys(sum(spec.layers(), []))), device, spec.pooling)
+def _check_runs(todo: Sequence[RunSpec], plots: Sequence[str] | None, device: torch.device,
+                content_img: torch.Tensor, style_imgs: Mapping[str, torch.Tensor], files: Sequence[str | os.PathLike],
+                options: Mapping[str, Any]) -> None:
+    """Fail on unknown plot axes, layers, backbones or poolings, and, naming the file (`files`: the
+    content's, then the styles' in `style_imgs`' order), on a content or style image too small on a side
+    for a run's loss network at its coarsest pyramid level or for the scorer at the output size: before
+    anything is written, not hours into the grid."""
     unknown = [a for a in plots or () if a not in AXES]
     if unknown:
         raise FaststError(f"cannot plot by {', '.join(unknown)}: the axes are {', '.join(AXES)}")
+    size, style_scale = int(options.get("size", go.DEFAULT_SIZE)), float(options.get("style_scale", 1.0))
+    coarsest = go.pyramid_sizes(size, int(options.get("scales", 1)))[0]
+    sources = {label: (files[0], file) for label, file in zip(style_imgs, files[1:])}
+    checked: set[tuple[int, int, str]] = set()
+    for spec in todo:
+        net = go.loss_network(spec.backbone, list(dict.fromkeys(sum(spec.layers(), []))), device, spec.pooling)
+        for network, level in ((net, coarsest), (scorer_network(device), size)):
+            if (id(network), level, spec.style) not in checked:
+                checked.add((id(network), level, spec.style))
+                go.level_images(network, content_img, [style_imgs[spec.style]], level, style_scale, sources[spec.style])
+
+
+def _check_out_folder(out: Path, outputs: Sequence[Path], inputs: Sequence[str | os.PathLike | None],
+                      overwrite: bool) -> None:
+    """Before any work: `out` is a folder, or can be made one, that takes files; none of the files the
+    sweep writes there (`outputs`) is one of its `inputs`, through links, so that a sweep never replaces
+    the images it reads; and unless `overwrite` it holds no earlier sweep's results, which this sweep's
+    would mix with or replace."""
+    if out.exists() and not out.is_dir():
+        raise FaststError("exists and is not a folder", out)
+    check_not_inputs(outputs, inputs)
+    results = [out / "runs", *outputs, *(sorted(out.glob("plot_*.png")) if out.is_dir() else [])]
+    found = next((p for p in results if p.exists()), None)
+    if found is not None and not overwrite:
+        raise FaststError(f"holds an earlier sweep's results ({found.relative_to(out)}); use --overwrite to "
+                          "replace them", out)
+    check_writable_folder(out, create=True)
 
 
 def _run_all(runs: Sequence[RunSpec], names: Sequence[str], kept: Sequence[Any], style_imgs: Mapping[str, torch.Tensor],
@@ -129,7 +169,7 @@ def _run_all(runs: Sequence[RunSpec], names: Sequence[str], kept: Sequence[Any],
         summary.append(row)
         curves.append(rows)
         images.append(image)
-        write_summary(summary, out / "summary.csv")
+        write_summary(summary, out / SUMMARY_FILE)
     return summary, curves, images
 
 
@@ -167,8 +207,9 @@ def _run_one(name: str, spec: RunSpec, out: Path, content_img: torch.Tensor, sty
                         style_weight=spec.style_weight * style_factor, tv_weight=tv_weight * tv_factor,
                         optimizer=spec.optimizer, pooling=spec.pooling, progress=progress, callback=on_evaluation,
                         **options)
-    image_path = save_image(result.image, out / "runs" / f"{name}.png")
-    log_path = go.write_log(result.rows, out / "runs" / f"{name}.csv")
+    image_path, log_path = run_files(out, name)
+    save_image(result.image, image_path)
+    go.write_log(result.rows, log_path)
     scored = go.score(content_img, [style_img], result.image, style_scale=options.get("style_scale", 1.0),
                       device=device)
     s = result.settings
@@ -184,14 +225,19 @@ def _run_one(name: str, spec: RunSpec, out: Path, content_img: torch.Tensor, sty
     return row, result.rows, result.image
 
 
+def run_files(out: Path, name: str) -> tuple[Path, Path]:
+    """Where a sweep into `out` writes run `name`'s image and its per-evaluation CSV."""
+    return out / "runs" / f"{name}.png", out / "runs" / f"{name}.csv"
+
+
 def _factor_key(spec: RunSpec) -> tuple:
     return spec.backbone, spec.content_layers, spec.style_layers, spec.style
 
 
-def _weight_factors(runs: Sequence[RunSpec], content_img: torch.Tensor, style_imgs: Mapping[str, torch.Tensor],
+def _weight_factors(runs: Sequence[RunSpec], content: str | os.PathLike, styles: Mapping[str, str | os.PathLike],
                     match_weights: bool, device: torch.device, size: int) -> dict[tuple, tuple[float, float]]:
     """Per backbone, layer sets and style: the factors on β and the tv weight (1 without match_weights),
-    measured at `size` px."""
+    measured at `size` px on the content and style files (`styles` by label), which errors name."""
     factors: dict[tuple, tuple[float, float]] = {}
     for spec in runs:
         key = _factor_key(spec)
@@ -199,7 +245,7 @@ def _weight_factors(runs: Sequence[RunSpec], content_img: torch.Tensor, style_im
             continue
         factors[key] = (1.0, 1.0)
         if match_weights:
-            m = go.matched_weights(spec.backbone, content_img, style_imgs[spec.style], spec.content_layers,
+            m = go.matched_weights(spec.backbone, content, styles[spec.style], spec.content_layers,
                                    spec.style_layers, size=size, device=device)
             factors[key] = (m["style_weight"] / go.DEFAULT_STYLE_WEIGHT, m["tv_weight"] / go.DEFAULT_TV_WEIGHT)
     return factors
@@ -229,7 +275,7 @@ def _previous_runs(out: Path, settings: Mapping[str, Any]) -> dict[str, dict[str
     """The summary rows of an earlier sweep into `out`, by run name; its settings must be these."""
     try:
         before = json.loads((out / SETTINGS_FILE).read_text(encoding="utf-8"))
-        with open(out / "summary.csv", newline="", encoding="utf-8") as f:
+        with open(out / SUMMARY_FILE, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
     except (OSError, ValueError):
         return {}  # nothing (readable) to resume: run everything

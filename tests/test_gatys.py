@@ -465,3 +465,76 @@ def test_bf16_run_logs_losses_close_to_the_fp32_scorer(content, style):
     # bf16 features round to 8 bits of mantissa: the logged loss of the returned image is within a
     # few per cent of its fp32 score, not bit-equal
     assert result.final["total"] == pytest.approx(scored["total"], rel=0.05)
+
+
+def _one_error(argv: list[str], capsys, expect: str) -> str:
+    """Run the gatys CLI, which must fail with exit 2 and one `gatys: error:` line holding `expect`."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("gatys: error: ") and expect in lines[0], err
+    return lines[0]
+
+
+def test_sweep_refuses_an_input_that_is_one_of_its_outputs(tmp_path, inputs, capsys):
+    """A content, style or init image that is a file the sweep writes (a run's image or log, the summary,
+    a plot, the sheet, sweep.json; by name, symlink or hard link) is refused before any work, with
+    --overwrite or --resume too; inputs outside the sweep's files leave --resume working."""
+    c, s = inputs
+    out = tmp_path / "sw"
+    base = ["--out", str(out), "--size", "32", "--iterations", "2", "--device", "cpu", "--no-progress"]
+    assert main(["sweep", str(c), str(s), *base]) == 0
+    capsys.readouterr()
+    run_image = next((out / "runs").glob("*.png"))
+    (tmp_path / "linked.png").hardlink_to(run_image)
+    (tmp_path / "symlinked.png").symlink_to(run_image)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    for argv in (
+        [str(run_image), str(s)],
+        [str(tmp_path / "linked.png"), str(s)],
+        [str(tmp_path / "symlinked.png"), str(s)],
+        [str(c), str(out / "runs" / (run_image.stem + ".csv"))],
+        [str(c), str(out / "contact_sheet.png")],
+        [str(c), str(out / "plot_optimizer.png")],
+        [str(out / "summary.csv"), str(s)],
+        [str(out / "sweep.json"), str(s)],
+        [str(c), str(s), "--init", str(run_image)],
+    ):
+        for flag in ([], ["--overwrite"], ["--resume"]):
+            _one_error(["sweep", *argv, *base, *flag], capsys, "is also an input of this command")
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # an input inside the folder that is none of the sweep's files is read, not refused, and --resume works
+    other = _write(out / "runs" / "my_content.png", load_image(c))
+    kept = other.read_bytes()
+    assert main(["sweep", str(other), str(s), *base, "--overwrite"]) == 0
+    assert main(["sweep", str(other), str(s), *base, "--resume"]) == 0
+    assert other.read_bytes() == kept
+
+
+@pytest.mark.parametrize("case", ["thin-style", "style-scale", "thin-content", "sweep-thin-style",
+                                  "sweep-scorer"])
+def test_images_too_small_for_the_loss_network_are_one_line_errors(case, inputs, tmp_path, capsys):
+    """An image that a loss network's poolings would shrink to nothing (a thin panorama, a small
+    --style-scale, a thin content photo) is refused in one line naming the file, its size after resizing
+    and the minimum, before any optimisation and with nothing written, by the network that needs it:
+    a run's own, or for a sweep also the fixed scorer (vgg16-caffe, relu5_1: 16 px)."""
+    c, s = inputs
+    thin = _write(tmp_path / "wide.png", synthetic_image(16, 1600, seed=3))  # 64x1 px at 64 px
+    out = tmp_path / "out.png"
+    stylize = ["stylize", "-o", str(out), "--size", "64", "--iterations", "1", "--device", "cpu", "--no-progress"]
+    sweep = ["sweep", "--out", str(tmp_path / "sw"), "--size", "64", "--iterations", "1", "--device", "cpu",
+             "--no-progress"]
+    argv, expect = {
+        "thin-style": (stylize + [str(c), str(thin)], "wide.png: the style image at a long side of 64 px is 64x1 px"),
+        "style-scale": (stylize + [str(c), str(c), "--style-scale", "0.01"],  # c is 64x48: 16x12 px
+                        "c.png: the style image at a long side of 16 px (--style-scale 0.01 of 64 px) is 16x12 px"),
+        "thin-content": (stylize + [str(thin), str(s)], "wide.png: the content image at a long side of 64 px is 64x1"),
+        "sweep-thin-style": (sweep + [str(c), str(thin)], "wide.png: the style image at a long side of 64 px"),
+        # runs on shallow layers (2 px) take a 64x6 px style; the scorer, at the output's size, does not
+        "sweep-scorer": (sweep + [str(c), str(_write(tmp_path / "band.png", synthetic_image(160, 1600))),
+                                  "--content-layer-sets", "relu2_1", "--style-layer-sets", "relu1_1,relu2_1"],
+                         "band.png: the style image at a long side of 64 px is 64x6 px"),
+    }[case]
+    line = _one_error(argv, capsys, expect)
+    assert "too small for the loss network: vgg16-caffe needs at least 16 px a side up to relu5_1" in line
+    assert not out.exists() and not (tmp_path / "out.csv").exists() and not (tmp_path / "sw").exists()

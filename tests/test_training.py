@@ -597,3 +597,48 @@ def test_library_errors_name_settings_and_the_command_line_names_flags(tmp_path,
     code = main(["train", "--style", str(style), "--data", str(photo_dir), "-o", str(tmp_path / "m.fst"),
                  "--only-norms", "--batch-size", "0"])
     assert code == 2 and "--batch-size must be ≥ 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arch", ["vgg16", "vgg19", "resnet50"])
+def test_min_side_is_the_smallest_image_the_loss_network_computes(arch, monkeypatch):
+    """LossNetwork.min_side agrees with the network itself, layer by layer: an image that size a side
+    passes, one a pixel thinner fails inside (VGG: 2ⁿ px after n poolings; ResNet50 pads: any size)."""
+    import fastst.lossnet as lossnet
+    monkeypatch.setattr(lossnet, "resolve_backbone", lambda name: (name, "imagenet", None, None))  # untrained
+    everything = lossnet.LossNetwork(arch, ["layer4"] if arch == "resnet50" else ["pool5"])
+    layers = everything.available if arch == "resnet50" else ["relu1_1", "relu2_2", "relu3_1", "relu4_3", "relu5_1",
+                                                             "pool5"]
+    expected = {"relu1_1": 1, "relu2_2": 2, "relu3_1": 4, "relu4_3": 8, "relu5_1": 16, "pool5": 32}
+    for layer in layers:
+        need = everything.min_side([layer])
+        assert need == (1 if arch == "resnet50" else expected[layer])
+        net = lossnet.LossNetwork(arch, [layer])
+        assert net.min_side() == need
+        with torch.no_grad():
+            for shape in ((need, 40), (40, need)):
+                net(torch.rand(1, 3, *shape))
+                net.check_size(torch.zeros(3, *shape))
+            if need > 1:
+                with pytest.raises(RuntimeError):
+                    net(torch.rand(1, 3, need - 1, 40))
+                with pytest.raises(FaststError, match=rf"s.png: style is 40x{need - 1} px, too small for the loss "
+                                                      rf"network: {arch} needs at least {need} px a side up to {layer}"):
+                    net.check_size(torch.zeros(3, need - 1, 40), "s.png", "style")
+
+
+def test_a_style_image_too_thin_for_the_loss_network_is_refused_before_training(tmp_path, photo_dir, capsys):
+    """A panorama that its style size shrinks to a line, or a style size that leaves a wide image a few
+    px high, is one line naming the image, its size and the loss network's minimum: before a step, and
+    nothing written."""
+    wide = write_png(tmp_path / "wide.png", synthetic_image(16, 1600))  # 64x1 px at the style size of 64
+    band = write_png(tmp_path / "band.png", synthetic_image(24, 64))  # 16x6 px at a style size of 16
+    out = tmp_path / "m.fst"
+    for extra, needle in (([str(wide)], "wide.png: style image resized to a long side of 64 px is 64x1 px"),
+                          ([str(band), "--style-size", "16"], "band.png: style image resized to a long side of 16 "
+                                                              "px is 16x6 px")):
+        code, err = _run_cli(["train", "--style", *extra, "--data", str(photo_dir), "--image-size", "32",
+                              "--steps", "1", "--out", str(out)], capsys)
+        assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert needle in err and "too small for the loss network: vgg16-caffe needs at least 8 px a side up to " \
+                                 "relu4_3" in err, err
+        assert not out.exists() and not (tmp_path / "m_logs").exists()

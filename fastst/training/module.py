@@ -64,7 +64,7 @@ class StyleTransferModule(L.LightningModule):
         that move with the module and stay out of checkpoints."""
         device = next(self.lossnet.parameters()).device
         size = self.cfg.style_size or 2 * self.cfg.image_size
-        known = {i: self.objective.style_targets(self.lossnet, load_image(r.path, size=r.style_size or size).to(device))
+        known = {i: self.objective.style_targets(self.lossnet, self.style_image(r.path, r.style_size or size).to(device))
                  for i, r in enumerate(self.rows) if r.path is not None}
         template = next(iter(known.values()), None)
         none = ({n: torch.zeros_like(g) for n, g in template.items()} if template is not None else
@@ -72,6 +72,14 @@ class StyleTransferModule(L.LightningModule):
         targets = [known.get(i, none) for i in range(len(self.rows))]  # zeros: rows without an image
         for name in self.cfg.style_layers:
             self.register_buffer(f"gram_{name}", torch.stack([t[name] for t in targets]), persistent=False)
+
+    def style_image(self, path: str, size: int) -> torch.Tensor:
+        """A style image at a long side of `size` px, refused in one line if a side is then too small for
+        the loss network's style layers (a 9000x60 px panorama is 128x1 px at 128)."""
+        image = load_image(path, size=size)
+        self.lossnet.check_size(image, path, f"style image resized to a long side of {size} px",
+                                self.objective.style_layers)
+        return image
 
     def style_infos(self) -> list[StyleInfo]:
         """Names, image hashes, 64-px thumbnails, kinds, groups and style sizes of the rows."""

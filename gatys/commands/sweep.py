@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
+from fastst.commands.flags import with_flag_names
 from fastst.errors import FaststError
-from fastst.paths import check_not_inputs, check_writable_folder
 
 from .. import defaults as go
-from .stylize import add_common_options, check_common_flags
-
-RESULTS = ("summary.csv", "contact_sheet.png", "runs")  # what a sweep writes into its folder (and plot_*.png)
+from .stylize import FLAGS, add_common_options, check_common_flags
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -68,36 +65,26 @@ def _layer_sets(values: list[str] | None, what: str) -> list[list[str] | None]:
     return sets
 
 
-def check_out_folder(out: Path, inputs: list[str], overwrite: bool) -> None:
-    """Before any run: the folder is no input's and takes files, and holds no earlier sweep's results
-    unless `overwrite` (they would be mixed with or replaced by this sweep's; a resumed sweep keeps them)."""
-    if out.exists() and not out.is_dir():
-        raise FaststError("exists and is not a folder", out)
-    results = [out / name for name in RESULTS] + (sorted(out.glob("plot_*.png")) if out.is_dir() else [])
-    check_not_inputs([out, *results], inputs)
-    found = [p for p in results if p.exists()]
-    if found and not overwrite:
-        raise FaststError(f"holds an earlier sweep's results ({found[0].name}); use --overwrite to replace them", out)
-    check_writable_folder(out, create=True)
-
-
 def run(args: argparse.Namespace) -> int:
     from .. import sweep as gs
     ratios = [gs.parse_ratio(r) for r in _split(args.weight_ratios)] or \
         [go.default_weights(args.normalize_gradients)[:2]]
     weights = [w for pair in ratios for w in pair] + ([args.tv_weight] if args.tv_weight is not None else [])
     check_common_flags(args, weights, 1, None)
-    check_out_folder(Path(args.out), [args.content, *args.style], args.overwrite or args.resume)
     start = time.perf_counter()
-    rows = gs.run_sweep(
-        args.content, args.style, args.out, optimizers=_split(args.optimizers), weight_ratios=ratios,
-        content_layer_sets=_layer_sets(args.content_layer_sets, "--content-layer-sets"),
-        style_layer_sets=_layer_sets(args.style_layer_sets, "--style-layer-sets"),
-        backbones=_split(args.backbones), poolings=_split(args.poolings), match_weights=args.match_weights,
-        lrs=gs.parse_lrs(args.lrs) if args.lrs is not None else None, resume=args.resume, progress=args.progress,
-        tv_weight=args.tv_weight, lr=args.lr, iterations=args.iterations, init=args.init, size=args.size,
-        style_scale=args.style_scale, scales=args.scales, seed=args.seed, device=args.device, bf16=args.bf16,
-        normalize_gradients=args.normalize_gradients, lbfgs_history=args.lbfgs_history)
+    try:  # the library's errors quote 'size' and 'style_scale': name the flags
+        rows = gs.run_sweep(
+            args.content, args.style, args.out, optimizers=_split(args.optimizers), weight_ratios=ratios,
+            content_layer_sets=_layer_sets(args.content_layer_sets, "--content-layer-sets"),
+            style_layer_sets=_layer_sets(args.style_layer_sets, "--style-layer-sets"),
+            backbones=_split(args.backbones), poolings=_split(args.poolings), match_weights=args.match_weights,
+            lrs=gs.parse_lrs(args.lrs) if args.lrs is not None else None, resume=args.resume,
+            overwrite=args.overwrite, progress=args.progress, tv_weight=args.tv_weight, lr=args.lr,
+            iterations=args.iterations, init=args.init, size=args.size, style_scale=args.style_scale,
+            scales=args.scales, seed=args.seed, device=args.device, bf16=args.bf16,
+            normalize_gradients=args.normalize_gradients, lbfgs_history=args.lbfgs_history)
+    except FaststError as e:
+        raise with_flag_names(e, FLAGS) from None
     seconds = time.perf_counter() - start
     evaluations = sum(int(r["evaluations"]) for r in rows)
     best = min(rows, key=lambda r: float(r["total"]))

@@ -124,3 +124,18 @@ def test_resuming_with_another_batch_size_says_the_order_differs(cli, work):
                                         "--batch-size 3")
     assert rc == 0, err[-2000:]
     assert "samples_per_step 2 -> 3" in err and "data order differs" in err, err[-1000:]
+
+
+def test_resuming_with_another_checkpoint_interval_keeps_last_ckpt_current(cli, work):
+    """Lightning keys ModelCheckpoint's saved state by its interval: resumed with another
+    --checkpoint-every it warned with its source line and wrote last-v1.ckpt, leaving last.ckpt behind."""
+    rc, err = train(cli, work, "interval", "--steps 2 --checkpoint-every 2")
+    assert rc == 0, err[-2000:]
+    rc, err = train(cli, work, "interval", "--steps 6 --checkpoint-every 3 --overwrite "
+                                           "--resume interval_logs/checkpoints/last.ckpt")
+    assert rc == 0, err[-2000:]
+    assert "warning" not in err.lower() and ".py:" not in err, err[-2000:]
+    names = sorted(p.name for p in (work / "interval_logs" / "checkpoints").iterdir())
+    assert "last-v1.ckpt" not in names, names
+    last = torch.load(work / "interval_logs" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 6

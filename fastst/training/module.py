@@ -203,6 +203,7 @@ class StyleTransferModule(L.LightningModule):
         config = checkpoint.get("fastst", {}).get("config", {})
         self.init_info = config.get("init") or self.init_info
         self.default_strength = config.get("kept_default_strength", self.default_strength)
+        _rekey_checkpoint_callback(checkpoint, self.trainer.checkpoint_callback)
 
     def model_config(self) -> dict[str, Any]:
         """What goes into the model file's config: training settings and the loss network."""
@@ -212,6 +213,19 @@ class StyleTransferModule(L.LightningModule):
                 **({"init": self.init_info} if self.init_info else {}),
                 **({"rows_of_init": True} if self.kept_rows else {}),
                 **({"kept_default_strength": self.default_strength} if self.default_strength is not None else {})}
+
+
+def _rekey_checkpoint_callback(checkpoint: dict[str, Any], callback: Any) -> None:
+    """Lightning keys ModelCheckpoint's saved state by its settings: resumed with another
+    --checkpoint-every, the run would warn, forget the checkpoints it wrote and start a last-v1.ckpt
+    beside a last.ckpt left behind. Give the run's one ModelCheckpoint state to the new callback.
+    (Called from on_load_checkpoint, which Lightning runs before it restores the callbacks.)"""
+    states = checkpoint.get("callbacks") or {}
+    if callback is None or callback.state_key in states:
+        return
+    old = [k for k in states if isinstance(k, str) and k.startswith(type(callback).__name__ + "{")]
+    if len(old) == 1:
+        states[callback.state_key] = states.pop(old[0])
 
 
 def _drop_lossnet(module: torch.nn.Module, state: dict[str, Any], prefix: str, metadata: Any) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .controls import IDENTITY, KINDS
+from .controls import IDENTITY, KINDS, MAX_STRENGTH
 from .errors import FaststError
 from .transformer import DEFAULT_WIDTH, OUTPUTS, TransformerNet
 
@@ -228,8 +228,9 @@ def validate_blob(blob: Any, path: str | os.PathLike | None, format_name: str = 
     check_styles(blob.get("styles"), num_styles, path)
     _dict(blob.get("config", {}), "config", path)
     strength = blob.get("default_strength", 1.0)
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength):
-        raise FaststError(f"default_strength must be a finite number, got {str(strength)[:40]}", path)
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= MAX_STRENGTH:
+        raise FaststError(f"default_strength must be a number in [0, {MAX_STRENGTH:g}], got {str(strength)[:40]}",
+                          path)
     check_tensors(blob.get("state_dict"), checked_shapes(num_styles, blocks, width, output, path), path)
     check_weights_sha256(blob, path)
 

@@ -215,6 +215,7 @@ MODELS: dict[str, Callable[[Path, Path], bytes]] = {
     "thumbnail-text": _m(lambda b: b["styles"][0].update(thumbnail="x")),
     "thumbnail-shape": _m(lambda b: b["styles"][0].update(thumbnail=torch.zeros(5, 2, dtype=torch.uint8))),
     "default-strength-nan": _m(lambda b: _set(b, "default_strength", float("nan"))),
+    "default-strength-huge": _m(lambda b: _set(b, "default_strength", 1e9)),
     "style-kind-unknown": _m(lambda b: b["styles"][0].update(kind="sepia")),
     "state-dict-list": _m(lambda b: _set(b, "state_dict", [1, 2, 3])),
     "state-value-text": _m(_weight(lambda w: "x")),

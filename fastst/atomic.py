@@ -18,15 +18,13 @@ import torch
 from .errors import FaststError
 
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO)
+NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
 
 
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
 
 
 def _temp_prefix_suffix(path: Path) -> tuple[str, str]:

@@ -217,23 +217,25 @@ def _single_row(model: AnyModel, style: Any) -> int | None:
 
 
 def _style_image(model: AnyModel, index: int, given: list[str]) -> Path:
-    """Style `index`'s image, matched by hash or name among the --style-image files and folders and
-    the bundled styles; a single given file where the model stores neither (an ONNX export keeps
-    only the names)."""
+    """Style `index`'s image, matched by hash or name among the --style-image files and folders (a
+    single given file where the model stores no hash: an ONNX export keeps only the names), else among
+    the bundled styles, with a warning when --style-image was given."""
     from gatys.refine import find_style_image
 
     from ..samples import sample_styles
 
-    found = find_style_image(model, index, [*given, sample_styles()])
     info = model.styles[index]
+    found = find_style_image(model, index, given)
     if found is None and not info.sha256 and len(given) == 1 and Path(given[0]).is_file():
         found = Path(given[0])
     if found is None:
+        found = find_style_image(model, index, [sample_styles()])
+        if found is not None and given:
+            log.warning(f"--style-image: no file given is the image style '{info.name}' was trained on (by hash "
+                        f"or name); polishing towards the bundled {found.name}")
+    if found is None:
         raise FaststError(f"--refine needs the image of style '{info.name}', which the model does not carry: "
                           f"give it with --style-image (a file or a folder; matched by the hash the model stores)")
-    if given and find_style_image(model, index, given) is None and found != Path(given[0]):
-        log.warning(f"--style-image: no file given is the image style '{info.name}' was trained on (by hash or "
-                    f"name); polishing towards the bundled {found.name}")
     return found
 
 

@@ -139,3 +139,15 @@ def test_resuming_with_another_checkpoint_interval_keeps_last_ckpt_current(cli, 
     assert "last-v1.ckpt" not in names, names
     last = torch.load(work / "interval_logs" / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["global_step"] == 6
+
+
+def test_a_checkpoint_loads_outside_a_run(cli, work, monkeypatch):
+    """The module's on_load_checkpoint also runs in load_from_checkpoint, where no Trainer is attached."""
+    from fastst.training.module import StyleTransferModule
+
+    rc, err = train(cli, work, "loadable", "--steps 1 --checkpoint-every 1")
+    assert rc == 0, err[-2000:]
+    ckpt = work / "loadable_logs" / "checkpoints" / "last.ckpt"
+    monkeypatch.chdir(work)  # the run's style image is named relative to it
+    module = StyleTransferModule.load_from_checkpoint(ckpt, map_location="cpu")
+    assert module.style_names == ["style"]

@@ -203,7 +203,8 @@ class StyleTransferModule(L.LightningModule):
         config = checkpoint.get("fastst", {}).get("config", {})
         self.init_info = config.get("init") or self.init_info
         self.default_strength = config.get("kept_default_strength", self.default_strength)
-        _rekey_checkpoint_callback(checkpoint, self.trainer.checkpoint_callback)
+        if self._trainer is not None:  # not when loaded outside a run (load_from_checkpoint)
+            _rekey_checkpoint_callback(checkpoint, self._trainer.checkpoint_callback)
 
     def model_config(self) -> dict[str, Any]:
         """What goes into the model file's config: training settings and the loss network."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .controls import IDENTITY, KINDS, MAX_STRENGTH
+from .controls import IDENTITY, KINDS, MAX_STRENGTH, STRENGTH, STYLE
 from .errors import FaststError
 from .transformer import DEFAULT_WIDTH, OUTPUTS, TransformerNet
 
@@ -163,7 +163,7 @@ def check_tensors(state: Any, expected: Mapping[str, torch.Size] | None, path: s
 def check_styles(styles: Any, count: int | None, path: str | os.PathLike | None, what: str = "style table") -> list[dict]:
     """The style table: `count` entries (any number when None), each a dict with a unique non-empty text
     `name`, an optional text `sha256`, an optional uint8 (3, h, w) `thumbnail`, and the optional
-    `kind` ("style" or "identity", at most one identity), `group` (text) and `style_size` (int)."""
+    `kind` (style, identity or strength, at most one identity), `group` (text) and `style_size` (int)."""
     if not isinstance(styles, list):
         raise FaststError(f"{what} must be a list, got {type(styles).__name__}", path)
     if count is not None and len(styles) != count:
@@ -189,12 +189,12 @@ def check_styles(styles: Any, count: int | None, path: str | os.PathLike | None,
                     or thumb.shape[0] != 3 or not all(1 <= n <= MAX_THUMBNAIL_SIDE for n in thumb.shape[1:]):
                 raise FaststError(f"style '{name}': the thumbnail must be a uint8 RGB image (3, h, w) up to "
                                   f"{MAX_THUMBNAIL_SIDE} px a side", path)
-        kind = s.get("kind", "style")
+        kind = s.get("kind", STYLE)
         if kind not in KINDS:
             raise FaststError(f"style '{name}': unknown kind {str(kind)[:40]!r} (known: {', '.join(KINDS)})", path)
         identities += kind == IDENTITY
         strength = s.get("strength")
-        if (kind == "strength") != (strength is not None) or (strength is not None and not (
+        if (kind == STRENGTH) != (strength is not None) or (strength is not None and not (
                 isinstance(strength, (int, float)) and not isinstance(strength, bool) and 0 < strength < 1)):
             raise FaststError(f"style '{name}': a strength row needs a strength between 0 and 1, other rows none", path)
         if s.get("style_size") is not None:

@@ -11,8 +11,6 @@ import json
 import logging
 import os
 import platform
-import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -22,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fastst.atomic import atomic_folder
 from fastst.errors import FaststError, first_line
 from fastst.modelfile import StyleModel
 from fastst.version import fastst_version
@@ -129,7 +128,7 @@ def export_coreml(model: StyleModel, path: str | os.PathLike, precision: str = "
     mlmodel = _convert(ct, traced, model, sizes, default_size, precision)
     _describe(mlmodel, model, sizes, precision, author, license)
     stage("Core ML: saving")
-    with _atomic_dir(path) as tmp:
+    with atomic_folder(path, "Core ML package") as tmp:
         try:
             with _quiet():
                 mlmodel.save(str(tmp))
@@ -280,26 +279,3 @@ def _predict_check(ct: Any, package: Path, model: StyleModel, precision: str, si
         raise FaststError(f"Core ML prediction differs from PyTorch by {err:.3f} "
                           f"(tolerance {PREDICTION_TOLERANCE[precision]}); not writing the export")
     return {"prediction_check": f"{w}x{h}, one-hot and blend", "max_error": err}
-
-
-@contextlib.contextmanager
-def _atomic_dir(path: Path) -> Iterator[Path]:
-    """Yield a temporary .mlpackage path beside `path`; move it onto `path` only if the block succeeds."""
-    try:
-        scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
-    except OSError as e:
-        raise FaststError(f"cannot write the Core ML export ({e.strerror})", path.parent) from None
-    try:
-        tmp = scratch / path.name
-        yield tmp
-        old = scratch / "previous"
-        if path.exists():
-            os.rename(path, old)
-        try:
-            os.rename(tmp, path)
-        except BaseException:
-            if old.exists():
-                os.rename(old, path)
-            raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)

@@ -8,13 +8,12 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from fastst.atomic import DISK_ERRORS
+from fastst.atomic import atomic_folder
 from fastst.controls import KINDS
 from fastst.errors import FaststError, shown_path
 from fastst.modelfile import StyleModel
@@ -147,26 +146,16 @@ def write_site(model: StyleModel, out: str | os.PathLike, runtime: str | os.Path
 
 @contextlib.contextmanager
 def _site_folder(out: Path) -> Iterator[Path]:
-    """Yield a new temporary folder beside `out` and move it onto `out` (new or empty) only if the block
-    succeeds; else remove it. As for fastst.atomic's files, a full or failing disk is one FaststError,
-    and errors name `out`, not a file in the temporary folder."""
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    except OSError as e:
-        raise FaststError(f"cannot write the web page ({e.strerror or e})", out) from None
-    try:
-        yield tmp
-        os.chmod(tmp, 0o755)
-        if out.is_dir():
-            out.rmdir()  # empty, checked before
-        os.replace(tmp, out)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError) and e.errno in DISK_ERRORS:
-            raise FaststError(f"cannot write the web page ({e.strerror or e})", out) from None
-        if isinstance(e, FaststError) and e.path is not None and inside(e.path, tmp):
-            raise FaststError(str(e).removeprefix(f"{shown_path(e.path)}: "), out) from None
-        raise
+    """The folder the page is built in, moved onto `out` (new or empty) when whole
+    (`fastst.atomic.atomic_folder`); an error naming a file in it names `out` instead."""
+    with atomic_folder(out, "web page") as tmp:
+        tmp.mkdir()
+        try:
+            yield tmp
+        except FaststError as e:
+            if e.path is not None and inside(e.path, tmp):
+                raise FaststError(str(e).removeprefix(f"{shown_path(e.path)}: "), out) from None
+            raise
 
 
 def _try_half(model: StyleModel, fp32: Path, dest: Path, verify: bool, forced: bool,

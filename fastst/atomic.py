@@ -1,13 +1,15 @@
 """Whole-or-nothing file writes: every file is written to a temporary name beside its destination and
-renamed over it only when whole (`atomic_path`); a torch object is serialised in memory first and
-flushed to disk (`save_torch`). A kill, a full disk or a read-only folder leaves the destination as it
-was and no temporary file behind, and a disk error is one FaststError."""
+renamed over it only when whole (`atomic_path`; a folder such as a Core ML package or a web page:
+`atomic_folder`); a torch object is serialised in memory first and flushed to disk (`save_torch`).
+A kill, a full disk or a read-only folder leaves the destination as it was and no temporary file
+behind, and a disk error is one FaststError."""
 from __future__ import annotations
 
 import contextlib
 import errno
 import io
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,6 +73,37 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if isinstance(e, OSError) and e.errno in DISK_ERRORS:  # a full or failing disk: one line, nothing left
             raise FaststError(f"cannot write the file ({e.strerror or e})", path) from None
         raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike, what: str = "folder") -> Iterator[Path]:
+    """Yield a path beside `path` (in a hidden scratch folder; not made yet) to build a folder at; when
+    the block succeeds, move it onto `path`, replacing a folder there (put back if the move fails),
+    else leave nothing. A full or failing disk is one FaststError: "cannot write the `what`"."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=parent))
+    except OSError as e:
+        raise FaststError(f"cannot write the {what} ({e.strerror or e})", path) from None
+    try:
+        tmp = scratch / path.name
+        yield tmp
+        old = scratch / "previous"
+        if path.exists():
+            os.rename(path, old)
+        try:
+            os.rename(tmp, path)
+        except BaseException:
+            if old.exists():
+                os.rename(old, path)
+            raise
+    except OSError as e:
+        if e.errno in DISK_ERRORS:
+            raise FaststError(f"cannot write the {what} ({e.strerror or e})", path) from None
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def save_torch(obj: Any, path: str | os.PathLike, what: str = "file") -> Path:

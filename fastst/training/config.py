@@ -193,5 +193,5 @@ PRESETS: dict[str, dict[str, Any]] = {
 # lower than from scratch, and its 50 steps beat scratch's 200 (see the training documentation).
 PRESET_INIT: dict[str, str] = {"quick": "pretrained", "stable": "pretrained"}
 # seconds per step at 160 px, batch 4, on a 2-core CPU: bf16 on AMX (Xeon; the EPYC with AVX512-BF16 measures
-# about the same: 200 steps at 128 px in 2.9 min beside other work), fp32 on AVX2 (EPYC)
+# about the same: 200 steps at 128 px in 105 s, quiet), fp32 on AVX2 (EPYC)
 QUICK_SECONDS_PER_STEP = {"bf16": 0.85, "fp32": 5.0}
